@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# build.sh: install missing system packages (Debian/Ubuntu), compile every shader variant to SPIR-V,
+# validate it with spirv-val, write shaders/spv/*.spv (committed, embedded by shaders/embed.go), and build
+# bin/vjepa-vk.
+#
+#   ./build.sh            install what is missing, compile shaders, build bin/vjepa-vk
+#   ./build.sh --check    fail if a committed .spv differs from what the sources compile to
+#   ./build.sh --shaders  compile shaders only
+#   ./build.sh --no-install  never call apt-get
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# The one table of shader variants: output name, source, glslc defines. Every shaders/*.comp not named
+# here as a source is compiled once, plainly, to spv/<stem>.spv.
+VARIANTS=(
+)
+
+mode=build
+install=1
+for a in "$@"; do
+  case "$a" in
+    --check) mode=check ;;
+    --shaders) mode=shaders ;;
+    --no-install) install=0 ;;
+    *) echo "build.sh: unknown flag $a" >&2; exit 2 ;;
+  esac
+done
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have glslc || need_pkgs+=(glslc)
+have spirv-val || need_pkgs+=(spirv-tools)
+[ -e /usr/include/vulkan/vulkan.h ] || need_pkgs+=(libvulkan-dev)
+ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || need_pkgs+=(libvulkan1)
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_pkgs+=(mesa-vulkan-drivers)
+ls /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json >/dev/null 2>&1 || need_pkgs+=(vulkan-validationlayers)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ $install = 1 ] && have apt-get; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    echo "build.sh: installing ${need_pkgs[*]}"
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "build.sh: missing packages: ${need_pkgs[*]}" >&2
+    [ $mode = build ] || exit 1
+  fi
+fi
+
+GLSLC_FLAGS=(--target-env=vulkan1.2 -O -Werror -Ishaders)
+
+compile() { # out src defines...
+  local out=$1 src=$2; shift 2
+  glslc "${GLSLC_FLAGS[@]}" "$@" -o "$out" "$src"
+  spirv-val --target-env vulkan1.2 "$out"
+}
+
+build_all() { # dir
+  local dir=$1 listed=" "
+  mkdir -p "$dir"
+  for row in "${VARIANTS[@]}"; do
+    read -r name src defs <<<"$row"
+    # shellcheck disable=SC2086
+    compile "$dir/$name.spv" "shaders/$src" $defs
+    listed+="$src "
+  done
+  for src in shaders/*.comp; do
+    local stem; stem=$(basename "$src" .comp)
+    [[ "$listed" == *" $stem.comp "* ]] && continue
+    compile "$dir/$stem.spv" "$src"
+  done
+}
+
+case $mode in
+  check)
+    tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    build_all "$tmp"
+    status=0
+    for f in "$tmp"/*.spv; do
+      n=$(basename "$f")
+      if ! cmp -s "$f" "shaders/spv/$n"; then echo "build.sh --check: shaders/spv/$n is stale or missing" >&2; status=1; fi
+    done
+    for f in shaders/spv/*.spv; do
+      [ -e "$tmp/$(basename "$f")" ] || { echo "build.sh --check: shaders/spv/$(basename "$f") has no source" >&2; status=1; }
+    done
+    [ $status = 0 ] && echo "build.sh --check: $(ls "$tmp" | wc -l) SPIR-V modules up to date"
+    exit $status ;;
+  shaders)
+    rm -f shaders/spv/*.spv; build_all shaders/spv ;;
+  build)
+    rm -f shaders/spv/*.spv; build_all shaders/spv
+    mkdir -p bin
+    go build -o bin/vjepa-vk ./cmd/vjepa-vk
+    echo "build.sh: built bin/vjepa-vk with $(ls shaders/spv | wc -l) SPIR-V modules" ;;
+esac

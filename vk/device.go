@@ -1,0 +1,473 @@
+package vk
+
+/*
+#cgo LDFLAGS: -ldl
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"runtime/cgo"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	vulkan "github.com/vulkan-go/vulkan"
+)
+
+// CoopMatShape is one VK_NV_cooperative_matrix configuration the device supports.
+type CoopMatShape struct {
+	M, N, K                    int
+	AType, BType, CType, DType string // "f16", "f32", ...
+}
+
+// DeviceInfo describes a physical device: its identity, its limits and the features vjepa-vk uses.
+type DeviceInfo struct {
+	Index                int
+	Name                 string
+	Type                 string // "discrete", "integrated", "virtual", "cpu", "other"
+	VendorID, DeviceID   uint32
+	APIVersion           string
+	ShaderFloat16        bool
+	Storage16Bit         bool
+	Storage8Bit          bool
+	CoopMat              bool
+	CoopMatShapes        []CoopMatShape
+	SubgroupSize         int
+	SubgroupSizeControl  bool
+	MinSubgroupSize      int
+	MaxSubgroupSize      int
+	SharedMemory         int
+	MaxPushConstants     int
+	MaxWorkgroupInvoc    int
+	MaxWorkgroupCount    [3]int
+	MaxStorageRange      uint64
+	StorageAlignment     uint64
+	DeviceLocalBytes     uint64
+	TimestampPeriodNanos float64
+}
+
+// Options select and configure the device. The zero value picks the best device without validation;
+// Open also honours VJEPA_VK_DEVICE (index or name substring) and VJEPA_VK_VALIDATE=1.
+type Options struct {
+	Device   string // index or case-insensitive name substring; "" = best
+	Validate bool
+	// OnMessage receives validation messages ("error" or "warning"); when nil they are collected and
+	// returned by Device.TakeMessages.
+	OnMessage func(severity, msg string)
+	// BlockBytes is the size of each device-local block tensors are carved from (default 256 MiB).
+	BlockBytes uint64
+	// NoCoopMat disables the cooperative-matrix paths even where the device has them.
+	NoCoopMat bool
+}
+
+// Device is an open Vulkan compute device with one queue.
+type Device struct {
+	Info DeviceInfo
+
+	instance  vulkan.Instance
+	phys      vulkan.PhysicalDevice
+	dev       vulkan.Device
+	queue     vulkan.Queue
+	family    uint32
+	messenger C.VkDebugUtilsMessengerEXT
+	handle    cgo.Handle
+	validate  bool
+
+	mu       sync.Mutex
+	messages []string
+	onMsg    func(severity, msg string)
+
+	mem     *allocator
+	pipes   *pipelineCache
+	cmdPool vulkan.CommandPool
+	useCoop bool
+	useF16  bool
+}
+
+var loadOnce struct {
+	sync.Once
+	err error
+}
+
+func loadVulkan() error {
+	loadOnce.Do(func() {
+		if C.vj_load() == 0 {
+			loadOnce.err = fmt.Errorf("vk: cannot load libvulkan.so.1 (install libvulkan1 and a driver, e.g. mesa-vulkan-drivers)")
+			return
+		}
+		if err := vulkan.SetDefaultGetInstanceProcAddr(); err != nil {
+			loadOnce.err = fmt.Errorf("vk: %w", err)
+			return
+		}
+		if err := vulkan.Init(); err != nil {
+			loadOnce.err = fmt.Errorf("vk: init loader: %w", err)
+		}
+	})
+	return loadOnce.err
+}
+
+func cstr(s string) string { return s + "\x00" }
+
+func createInstance(validate bool) (vulkan.Instance, error) {
+	if err := loadVulkan(); err != nil {
+		return nil, err
+	}
+	app := &vulkan.ApplicationInfo{
+		SType:              vulkan.StructureTypeApplicationInfo,
+		PApplicationName:   cstr("vjepa-vk"),
+		ApplicationVersion: vulkan.MakeVersion(0, 1, 0),
+		PEngineName:        cstr("vjepa-vk"),
+		ApiVersion:         vulkan.MakeVersion(1, 2, 0),
+	}
+	var layers, exts []string
+	if validate {
+		layers = append(layers, cstr("VK_LAYER_KHRONOS_validation"))
+		exts = append(exts, cstr("VK_EXT_debug_utils"))
+	}
+	ci := &vulkan.InstanceCreateInfo{
+		SType:                   vulkan.StructureTypeInstanceCreateInfo,
+		PApplicationInfo:        app,
+		EnabledLayerCount:       uint32(len(layers)),
+		PpEnabledLayerNames:     layers,
+		EnabledExtensionCount:   uint32(len(exts)),
+		PpEnabledExtensionNames: exts,
+	}
+	var inst vulkan.Instance
+	if err := check(vulkan.CreateInstance(ci, nil, &inst), "vkCreateInstance", ""); err != nil {
+		if validate {
+			return nil, fmt.Errorf("%w (validation requested: install vulkan-validationlayers)", err)
+		}
+		return nil, err
+	}
+	if err := vulkan.InitInstance(inst); err != nil {
+		return nil, fmt.Errorf("vk: init instance: %w", err)
+	}
+	return inst, nil
+}
+
+func physicalDevices(inst vulkan.Instance) ([]vulkan.PhysicalDevice, error) {
+	var n uint32
+	if err := check(vulkan.EnumeratePhysicalDevices(inst, &n, nil), "vkEnumeratePhysicalDevices", ""); err != nil {
+		return nil, err
+	}
+	pds := make([]vulkan.PhysicalDevice, n)
+	if n > 0 {
+		if err := check(vulkan.EnumeratePhysicalDevices(inst, &n, pds), "vkEnumeratePhysicalDevices", ""); err != nil {
+			return nil, err
+		}
+	}
+	return pds[:n], nil
+}
+
+func componentName(t uint32) string {
+	switch t {
+	case C.VK_COMPONENT_TYPE_FLOAT16_NV:
+		return "f16"
+	case C.VK_COMPONENT_TYPE_FLOAT32_NV:
+		return "f32"
+	case C.VK_COMPONENT_TYPE_FLOAT64_NV:
+		return "f64"
+	case C.VK_COMPONENT_TYPE_SINT8_NV:
+		return "s8"
+	case C.VK_COMPONENT_TYPE_SINT32_NV:
+		return "s32"
+	case C.VK_COMPONENT_TYPE_UINT8_NV:
+		return "u8"
+	case C.VK_COMPONENT_TYPE_UINT32_NV:
+		return "u32"
+	}
+	return fmt.Sprintf("type%d", t)
+}
+
+func queryInfo(inst vulkan.Instance, pd vulkan.PhysicalDevice, index int) DeviceInfo {
+	var c C.vj_caps
+	C.vj_query_caps(C.VkInstance(unsafe.Pointer(inst)), C.VkPhysicalDevice(unsafe.Pointer(pd)), &c)
+	types := map[uint32]string{0: "other", 1: "integrated", 2: "discrete", 3: "virtual", 4: "cpu"}
+	av := uint32(c.api_version)
+	info := DeviceInfo{
+		Index:                index,
+		Name:                 C.GoString(&c.name[0]),
+		Type:                 types[uint32(c.device_type)],
+		VendorID:             uint32(c.vendor_id),
+		DeviceID:             uint32(c.device_id),
+		APIVersion:           fmt.Sprintf("%d.%d.%d", av>>22, (av>>12)&0x3ff, av&0xfff),
+		ShaderFloat16:        c.shader_float16 != 0,
+		Storage16Bit:         c.storage_16bit != 0,
+		Storage8Bit:          c.storage_8bit != 0,
+		CoopMat:              c.coopmat != 0,
+		SubgroupSize:         int(c.subgroup_size),
+		SubgroupSizeControl:  c.subgroup_size_control != 0,
+		MinSubgroupSize:      int(c.min_subgroup_size),
+		MaxSubgroupSize:      int(c.max_subgroup_size),
+		SharedMemory:         int(c.max_shared_memory),
+		MaxPushConstants:     int(c.max_push_constants),
+		MaxWorkgroupInvoc:    int(c.max_workgroup_invocations),
+		MaxStorageRange:      uint64(c.max_storage_buffer_range),
+		StorageAlignment:     uint64(c.min_storage_offset_alignment),
+		DeviceLocalBytes:     uint64(c.device_local_bytes),
+		TimestampPeriodNanos: float64(c.timestamp_period),
+	}
+	for i := 0; i < 3; i++ {
+		info.MaxWorkgroupCount[i] = int(c.max_workgroup_count[i])
+	}
+	for i := 0; i < int(c.n_coopmat); i++ {
+		s := c.coopmat_shapes[i]
+		info.CoopMatShapes = append(info.CoopMatShapes, CoopMatShape{
+			M: int(s.m), N: int(s.n), K: int(s.k),
+			AType: componentName(uint32(s.a_type)), BType: componentName(uint32(s.b_type)),
+			CType: componentName(uint32(s.c_type)), DType: componentName(uint32(s.d_type)),
+		})
+	}
+	return info
+}
+
+// ListDevices returns every Vulkan device visible through the loader, best first (discrete, integrated,
+// virtual, CPU), with Index set to the position Open's selector uses.
+func ListDevices() ([]DeviceInfo, error) {
+	inst, err := createInstance(false)
+	if err != nil {
+		return nil, err
+	}
+	defer vulkan.DestroyInstance(inst, nil)
+	pds, err := physicalDevices(inst)
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]DeviceInfo, len(pds))
+	for i, pd := range pds {
+		infos[i] = queryInfo(inst, pd, i)
+	}
+	return infos, nil
+}
+
+func typeRank(t string) int {
+	switch t {
+	case "discrete":
+		return 0
+	case "integrated":
+		return 1
+	case "virtual":
+		return 2
+	case "cpu":
+		return 3
+	}
+	return 4
+}
+
+// pick chooses the device by selector (index or name substring) or, without one, by type rank.
+func pick(infos []DeviceInfo, selector string) (int, error) {
+	if len(infos) == 0 {
+		return 0, fmt.Errorf("vk: no Vulkan device found (install a driver; for CPU: mesa-vulkan-drivers)")
+	}
+	if selector != "" {
+		if i, err := strconv.Atoi(selector); err == nil {
+			if i < 0 || i >= len(infos) {
+				return 0, fmt.Errorf("vk: VJEPA_VK_DEVICE=%d: only %d devices (0..%d)", i, len(infos), len(infos)-1)
+			}
+			return i, nil
+		}
+		for i, in := range infos {
+			if strings.Contains(strings.ToLower(in.Name), strings.ToLower(selector)) {
+				return i, nil
+			}
+		}
+		names := make([]string, len(infos))
+		for i, in := range infos {
+			names[i] = fmt.Sprintf("%d:%q", i, in.Name)
+		}
+		return 0, fmt.Errorf("vk: device %q not found among %s", selector, strings.Join(names, ", "))
+	}
+	order := make([]int, len(infos))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return typeRank(infos[order[a]].Type) < typeRank(infos[order[b]].Type) })
+	return order[0], nil
+}
+
+//export vjDebugMessage
+func vjDebugMessage(handle C.uintptr_t, severity C.int, msg *C.char) {
+	d, ok := cgo.Handle(handle).Value().(*Device)
+	if !ok {
+		return
+	}
+	sev := "warning"
+	if severity >= C.VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT {
+		sev = "error"
+	}
+	d.message(sev, C.GoString(msg))
+}
+
+func (d *Device) message(sev, msg string) {
+	d.mu.Lock()
+	cb := d.onMsg
+	if cb == nil {
+		d.messages = append(d.messages, sev+": "+msg)
+	}
+	d.mu.Unlock()
+	if cb != nil {
+		cb(sev, msg)
+	}
+}
+
+// TakeMessages returns and clears the validation messages collected since the last call.
+func (d *Device) TakeMessages() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := d.messages
+	d.messages = nil
+	return m
+}
+
+// SetMessageHandler replaces the validation message handler (nil collects messages for TakeMessages).
+func (d *Device) SetMessageHandler(f func(severity, msg string)) {
+	d.mu.Lock()
+	d.onMsg = f
+	d.mu.Unlock()
+}
+
+// Open creates the instance and the logical device chosen by opts and the environment.
+func Open(opts Options) (*Device, error) {
+	if v := os.Getenv("VJEPA_VK_VALIDATE"); v == "1" || v == "true" {
+		opts.Validate = true
+	}
+	if opts.Device == "" {
+		opts.Device = os.Getenv("VJEPA_VK_DEVICE")
+	}
+	if opts.BlockBytes == 0 {
+		opts.BlockBytes = 256 << 20
+	}
+	inst, err := createInstance(opts.Validate)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{instance: inst, validate: opts.Validate, onMsg: opts.OnMessage}
+	if opts.Validate {
+		d.handle = cgo.NewHandle(d)
+		r := C.vj_create_messenger(C.VkInstance(unsafe.Pointer(inst)), C.uintptr_t(d.handle), &d.messenger)
+		if r != C.VK_SUCCESS {
+			d.Close()
+			return nil, check(vulkan.Result(r), "vkCreateDebugUtilsMessengerEXT", "")
+		}
+	}
+	pds, err := physicalDevices(inst)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	infos := make([]DeviceInfo, len(pds))
+	for i, pd := range pds {
+		infos[i] = queryInfo(inst, pd, i)
+	}
+	idx, err := pick(infos, opts.Device)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.phys, d.Info = pds[idx], infos[idx]
+	d.family, err = computeFamily(d.phys)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.useF16 = d.Info.ShaderFloat16 && d.Info.Storage16Bit
+	d.useCoop = d.Info.CoopMat && d.useF16 && !opts.NoCoopMat
+	var dev C.VkDevice
+	r := C.vj_create_device(C.VkInstance(unsafe.Pointer(inst)), C.VkPhysicalDevice(unsafe.Pointer(d.phys)), C.uint32_t(d.family),
+		b2i(d.Info.ShaderFloat16), b2i(d.Info.Storage16Bit), b2i(d.useCoop), b2i(d.Info.SubgroupSizeControl), &dev)
+	if r != C.VK_SUCCESS {
+		d.Close()
+		return nil, check(vulkan.Result(r), "vkCreateDevice", d.Info.Name)
+	}
+	d.dev = vulkan.Device(unsafe.Pointer(dev))
+	var q vulkan.Queue
+	vulkan.GetDeviceQueue(d.dev, d.family, 0, &q)
+	d.queue = q
+	var pool vulkan.CommandPool
+	if err := check(vulkan.CreateCommandPool(d.dev, &vulkan.CommandPoolCreateInfo{
+		SType:            vulkan.StructureTypeCommandPoolCreateInfo,
+		Flags:            vulkan.CommandPoolCreateFlags(vulkan.CommandPoolCreateResetCommandBufferBit),
+		QueueFamilyIndex: d.family,
+	}, nil, &pool), "vkCreateCommandPool", ""); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.cmdPool = pool
+	d.mem = newAllocator(d, opts.BlockBytes)
+	d.pipes = newPipelineCache(d)
+	return d, nil
+}
+
+func b2i(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func computeFamily(pd vulkan.PhysicalDevice) (uint32, error) {
+	var n uint32
+	vulkan.GetPhysicalDeviceQueueFamilyProperties(pd, &n, nil)
+	props := make([]vulkan.QueueFamilyProperties, n)
+	vulkan.GetPhysicalDeviceQueueFamilyProperties(pd, &n, props)
+	best := -1
+	for i := range props {
+		props[i].Deref()
+		f := vulkan.QueueFlagBits(props[i].QueueFlags)
+		if f&vulkan.QueueComputeBit == 0 {
+			continue
+		}
+		// A compute family without graphics is the dedicated async-compute queue; prefer it.
+		if best < 0 || f&vulkan.QueueGraphicsBit == 0 {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0, fmt.Errorf("vk: device has no compute queue")
+	}
+	return uint32(best), nil
+}
+
+// F16 reports whether f16 arithmetic and 16-bit storage are available (and so used by the f16 paths).
+func (d *Device) F16() bool { return d.useF16 }
+
+// CoopMat reports whether the cooperative-matrix paths are enabled on this device.
+func (d *Device) CoopMat() bool { return d.useCoop }
+
+// MaxBinding is the largest byte range one tensor binding may cover (maxStorageBufferRange).
+func (d *Device) MaxBinding() uint64 { return d.Info.MaxStorageRange }
+
+// Close waits for the device to be idle and releases everything it owns.
+func (d *Device) Close() {
+	if d.dev != nil {
+		vulkan.DeviceWaitIdle(d.dev)
+		if d.pipes != nil {
+			d.pipes.destroy()
+		}
+		if d.mem != nil {
+			d.mem.destroy()
+		}
+		if d.cmdPool != nil {
+			vulkan.DestroyCommandPool(d.dev, d.cmdPool, nil)
+		}
+		vulkan.DestroyDevice(d.dev, nil)
+		d.dev = nil
+	}
+	if d.messenger != nil {
+		C.vj_destroy_messenger(C.VkInstance(unsafe.Pointer(d.instance)), d.messenger)
+		d.messenger = nil
+	}
+	if d.instance != nil {
+		vulkan.DestroyInstance(d.instance, nil)
+		d.instance = nil
+	}
+	if d.handle != 0 {
+		d.handle.Delete()
+		d.handle = 0
+	}
+}
