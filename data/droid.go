@@ -250,7 +250,9 @@ type SkipError struct {
 	Detail string
 }
 
-func (e *SkipError) Error() string { return fmt.Sprintf("data: skip episode: %s: %s", e.Reason, e.Detail) }
+func (e *SkipError) Error() string {
+	return fmt.Sprintf("data: skip episode: %s: %s", e.Reason, e.Detail)
+}
 
 // SkipReasonOf returns the reason of a *SkipError in err's chain, or "" when err is not a skip.
 func SkipReasonOf(err error) SkipReason {

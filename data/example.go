@@ -338,9 +338,9 @@ type FeatureValue struct {
 }
 
 // BytesFeature, FloatFeature and Int64Feature build FeatureValues.
-func BytesFeature(v ...[]byte) FeatureValue    { return FeatureValue{Kind: KindBytes, Bytes: v} }
-func FloatFeature(v ...float32) FeatureValue   { return FeatureValue{Kind: KindFloat, Floats: v} }
-func Int64Feature(v ...int64) FeatureValue     { return FeatureValue{Kind: KindInt64, Int64s: v} }
+func BytesFeature(v ...[]byte) FeatureValue  { return FeatureValue{Kind: KindBytes, Bytes: v} }
+func FloatFeature(v ...float32) FeatureValue { return FeatureValue{Kind: KindFloat, Floats: v} }
+func Int64Feature(v ...int64) FeatureValue   { return FeatureValue{Kind: KindInt64, Int64s: v} }
 func StringFeature(v ...string) FeatureValue {
 	b := make([][]byte, len(v))
 	for i, s := range v {

@@ -268,7 +268,11 @@ type ConfigError struct {
 	Line  int    // 1-based; 0 when not tied to a line
 	Field string // dotted key ("training.lr"), or "--set KEY=VALUE"; may be empty
 	Msg   string
+	Err   error // underlying cause (e.g. fs.ErrNotExist), if any
 }
+
+// Unwrap returns the underlying cause, so errors.Is(err, fs.ErrNotExist) works on a missing file.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 func (e *ConfigError) Error() string {
 	loc := e.File
@@ -286,7 +290,7 @@ func (e *ConfigError) Error() string {
 func Load(path string, sets []string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: err.Error()}
+		return nil, &ConfigError{File: path, Msg: err.Error(), Err: err}
 	}
 	cfg, err := Parse(path, data)
 	if err != nil {
@@ -312,7 +316,12 @@ func Parse(name string, data []byte) (*Config, error) {
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		ce := &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		if m := lineErr.FindStringSubmatch(ce.Msg); m != nil {
+			ce.Line, _ = strconv.Atoi(m[1])
+			ce.Msg = m[2]
+		}
+		return nil, ce
 	}
 	if len(doc.Content) == 0 {
 		return cfg, nil // empty file: all defaults

@@ -24,7 +24,13 @@ type command struct {
 // commands is the one table of subcommands. Two-word commands ("data inspect") are keyed by both words.
 func commands() map[string]command {
 	return map[string]command{
-		"devices": {runDevices, "list Vulkan devices, their limits and the features vjepa-vk uses"},
+		"devices":        {runDevices, "list Vulkan devices, their limits and the features vjepa-vk uses"},
+		"data inspect":   {runDataInspect, "list the episodes of a DROID RLDS dataset, their clips and skip counts"},
+		"data bench":     {runDataBench, "measure clip decoding throughput (clips/s, clips/s per core)"},
+		"make-demo-data": {runMakeDemoData, "write a small synthetic dataset in the DROID RLDS schema"},
+		"verify":         {runVerify, "run a golden fixture folder on the device and report every error as JSON"},
+		"report":         {runReport, "draw PNG plots (loss, val loss, lr, rollout error) from RUN_DIR/metrics.jsonl"},
+		"convert":        {runConvert, "convert a torch checkpoint to safetensors (--key, --dtype)"},
 	}
 }
 

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// runDevices lists every Vulkan device with the limits and features vjepa-vk uses, marking the one Open
+// would pick (VJEPA_VK_DEVICE overrides).
+func runDevices(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("devices", pflag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	infos, err := vk.ListDevices()
+	if err != nil {
+		return err
+	}
+	d, err := vk.Open(vk.Options{})
+	if err != nil {
+		return err
+	}
+	chosen := d.Info.Index
+	d.Close()
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Chosen  int             `json:"chosen"`
+			Devices []vk.DeviceInfo `json:"devices"`
+		}{chosen, infos})
+	}
+	for _, in := range infos {
+		mark := " "
+		if in.Index == chosen {
+			mark = "*"
+		}
+		fmt.Printf("%s %d: %s (%s, Vulkan %s, vendor %#04x device %#04x)\n", mark, in.Index, in.Name, in.Type, in.APIVersion, in.VendorID, in.DeviceID)
+		fmt.Printf("    memory %.1f GiB device-local, max binding %d MiB, offset alignment %d B\n",
+			float64(in.DeviceLocalBytes)/(1<<30), in.MaxStorageRange>>20, in.StorageAlignment)
+		fmt.Printf("    shared memory %d KiB, push constants %d B, workgroup ≤ %d invocations, groups ≤ %v\n",
+			in.SharedMemory>>10, in.MaxPushConstants, in.MaxWorkgroupInvoc, in.MaxWorkgroupCount)
+		fmt.Printf("    subgroup %d (size control %v: %d..%d)\n", in.SubgroupSize, in.SubgroupSizeControl, in.MinSubgroupSize, in.MaxSubgroupSize)
+		fmt.Printf("    fp16 arithmetic %v, 16-bit storage %v, 8-bit storage %v\n", in.ShaderFloat16, in.Storage16Bit, in.Storage8Bit)
+		if in.CoopMat {
+			var shapes []string
+			for _, s := range in.CoopMatShapes {
+				shapes = append(shapes, fmt.Sprintf("%dx%dx%d %s·%s+%s", s.M, s.N, s.K, s.AType, s.BType, s.CType))
+			}
+			fmt.Printf("    NV cooperative matrix: %s\n", strings.Join(shapes, ", "))
+		} else {
+			fmt.Printf("    NV cooperative matrix: no (scalar GEMM path)\n")
+		}
+	}
+	fmt.Println("(* = the device vjepa-vk uses; set VJEPA_VK_DEVICE=<index|name> to choose another)")
+	return nil
+}

@@ -1,0 +1,452 @@
+package data
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+)
+
+// LoaderConfig configures a Loader. YAML keys match the struct tags one to one.
+type LoaderConfig struct {
+	Split         string       `yaml:"split"`          // "train"
+	Clip          ClipConfig   `yaml:"clip"`           // spec §7.2–7.3
+	Image         ImageConfig  `yaml:"image"`          // spec §7.7
+	Filter        FilterConfig `yaml:"filter"`         // all off in the official recipe
+	BatchSize     int          `yaml:"batch_size"`     // B
+	Workers       int          `yaml:"workers"`        // decode goroutines
+	ShuffleBuffer int          `yaml:"shuffle_buffer"` // clips held for shuffling; <= 1 keeps worker order
+	Prefetch      int          `yaml:"prefetch"`       // finished batches queued ahead
+	Seed          uint64       `yaml:"seed"`
+	Epochs        int          `yaml:"epochs"`    // passes over the shards; 0 repeats forever
+	DropLast      bool         `yaml:"drop_last"` // drop a final partial batch
+	MaxRecordLen  int64        `yaml:"max_record_len"`
+	Rank          int          `yaml:"-"` // this process among WorldSize data-parallel ranks
+	WorldSize     int          `yaml:"-"`
+	// Warn receives corrupt records, truncated shards and malformed episodes, which are skipped and
+	// counted; nil discards them.
+	Warn func(error) `yaml:"-"`
+}
+
+// DefaultLoaderConfig is the official recipe on RLDS (spec §7.8: B = 8) with two workers.
+func DefaultLoaderConfig() LoaderConfig {
+	return LoaderConfig{
+		Split:         "train",
+		Clip:          DefaultClipConfig(),
+		Image:         DefaultImageConfig(),
+		Filter:        DefaultFilterConfig(),
+		BatchSize:     8,
+		Workers:       2,
+		ShuffleBuffer: 64,
+		Prefetch:      2,
+		Epochs:        0,
+		DropLast:      true,
+		MaxRecordLen:  DefaultMaxRecordLen,
+		WorldSize:     1,
+	}
+}
+
+// Validate checks the configuration.
+func (c *LoaderConfig) Validate() error {
+	if err := c.Clip.Validate(); err != nil {
+		return err
+	}
+	if err := c.Image.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.BatchSize < 1:
+		return fmt.Errorf("batch_size: must be >= 1, got %d", c.BatchSize)
+	case c.Workers < 1:
+		return fmt.Errorf("workers: must be >= 1, got %d", c.Workers)
+	case c.Epochs < 0:
+		return fmt.Errorf("epochs: must be >= 0, got %d", c.Epochs)
+	case c.WorldSize < 1 || c.Rank < 0 || c.Rank >= c.WorldSize:
+		return fmt.Errorf("rank %d of world size %d: want 0 <= rank < world size", c.Rank, c.WorldSize)
+	}
+	return nil
+}
+
+// Counts are the loader's running totals.
+type Counts struct {
+	Records         int64 `json:"records"`          // good records taken by this loader's shard parts
+	CorruptRecords  int64 `json:"corrupt_records"`  // failed a crc or length check
+	TruncatedShards int64 `json:"truncated_shards"` // ended inside a record
+	BadEpisodes     int64 `json:"bad_episodes"`     // malformed Example or DROID fields, or undecodable JPEG
+	Episodes        int64 `json:"episodes"`         // episodes considered for a clip
+	ShortEpisodes   int64 `json:"short_episodes"`   // SkipShort
+	FailureFiltered int64 `json:"failure_filtered"` // SkipFailure
+	IdleFiltered    int64 `json:"idle_filtered"`    // SkipIdle
+	StaticFiltered  int64 `json:"static_filtered"`  // SkipStatic
+	Clips           int64 `json:"clips"`            // clips produced
+}
+
+// counters is Counts updated concurrently.
+type counters struct {
+	records, corrupt, truncated, bad, episodes, short, failure, idle, static, clips atomic.Int64
+}
+
+func (c *counters) snapshot() Counts {
+	return Counts{
+		Records: c.records.Load(), CorruptRecords: c.corrupt.Load(), TruncatedShards: c.truncated.Load(),
+		BadEpisodes: c.bad.Load(), Episodes: c.episodes.Load(), ShortEpisodes: c.short.Load(),
+		FailureFiltered: c.failure.Load(), IdleFiltered: c.idle.Load(), StaticFiltered: c.static.Load(),
+		Clips: c.clips.Load(),
+	}
+}
+
+func (c *counters) skip(r SkipReason) {
+	switch r {
+	case SkipShort:
+		c.short.Add(1)
+	case SkipFailure:
+		c.failure.Add(1)
+	case SkipIdle:
+		c.idle.Add(1)
+	case SkipStatic:
+		c.static.Add(1)
+	}
+}
+
+// Sample is one decoded clip with its provenance.
+type Sample struct {
+	Shard  string
+	Record int // index of the episode within its shard
+	Epoch  int
+	Clip   *Clip
+	Pixels []float32 // [3, T, H, W], normalized
+}
+
+// Batch is B samples stacked (spec §7.8); float32 throughout, row-major.
+type Batch struct {
+	B, T, H, W int
+	Frames     []float32 // [B, 3, T, H, W]
+	States     []float32 // [B, T, 7]
+	Actions    []float32 // [B, T−1, 7]
+	Extrinsics []float32 // [B, T, 6], zeros on RLDS
+	Samples    []*Sample // provenance; their Pixels are nil (copied into Frames)
+}
+
+// Loader streams batches of clips from a Source. Workers read their shards in order and decode clips;
+// their outputs are merged round-robin in worker order and passed through a seeded shuffle buffer, so
+// the sequence of batches depends only on the configuration (seed, workers, ranks), not on timing.
+// Each clip's random choices (start, camera) are seeded by (seed, epoch, shard, record), so they do
+// not even depend on the worker count.
+type Loader struct {
+	parent  context.Context
+	cfg     LoaderConfig
+	src     Source
+	shards  []Shard
+	counts  counters
+	batches chan *Batch
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     error
+	done    chan struct{}
+}
+
+// NewLoader finds the shards of cfg.Split in src and starts the workers.
+func NewLoader(ctx context.Context, src Source, cfg LoaderConfig) (*Loader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("data: loader: %w", err)
+	}
+	shards, err := FindShards(ctx, src, cfg.Split)
+	if err != nil {
+		return nil, err
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	l := &Loader{parent: parent, cfg: cfg, src: src, shards: shards, cancel: cancel,
+		batches: make(chan *Batch, max(cfg.Prefetch, 0)), done: make(chan struct{})}
+	outs := make([]chan *Sample, cfg.Workers)
+	for w := range outs {
+		outs[w] = make(chan *Sample, 2)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer close(outs[w])
+			if err := l.worker(ctx, w, outs[w]); err != nil {
+				l.fail(err)
+			}
+		}()
+	}
+	go func() {
+		defer close(l.done)
+		defer close(l.batches)
+		l.assemble(ctx, outs)
+	}()
+	return l, nil
+}
+
+// Shards returns the shards of the split.
+func (l *Loader) Shards() []Shard { return l.shards }
+
+// Counts returns the running totals.
+func (l *Loader) Counts() Counts { return l.counts.snapshot() }
+
+// Next returns the next batch, io.EOF after the last epoch, or the error that stopped the loader.
+func (l *Loader) Next(ctx context.Context) (*Batch, error) {
+	select {
+	case b, ok := <-l.batches:
+		if ok {
+			return b, nil
+		}
+		<-l.done
+		l.wg.Wait()
+		if l.err != nil {
+			return nil, l.err
+		}
+		if err := l.parent.Err(); err != nil {
+			return nil, err
+		}
+		return nil, io.EOF
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the workers and waits for them.
+func (l *Loader) Close() {
+	l.cancel()
+	for range l.batches {
+	}
+	<-l.done
+	l.wg.Wait()
+}
+
+func (l *Loader) fail(err error) {
+	l.errOnce.Do(func() {
+		l.err = err
+		l.cancel()
+	})
+}
+
+func (l *Loader) warn(err error) {
+	if l.cfg.Warn != nil {
+		l.cfg.Warn(err)
+	}
+}
+
+// episodeRNG seeds the random choices of one episode from its identity only.
+func episodeRNG(seed uint64, epoch, shard, record int) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, uint64(epoch)<<42^uint64(shard)<<21^uint64(record)))
+}
+
+// worker decodes the clips of its shard parts, epoch after epoch.
+func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
+	pre, err := NewPreprocessor(l.cfg.Image)
+	if err != nil {
+		return err
+	}
+	for epoch := 0; l.cfg.Epochs == 0 || epoch < l.cfg.Epochs; epoch++ {
+		produced := 0
+		for _, unit := range AssignShards(l.shards, l.cfg.Seed, epoch, l.cfg.Rank, l.cfg.WorldSize, w, l.cfg.Workers) {
+			_, err := EachRecord(ctx, l.src, unit.Shard, l.cfg.MaxRecordLen, func(record int, data []byte) error {
+				if record%unit.Parts != unit.Part {
+					return nil
+				}
+				l.counts.records.Add(1)
+				s, err := l.sample(pre, unit.Shard, epoch, record, data)
+				if err != nil || s == nil {
+					return err
+				}
+				select {
+				case out <- s:
+					produced++
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}, func(corrupt *CorruptRecordError) {
+				if unit.Part != 0 {
+					return // another part of this shard counts and reports it
+				}
+				if errors.Is(corrupt, ErrTruncated) {
+					l.counts.truncated.Add(1)
+				} else {
+					l.counts.corrupt.Add(1)
+				}
+				l.warn(corrupt)
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		if produced == 0 {
+			// Another epoch over the same shards would produce nothing again.
+			return nil
+		}
+	}
+	return nil
+}
+
+// sample turns one record into a Sample, or nil when the episode is skipped or malformed.
+func (l *Loader) sample(pre *Preprocessor, shard Shard, epoch, record int, data []byte) (*Sample, error) {
+	bad := func(err error) (*Sample, error) {
+		l.counts.bad.Add(1)
+		l.warn(fmt.Errorf("%s record %d: %w", shard.Name, record, err))
+		return nil, nil
+	}
+	ex, err := ParseExample(data)
+	if err != nil {
+		return bad(err)
+	}
+	ep, err := NewEpisode(ex)
+	if err != nil {
+		return bad(err)
+	}
+	l.counts.episodes.Add(1)
+	clip, err := MakeClip(ep, l.cfg.Clip, l.cfg.Filter, episodeRNG(l.cfg.Seed, epoch, shard.Index, record))
+	if r := SkipReasonOf(err); r != "" {
+		l.counts.skip(r)
+		return nil, nil
+	}
+	if err != nil {
+		return bad(err)
+	}
+	T, H, W := l.cfg.Clip.Frames, l.cfg.Image.Height, l.cfg.Image.Width
+	pixels := make([]float32, 3*T*H*W)
+	if err := pre.Clip(pixels, clip.Frames); err != nil {
+		return bad(err)
+	}
+	l.counts.clips.Add(1)
+	return &Sample{Shard: shard.Name, Record: record, Epoch: epoch, Clip: clip, Pixels: pixels}, nil
+}
+
+// assemble merges worker outputs round-robin, shuffles and batches them.
+func (l *Loader) assemble(ctx context.Context, outs []chan *Sample) {
+	rng := rand.New(rand.NewPCG(l.cfg.Seed, 0x5eed))
+	var buf []*Sample
+	var pending []*Sample
+	emit := func(s *Sample) bool {
+		pending = append(pending, s)
+		if len(pending) < l.cfg.BatchSize {
+			return true
+		}
+		b := l.stack(pending)
+		pending = nil
+		select {
+		case l.batches <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	active := append([]chan *Sample(nil), outs...)
+	for i := 0; len(active) > 0; {
+		s, ok := <-active[i]
+		if !ok {
+			active = append(active[:i], active[i+1:]...)
+			if len(active) > 0 {
+				i %= len(active)
+			}
+			continue
+		}
+		i = (i + 1) % len(active)
+		if l.cfg.ShuffleBuffer <= 1 {
+			if !emit(s) {
+				return
+			}
+			continue
+		}
+		if len(buf) < l.cfg.ShuffleBuffer {
+			buf = append(buf, s)
+			continue
+		}
+		j := rng.IntN(len(buf))
+		s, buf[j] = buf[j], s
+		if !emit(s) {
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	rng.Shuffle(len(buf), func(i, j int) { buf[i], buf[j] = buf[j], buf[i] })
+	for _, s := range buf {
+		if !emit(s) {
+			return
+		}
+	}
+	if len(pending) > 0 && !l.cfg.DropLast {
+		b := l.stack(pending)
+		select {
+		case l.batches <- b:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// stack copies samples into one Batch.
+func (l *Loader) stack(samples []*Sample) *Batch {
+	B, T, H, W := len(samples), l.cfg.Clip.Frames, l.cfg.Image.Height, l.cfg.Image.Width
+	b := &Batch{B: B, T: T, H: H, W: W,
+		Frames:     make([]float32, B*3*T*H*W),
+		States:     make([]float32, B*T*7),
+		Actions:    make([]float32, B*(T-1)*7),
+		Extrinsics: make([]float32, B*T*6),
+		Samples:    samples,
+	}
+	for i, s := range samples {
+		copy(b.Frames[i*3*T*H*W:(i+1)*3*T*H*W], s.Pixels)
+		s.Pixels = nil
+		for t, st := range s.Clip.States {
+			for k, v := range st {
+				b.States[(i*T+t)*7+k] = float32(v)
+			}
+		}
+		for t, a := range s.Clip.Actions {
+			for k, v := range a {
+				b.Actions[(i*(T-1)+t)*7+k] = float32(v)
+			}
+		}
+		for t, e := range s.Clip.Extrinsics {
+			for k, v := range e {
+				b.Extrinsics[(i*T+t)*6+k] = float32(v)
+			}
+		}
+	}
+	return b
+}
+
+// EachRecord reads the records of one shard in order and calls fn with each record's index within the
+// shard and its data. A corrupt record is skipped but keeps its index (so indices follow the file);
+// onCorrupt (optional) sees each *CorruptRecordError, including the final one of a truncated shard.
+func EachRecord(ctx context.Context, src Source, shard Shard, maxLen int64, fn func(record int, data []byte) error,
+	onCorrupt func(*CorruptRecordError)) (RecordStats, error) {
+	rc, err := src.Open(ctx, shard.Name)
+	if err != nil {
+		return RecordStats{}, err
+	}
+	defer rc.Close()
+	rr := NewRecordReader(rc, fmt.Sprintf("%s/%s", src, shard.Name), maxLen)
+	for record := 0; ; record++ {
+		if err := ctx.Err(); err != nil {
+			return rr.Stats(), err
+		}
+		data, err := rr.Next()
+		if err == io.EOF {
+			return rr.Stats(), nil
+		}
+		var corrupt *CorruptRecordError
+		if errors.As(err, &corrupt) {
+			if onCorrupt != nil {
+				onCorrupt(corrupt)
+			}
+			continue
+		}
+		if err != nil {
+			return rr.Stats(), err
+		}
+		if err := fn(record, data); err != nil {
+			return rr.Stats(), err
+		}
+	}
+}

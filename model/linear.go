@@ -1,0 +1,135 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// WeightSource yields a tensor's values by state_dict name (cleaned, spec §9.3). *StateDict implements it.
+type WeightSource interface {
+	ReadFloat32(name string) ([]float32, error)
+}
+
+// Precision of the frozen base weights. Activations, LoRA weights, gradients and optimizer states are f32
+// in every mode; GEMMs read f16/bf16 weights and accumulate in f32.
+type Precision string
+
+const (
+	FP32 Precision = "fp32"
+	FP16 Precision = "fp16"
+	BF16 Precision = "bf16"
+)
+
+func (p Precision) dtype() (vk.DType, error) {
+	switch p {
+	case FP32, "":
+		return vk.F32, nil
+	case FP16:
+		return vk.F16, nil
+	case BF16:
+		return vk.BF16, nil
+	}
+	return 0, fmt.Errorf("model: precision %q: want fp32, fp16 or bf16", p)
+}
+
+// linear is a frozen nn.Linear (y = x·Wᵀ + b, W stored [out, in]) with an optional LoRA adapter.
+type linear struct {
+	name    string // state_dict prefix, e.g. "predictor_blocks.3.attn.qkv"
+	in, out int
+	w, b    vk.Tensor // w [out, in] in the base precision; b [out] f32
+	lora    *LoRA
+}
+
+// loadLinear uploads name.weight and name.bias.
+func loadLinear(d *vk.Device, src WeightSource, name string, in, out int, wdt vk.DType) (*linear, error) {
+	l := &linear{name: name, in: in, out: out}
+	var err error
+	if l.w, err = loadTensor(d, src, name+".weight", wdt, out, in); err != nil {
+		return nil, err
+	}
+	if l.b, err = loadTensor(d, src, name+".bias", vk.F32, out); err != nil {
+		d.Free(l.w)
+		return nil, err
+	}
+	return l, nil
+}
+
+func loadTensor(d *vk.Device, src WeightSource, name string, dt vk.DType, shape ...int) (vk.Tensor, error) {
+	v, err := src.ReadFloat32(name)
+	if err != nil {
+		return vk.Tensor{}, err
+	}
+	t, err := d.NewTensor(dt, shape...)
+	if err != nil {
+		return vk.Tensor{}, fmt.Errorf("model: %s: %w", name, err)
+	}
+	if len(v) != t.Numel() {
+		d.Free(t)
+		return vk.Tensor{}, fmt.Errorf("model: %s: %d values, want shape %v", name, len(v), shape)
+	}
+	if err := d.Upload(t, v); err != nil {
+		d.Free(t)
+		return vk.Tensor{}, fmt.Errorf("model: upload %s: %w", name, err)
+	}
+	return t, nil
+}
+
+func (l *linear) free(d *vk.Device) {
+	d.Free(l.w)
+	d.Free(l.b)
+	if l.lora != nil {
+		l.lora.free(d)
+	}
+}
+
+// forward records y [rows, out] = x·Wᵀ + b (+ LoRA: scale·(x·Aᵀ)·Bᵀ, keeping t = x·Aᵀ [rows, r] for
+// backward). t is ignored without an adapter.
+func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor) {
+	vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
+	if a := l.lora; a != nil {
+		vk.Gemm(s, t, x, a.A, vk.GemmOpts{TransB: true})
+		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
+	}
+}
+
+// backward records dx (overwritten, or accumulated when acc) = dy·W (+ LoRA path) and accumulates the
+// adapter's gradients: dB += scale·dyᵀ·t, dA += (scale·dy·B)ᵀ·x. dt [rows, r] is scratch. The frozen W
+// and b get no gradient.
+func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool) {
+	beta := float32(0)
+	if acc {
+		beta = 1
+	}
+	vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
+	if a := l.lora; a != nil {
+		vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
+		vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
+		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1})
+		vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})
+	}
+}
+
+// layerNorm is an affine LayerNorm (eps 1e-6 in the model, spec §2.4).
+type layerNorm struct {
+	w, b vk.Tensor
+	eps  float32
+}
+
+func loadLayerNorm(d *vk.Device, src WeightSource, name string, dim int) (layerNorm, error) {
+	w, err := loadTensor(d, src, name+".weight", vk.F32, dim)
+	if err != nil {
+		return layerNorm{}, err
+	}
+	b, err := loadTensor(d, src, name+".bias", vk.F32, dim)
+	if err != nil {
+		d.Free(w)
+		return layerNorm{}, err
+	}
+	return layerNorm{w: w, b: b, eps: 1e-6}, nil
+}
+
+func (n layerNorm) free(d *vk.Device) {
+	d.Free(n.w)
+	d.Free(n.b)
+}

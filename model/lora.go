@@ -1,0 +1,101 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// LoRATargets are the module names inside each ACBlock an adapter can wrap.
+var loraTargetNames = []string{"qkv", "proj", "fc1", "fc2"}
+
+// LoRAConfig describes the adapters (PEFT semantics): y = W x + b + Scale·B(A x), A [r, in], B [out, r].
+type LoRAConfig struct {
+	R       int
+	Alpha   float64
+	Dropout float64  // PEFT's lora_dropout on the adapter input; only 0 is supported (see Validate)
+	Targets []string // subset of qkv, proj, fc1, fc2 (default all four)
+	RSLoRA  bool     // scale alpha/sqrt(r) (rsLoRA, the default of our configs) instead of alpha/r
+	Seed    uint64
+}
+
+// Scale is the factor on the adapter path.
+func (c LoRAConfig) Scale() float64 {
+	if c.RSLoRA {
+		return c.Alpha / math.Sqrt(float64(c.R))
+	}
+	return c.Alpha / float64(c.R)
+}
+
+// Validate rejects configurations the adapters cannot run.
+func (c LoRAConfig) Validate() error {
+	if c.R <= 0 {
+		return fmt.Errorf("model: lora.r must be > 0, got %d", c.R)
+	}
+	if c.Alpha <= 0 {
+		return fmt.Errorf("model: lora.alpha must be > 0, got %g", c.Alpha)
+	}
+	if c.Dropout != 0 {
+		return fmt.Errorf("model: lora.dropout %g: adapter dropout is not supported, set 0", c.Dropout)
+	}
+	for _, t := range c.Targets {
+		if !slices.Contains(loraTargetNames, t) {
+			return fmt.Errorf("model: lora.targets: %q is not one of %v", t, loraTargetNames)
+		}
+	}
+	return nil
+}
+
+// LoRA is one adapter with its gradients (f32, [r, in] and [out, r]).
+type LoRA struct {
+	Module       string // e.g. "predictor_blocks.3.attn.qkv" (PEFT key: base_model.model.<Module>.lora_A.weight)
+	R, In, Out   int
+	A, B         vk.Tensor
+	GradA, GradB vk.Tensor
+	Scale        float32
+}
+
+func (a *LoRA) free(d *vk.Device) {
+	for _, t := range []vk.Tensor{a.A, a.B, a.GradA, a.GradB} {
+		d.Free(t)
+	}
+}
+
+// newLoRA allocates an adapter initialized as PEFT does: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in);
+// B = 0; gradients zero.
+func newLoRA(d *vk.Device, module string, in, out int, c LoRAConfig, rng *rand.Rand) (*LoRA, error) {
+	a := &LoRA{Module: module, R: c.R, In: in, Out: out, Scale: float32(c.Scale())}
+	var err error
+	alloc := func(rows, cols int) vk.Tensor {
+		if err != nil {
+			return vk.Tensor{}
+		}
+		var t vk.Tensor
+		t, err = d.NewTensor(vk.F32, rows, cols)
+		return t
+	}
+	a.A, a.B = alloc(c.R, in), alloc(out, c.R)
+	a.GradA, a.GradB = alloc(c.R, in), alloc(out, c.R)
+	if err != nil {
+		a.free(d)
+		return nil, fmt.Errorf("model: lora %s: %w", module, err)
+	}
+	bound := 1 / math.Sqrt(float64(in))
+	av := make([]float32, c.R*in)
+	for i := range av {
+		av[i] = float32((2*rng.Float64() - 1) * bound)
+	}
+	for _, up := range []struct {
+		t vk.Tensor
+		v []float32
+	}{{a.A, av}, {a.B, make([]float32, out*c.R)}, {a.GradA, make([]float32, c.R*in)}, {a.GradB, make([]float32, out*c.R)}} {
+		if err := d.Upload(up.t, up.v); err != nil {
+			a.free(d)
+			return nil, err
+		}
+	}
+	return a, nil
+}

@@ -1,0 +1,177 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// Predictor is the V-JEPA 2-AC predictor (spec §2) on a Vulkan device: frozen base weights in the chosen
+// precision, optional LoRA adapters with gradients.
+type Predictor struct {
+	Cfg   PredictorConfig
+	LoRAs []*LoRA // in module order; nil until AddLoRA
+
+	d                          *vk.Device
+	embed, actionEnc, stateEnc *linear
+	extrinsicsEnc              *linear
+	blocks                     []*acBlock
+	norm                       layerNorm
+	proj                       *linear
+	normGradW, normGradB       vk.Tensor // sinks for the frozen LayerNorms' parameter gradients
+	scratch                    *scratch
+}
+
+// acBlock is one pre-norm transformer block (spec §2.4).
+type acBlock struct {
+	norm1, norm2        layerNorm
+	qkv, proj, fc1, fc2 *linear
+}
+
+// LoadPredictor checks nothing about names (callers run CheckPredictor first) and uploads every tensor of
+// spec §2.2 from src, base weights in precision prec.
+func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Precision) (*Predictor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	wdt, err := prec.dtype()
+	if err != nil {
+		return nil, err
+	}
+	p := &Predictor{Cfg: cfg, d: d}
+	fail := func(err error) (*Predictor, error) {
+		p.Free()
+		return nil, err
+	}
+	D, E, Hd := cfg.Dim, cfg.EmbedDim, cfg.MLPHidden()
+	if p.embed, err = loadLinear(d, src, "predictor_embed", E, D, wdt); err != nil {
+		return fail(err)
+	}
+	// The conditioning encoders have 7 (or 6) inputs: f32 keeps them exact and costs nothing.
+	if p.actionEnc, err = loadLinear(d, src, "action_encoder", ActionDim, D, vk.F32); err != nil {
+		return fail(err)
+	}
+	if p.stateEnc, err = loadLinear(d, src, "state_encoder", ActionDim, D, vk.F32); err != nil {
+		return fail(err)
+	}
+	if p.extrinsicsEnc, err = loadLinear(d, src, "extrinsics_encoder", ExtrinsicsDim, D, vk.F32); err != nil {
+		return fail(err)
+	}
+	for i := 0; i < cfg.Depth; i++ {
+		b, err := loadBlock(d, src, fmt.Sprintf("predictor_blocks.%d.", i), D, Hd, wdt)
+		if err != nil {
+			return fail(err)
+		}
+		p.blocks = append(p.blocks, b)
+	}
+	if p.norm, err = loadLayerNorm(d, src, "predictor_norm", D); err != nil {
+		return fail(err)
+	}
+	if p.proj, err = loadLinear(d, src, "predictor_proj", D, E, wdt); err != nil {
+		return fail(err)
+	}
+	if p.normGradW, err = d.NewTensor(vk.F32, D); err != nil {
+		return fail(err)
+	}
+	if p.normGradB, err = d.NewTensor(vk.F32, D); err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+// Free releases every device tensor of the predictor, its adapters and scratch.
+func (p *Predictor) Free() {
+	d := p.d
+	for _, l := range []*linear{p.embed, p.actionEnc, p.stateEnc, p.extrinsicsEnc, p.proj} {
+		if l != nil {
+			l.free(d)
+		}
+	}
+	for _, b := range p.blocks {
+		b.free(d)
+	}
+	p.norm.free(d)
+	d.Free(p.normGradW)
+	d.Free(p.normGradB)
+	for sc := p.scratch; sc != nil; sc = sc.prev {
+		sc.free(d)
+	}
+	*p = Predictor{d: d}
+}
+
+// AddLoRA wraps the target linears of every block with fresh adapters (PEFT init, seeded).
+func (p *Predictor) AddLoRA(c LoRAConfig) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if len(p.LoRAs) > 0 {
+		return fmt.Errorf("model: predictor already has LoRA adapters")
+	}
+	targets := c.Targets
+	if len(targets) == 0 {
+		targets = loraTargetNames
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, 0x10a))
+	for i, b := range p.blocks {
+		for _, name := range loraTargetNames {
+			if !slices.Contains(targets, name) {
+				continue
+			}
+			l := map[string]*linear{"qkv": b.qkv, "proj": b.proj, "fc1": b.fc1, "fc2": b.fc2}[name]
+			a, err := newLoRA(p.d, l.name, l.in, l.out, c, rng)
+			if err != nil {
+				return err
+			}
+			_ = i
+			l.lora = a
+			p.LoRAs = append(p.LoRAs, a)
+		}
+	}
+	return nil
+}
+
+// maxLoRARank is the largest adapter rank (scratch width for adapter hiddens).
+func (p *Predictor) maxLoRARank() int {
+	r := 1
+	for _, a := range p.LoRAs {
+		r = max(r, a.R)
+	}
+	return r
+}
+
+// Device returns the predictor's device.
+func (p *Predictor) Device() *vk.Device { return p.d }
+
+// loadBlock uploads one block's tensors: <pre>norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2.
+func loadBlock(d *vk.Device, src WeightSource, pre string, D, Hd int, wdt vk.DType) (*acBlock, error) {
+	b := &acBlock{}
+	var err error
+	if b.norm1, err = loadLayerNorm(d, src, pre+"norm1", D); err == nil {
+		if b.norm2, err = loadLayerNorm(d, src, pre+"norm2", D); err == nil {
+			if b.qkv, err = loadLinear(d, src, pre+"attn.qkv", D, 3*D, wdt); err == nil {
+				if b.proj, err = loadLinear(d, src, pre+"attn.proj", D, D, wdt); err == nil {
+					if b.fc1, err = loadLinear(d, src, pre+"mlp.fc1", D, Hd, wdt); err == nil {
+						b.fc2, err = loadLinear(d, src, pre+"mlp.fc2", Hd, D, wdt)
+					}
+				}
+			}
+		}
+	}
+	if err != nil {
+		b.free(d)
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *acBlock) free(d *vk.Device) {
+	b.norm1.free(d)
+	b.norm2.free(d)
+	for _, l := range []*linear{b.qkv, b.proj, b.fc1, b.fc2} {
+		if l != nil {
+			l.free(d)
+		}
+	}
+}

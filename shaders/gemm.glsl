@@ -1,0 +1,70 @@
+// gemm.glsl: what every gemm variant shares: the push block (mirrored by gemmPush in vk/gemm.go), the
+// bindings, dtype-converting loads of A and B, and the epilogue C = alpha·acc + beta·C + bias.
+#extension GL_EXT_control_flow_attributes : enable
+
+// Flags; beta == 0 must not read C (it may hold NaN, and NaN·0 is NaN), so BETA is a flag.
+#define GEMM_TRANS_A 1u
+#define GEMM_TRANS_B 2u
+#define GEMM_BIAS 4u
+#define GEMM_BETA 8u
+
+layout(push_constant) uniform P {
+    uint m, n, k;          // this dispatch's product: op(A) [m,k], op(B) [k,n]
+    uint lda, ldb, ldc;    // row lengths (elements) of A and B as stored and of C
+    uint sa, sb, sc;       // batch strides (elements)
+    uint offA, offB, offC; // element offsets of matrix 0 inside the bound windows
+    uint offBias;          // element offset of bias[0]
+    uint kSplit;           // K elements per split-K slice (>= k when not split)
+    uint splitStride;      // elements between the outputs of successive slices (0 when not split)
+    uint splits;           // K slices; gl_WorkGroupID.z = batch·splits + slice
+    uint flags;            // GEMM_*
+    float alpha, beta;
+} p;
+
+// A and B are read as 32-bit words whatever their dtype, so that f16 and bf16 need no 16-bit storage
+// feature: an element e of a 16-bit tensor is half e&1 of word e>>1 (little-endian).
+#if defined(A_F16) || defined(A_BF16)
+layout(std430, binding = 0) readonly buffer BufA { uint a[]; };
+#else
+layout(std430, binding = 0) readonly buffer BufA { float a[]; };
+#endif
+#if defined(B_F16) || defined(B_BF16)
+layout(std430, binding = 1) readonly buffer BufB { uint b[]; };
+#else
+layout(std430, binding = 1) readonly buffer BufB { float b[]; };
+#endif
+layout(std430, binding = 2) buffer BufC { float c[]; };
+layout(std430, binding = 3) readonly buffer BufBias { float bias[]; };
+
+float f16At(uint w, uint e) { return unpackHalf2x16(w)[e & 1u]; }
+float bf16At(uint w, uint e) { return uintBitsToFloat((e & 1u) != 0u ? (w & 0xffff0000u) : (w << 16)); }
+
+float loadA(uint e) {
+#if defined(A_F16)
+    return f16At(a[e >> 1], e);
+#elif defined(A_BF16)
+    return bf16At(a[e >> 1], e);
+#else
+    return a[e];
+#endif
+}
+
+float loadB(uint e) {
+#if defined(B_F16)
+    return f16At(b[e >> 1], e);
+#elif defined(B_BF16)
+    return bf16At(b[e >> 1], e);
+#else
+    return b[e];
+#endif
+}
+
+// storeC writes element (row, col) of output matrix `batch` (slice `slice` of a split-K workspace when
+// splitStride != 0; the host then clears alpha's and beta's flags and the reduce kernel applies them).
+void storeC(uint batch, uint slice, uint row, uint col, float acc) {
+    uint e = p.offC + slice * p.splitStride + batch * p.sc + row * p.ldc + col;
+    float v = p.alpha * acc;
+    if ((p.flags & GEMM_BETA) != 0u) v += p.beta * c[e];
+    if ((p.flags & GEMM_BIAS) != 0u) v += bias[p.offBias + col];
+    c[e] = v;
+}

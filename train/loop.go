@@ -1,0 +1,540 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// Options are the run-time choices of Train that are not part of the config.
+type Options struct {
+	Out     io.Writer  // progress and messages; nil = os.Stdout
+	Device  *vk.Device // nil opens the default device
+	MaxStep int        // stop after this step (tests of resume); 0 = training.steps
+}
+
+// trainer holds one run's state.
+type trainer struct {
+	cfg    *Config
+	opts   Options
+	d      *vk.Device
+	pcfg   model.PredictorConfig
+	pred   *model.Predictor
+	enc    *model.Encoder
+	ep     *model.EncoderPass
+	graph  *LossGraph
+	opt    *optimizer
+	scaler *LossScaler
+	lr     LRSchedule
+	wd     WeightDecaySchedule
+
+	zeroS, stepS, normS, optS *vk.Stream
+
+	loader   *data.Loader
+	batches  int // batches consumed from the loader (its position, for exact resume)
+	video    []float32
+	step     int
+	metrics  *MetricsWriter
+	progress *Progress
+}
+
+// Train runs the training described by cfg (already validated and resolved) until training.steps,
+// ctx cancellation (SIGINT/SIGTERM: the current step finishes, a checkpoint is written) or an error.
+func Train(ctx context.Context, cfg *Config, opts Options) (err error) {
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	t := &trainer{cfg: cfg, opts: opts}
+	defer t.close()
+	if err := t.setup(ctx); err != nil {
+		return err
+	}
+	return t.run(ctx)
+}
+
+func (t *trainer) close() {
+	if t.loader != nil {
+		t.loader.Close()
+	}
+	for _, s := range []*vk.Stream{t.zeroS, t.stepS, t.normS, t.optS} {
+		if s != nil {
+			s.Destroy()
+		}
+	}
+	if t.graph != nil {
+		t.graph.Free()
+	}
+	if t.opt != nil {
+		t.opt.free()
+	}
+	if t.ep != nil {
+		t.ep.Free()
+	}
+	if t.enc != nil {
+		t.enc.Free()
+	}
+	if t.pred != nil {
+		t.pred.Free()
+	}
+	if t.metrics != nil {
+		t.metrics.Close()
+	}
+	if t.d != nil && t.opts.Device == nil {
+		t.d.Close()
+	}
+}
+
+// modelConfigs maps the run config onto the model's sizes.
+func modelConfigs(c *Config) (model.PredictorConfig, model.EncoderConfig) {
+	m := c.Model
+	p := model.PredictorConfig{EmbedDim: m.EmbedDim, Dim: m.PredDim, Depth: m.Depth, Heads: m.Heads,
+		Grid: m.Img / m.Patch, MLPRatio: m.MLPRatio, Extrinsics: m.Extrinsics}
+	e := model.EncoderConfig{Dim: m.Encoder.Dim, Depth: m.Encoder.Depth, Heads: m.Encoder.Heads,
+		MLPHidden: m.Encoder.MLPHidden, Patch: m.Patch, Tubelet: m.Tubelet}
+	return p, e
+}
+
+// loadWeights opens the official checkpoint's predictor and encoder, or draws random weights (demo).
+func loadWeights(c *Config, pcfg model.PredictorConfig, ecfg model.EncoderConfig) (pw, ew model.WeightSource, closeFn func(), err error) {
+	if c.Model.Checkpoint == "" {
+		seed := uint64(c.Training.Seed)
+		return model.InitPredictor(pcfg, seed), model.InitEncoder(ecfg, seed+1), func() {}, nil
+	}
+	psd, err := model.OpenStateDict(c.Model.Checkpoint, "predictor")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := model.CheckPredictor(psd.Source, pcfg, psd.Infos()); err != nil {
+		psd.Close()
+		return nil, nil, nil, err
+	}
+	esd, err := model.OpenStateDict(c.Model.Checkpoint, "encoder")
+	if err != nil {
+		psd.Close()
+		return nil, nil, nil, err
+	}
+	if err := model.CheckEncoder(esd.Source, ecfg, esd.Infos()); err != nil {
+		psd.Close()
+		esd.Close()
+		return nil, nil, nil, err
+	}
+	return psd, esd, func() { psd.Close(); esd.Close() }, nil
+}
+
+func (t *trainer) setup(ctx context.Context) error {
+	c := t.cfg
+	if c.Training.LossExp != 1 {
+		return fmt.Errorf("train: training.loss_exp %g: only 1 (mean L1, the official loss) is implemented", c.Training.LossExp)
+	}
+	if c.Data.ValEpisodes > 0 || c.Training.ValEvery > 0 {
+		return fmt.Errorf("train: data.val_episodes/training.val_every: validation on held-out episodes is not implemented yet; set both to 0")
+	}
+	if c.Data.FeatureCache != "" {
+		return fmt.Errorf("train: data.feature_cache: training from a feature cache is not wired yet; leave it empty")
+	}
+	var err error
+	t.d = t.opts.Device
+	if t.d == nil {
+		if t.d, err = vk.Open(vk.Options{}); err != nil {
+			return err
+		}
+	}
+	pcfg, ecfg := modelConfigs(c)
+	t.pcfg = pcfg
+	pw, ew, closeW, err := loadWeights(c, pcfg, ecfg)
+	if err != nil {
+		return err
+	}
+	defer closeW()
+	prec := model.Precision(c.Model.Precision)
+	if t.pred, err = model.LoadPredictor(t.d, pcfg, pw, prec); err != nil {
+		return err
+	}
+	if t.enc, err = model.LoadEncoder(t.d, ecfg, ew, prec); err != nil {
+		return err
+	}
+	l := c.LoRA
+	if err := t.pred.AddLoRA(model.LoRAConfig{R: l.R, Alpha: l.Alpha, Dropout: l.Dropout, Targets: l.Targets,
+		RSLoRA: l.RSLoRA, Seed: uint64(l.Seed)}); err != nil {
+		return err
+	}
+	B, T := c.Data.BatchSize, c.Data.Frames
+	// Each frame is encoded alone, duplicated into a 2-frame tubelet (spec §6.1, §8.4).
+	if t.ep, err = t.enc.NewPass(B*T, c.Model.Tubelet, c.Model.Img, c.Model.Img); err != nil {
+		return err
+	}
+	if t.graph, err = NewLossGraph(t.pred, B, T, c.Training.AutoSteps, c.Model.GradCheckpointing); err != nil {
+		return err
+	}
+	if t.opt, err = newOptimizer(t.d, t.pred, c.Training.Optimizer == "adamw8bit"); err != nil {
+		return err
+	}
+	t.scaler = NewLossScaler(c.Training.LossScale)
+	t.lr, t.wd = NewLRSchedule(c.Training), NewWeightDecaySchedule(c.Training)
+	if err := t.record(); err != nil {
+		return err
+	}
+	if err := t.resume(ctx); err != nil {
+		return err
+	}
+	if err := t.openLoader(ctx); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Logging.Dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if t.metrics, err = NewMetricsWriter(c.Logging.Dir, MetricsOptions{JSONL: c.Logging.JSONL, TensorBoard: c.Logging.TensorBoard}); err != nil {
+		return err
+	}
+	t.progress = NewProgress(t.opts.Out, c.Logging.Progress, c.Training.Steps, c.Logging.Every)
+	return nil
+}
+
+// record builds the four streams once; every step replays them.
+func (t *trainer) record() error {
+	var err error
+	mk := func() *vk.Stream {
+		if err != nil {
+			return nil
+		}
+		var s *vk.Stream
+		s, err = t.d.NewStream(false)
+		return s
+	}
+	t.zeroS, t.stepS, t.normS, t.optS = mk(), mk(), mk(), mk()
+	if err != nil {
+		return err
+	}
+	ZeroGrads(t.zeroS, t.pred)
+	t.ep.Forward(t.stepS)
+	vk.CopyBlocks(t.stepS, t.graph.Features, t.ep.Out, vk.CopyArgs{Count: 1, Rows: 1, Cols: t.ep.Out.Numel()})
+	t.graph.Forward(t.stepS)
+	t.graph.Backward(t.stepS)
+	t.opt.recordNorm(t.normS)
+	t.opt.recordUpdate(t.optS)
+	for _, s := range []*vk.Stream{t.zeroS, t.stepS, t.normS, t.optS} {
+		if err := s.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *trainer) loaderConfig() data.LoaderConfig {
+	c := t.cfg
+	lc := data.DefaultLoaderConfig()
+	lc.Clip.Frames, lc.Clip.FPS, lc.Clip.Camera = c.Data.Frames, c.Data.FPS, c.Data.Camera
+	if c.Data.Camera == "exterior_random" {
+		lc.Clip.Camera = data.CameraRandomExterior
+	}
+	lc.Image.Height, lc.Image.Width = c.Model.Img, c.Model.Img
+	lc.Filter.SuccessOnly = c.Data.SuccessOnly
+	lc.Filter.Idle.Enabled = c.Data.IdleFilter
+	lc.BatchSize, lc.Workers, lc.ShuffleBuffer = c.Data.BatchSize, c.Data.Workers, c.Data.ShuffleBuffer
+	lc.Seed = uint64(c.Data.Seed)
+	lc.Warn = func(err error) { t.progress.Printf("data: %v", err) }
+	return lc
+}
+
+// openLoader starts the loader and skips the batches a resumed run already consumed: the loader's
+// sequence depends only on its configuration, so this reproduces the uninterrupted run exactly.
+func (t *trainer) openLoader(ctx context.Context) error {
+	src, err := data.OpenSource(ctx, t.cfg.Data.Source)
+	if err != nil {
+		return err
+	}
+	if t.loader, err = data.NewLoader(ctx, src, t.loaderConfig()); err != nil {
+		return err
+	}
+	for i := 0; i < t.batches; i++ {
+		if _, err := t.loader.Next(ctx); err != nil {
+			return fmt.Errorf("train: resume: skip batch %d of %d: %w", i+1, t.batches, err)
+		}
+	}
+	return nil
+}
+
+// upload writes one batch into the step's input tensors: each frame duplicated into a 2-frame tubelet
+// (spec §6.1), states, actions and extrinsics.
+func (t *trainer) upload(b *data.Batch) error {
+	T, H, W := b.T, b.H, b.W
+	if b.B != t.cfg.Data.BatchSize || T != t.cfg.Data.Frames || H != t.cfg.Model.Img || W != t.cfg.Model.Img {
+		return fmt.Errorf("train: batch [%d, 3, %d, %d, %d] does not match the config's [%d, 3, %d, %d, %d]",
+			b.B, T, H, W, t.cfg.Data.BatchSize, t.cfg.Data.Frames, t.cfg.Model.Img, t.cfg.Model.Img)
+	}
+	plane := H * W
+	tt := t.cfg.Model.Tubelet
+	if len(t.video) != b.B*T*3*tt*plane {
+		t.video = make([]float32, b.B*T*3*tt*plane)
+	}
+	for bi := 0; bi < b.B; bi++ {
+		for ti := 0; ti < T; ti++ {
+			for c := 0; c < 3; c++ {
+				src := b.Frames[((bi*3+c)*T+ti)*plane:][:plane]
+				for k := 0; k < tt; k++ {
+					copy(t.video[((((bi*T+ti)*3+c)*tt)+k)*plane:][:plane], src)
+				}
+			}
+		}
+	}
+	g := t.graph
+	if err := t.d.Upload(t.ep.Video, t.video); err != nil {
+		return err
+	}
+	if err := t.d.Upload(g.States, b.States); err != nil {
+		return err
+	}
+	if err := t.d.Upload(g.Actions, b.Actions); err != nil {
+		return err
+	}
+	if g.Extrinsics.Valid() {
+		return t.d.Upload(g.Extrinsics, b.Extrinsics)
+	}
+	return nil
+}
+
+func (t *trainer) run(ctx context.Context) error {
+	c := t.cfg
+	last := c.Training.Steps
+	if t.opts.MaxStep > 0 {
+		last = min(last, t.opts.MaxStep)
+	}
+	if t.step > 0 {
+		t.progress.Printf("resumed at step %d", t.step)
+	}
+	var syncer interface{ Trigger() }
+	closeSync, err := t.startSync(ctx, &syncer)
+	if err != nil {
+		return err
+	}
+	defer closeSync()
+	interrupted := false
+	for t.step < last {
+		if ctx.Err() != nil {
+			interrupted = true
+			break
+		}
+		m, err := t.trainStep(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				interrupted = true
+				break
+			}
+			return err
+		}
+		t.progress.Update(m)
+		if err := t.metrics.LogStep(m); err != nil {
+			return err
+		}
+		if c.Checkpoint.Every > 0 && t.step%c.Checkpoint.Every == 0 && t.step < last {
+			if err := t.save(); err != nil {
+				return err
+			}
+			if syncer != nil {
+				syncer.Trigger()
+			}
+		}
+	}
+	t.progress.Finish()
+	if err := t.save(); err != nil {
+		return err
+	}
+	if err := t.export(); err != nil {
+		return err
+	}
+	if interrupted {
+		t.progress.Printf("interrupted: checkpoint written at step %d", t.step)
+	}
+	return nil
+}
+
+// trainStep runs one optimizer step: grad_accum micro-batches of forward+backward, the global gradient
+// norm (inf/nan check, clipping), then AdamW.
+func (t *trainer) trainStep(ctx context.Context) (StepMetrics, error) {
+	c := t.cfg
+	start := time.Now()
+	step := t.step + 1
+	scale := t.scaler.Factor()
+	if err := t.d.Upload(t.graph.DLoss, []float32{float32(scale)}); err != nil {
+		return StepMetrics{}, err
+	}
+	if err := t.zeroS.Run(); err != nil {
+		return StepMetrics{}, err
+	}
+	var ltf, lar float64
+	for k := 0; k < c.Training.GradAccum; k++ {
+		b, err := t.loader.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return StepMetrics{}, fmt.Errorf("train: data source %s ran out of clips at step %d", c.Data.Source, step)
+		}
+		if err != nil {
+			return StepMetrics{}, err
+		}
+		t.batches++
+		if err := t.upload(b); err != nil {
+			return StepMetrics{}, err
+		}
+		if err := t.stepS.Run(); err != nil {
+			return StepMetrics{}, fmt.Errorf("train: step %d: %w", step, err)
+		}
+		l1, err := t.d.Download(t.graph.LossTF)
+		if err != nil {
+			return StepMetrics{}, err
+		}
+		l2, err := t.d.Download(t.graph.LossAR)
+		if err != nil {
+			return StepMetrics{}, err
+		}
+		ltf += float64(l1[0]) / float64(c.Training.GradAccum)
+		lar += float64(l2[0]) / float64(c.Training.GradAccum)
+	}
+	if err := t.normS.Run(); err != nil {
+		return StepMetrics{}, err
+	}
+	acc, err := t.d.Download(t.opt.acc)
+	if err != nil {
+		return StepMetrics{}, err
+	}
+	// Gradients hold scale·accum·true gradient; the norm is reported unscaled.
+	unscale := 1 / (scale * float64(c.Training.GradAccum))
+	norm := math.Sqrt(float64(acc[0])) * unscale
+	finite := acc[1] == 0 && !math.IsInf(norm, 0) && !math.IsNaN(norm)
+	apply := t.scaler.Update(finite)
+	clip := 1.0
+	if c.Training.ClipGradNorm > 0 && norm > c.Training.ClipGradNorm {
+		clip = c.Training.ClipGradNorm / (norm + 1e-6)
+	}
+	lr, wd := t.lr.At(step), t.wd.At(step)
+	if apply {
+		t.opt.steps++
+		n := float64(t.opt.steps)
+		b1, b2 := c.Training.Betas[0], c.Training.Betas[1]
+		h := vk.AdamHyper{LR: float32(lr), Beta1: float32(b1), Beta2: float32(b2), Eps: float32(c.Training.Eps),
+			WeightDecay: float32(wd), BC1: float32(1 - math.Pow(b1, n)), BC2: float32(1 - math.Pow(b2, n)),
+			GradScale: float32(unscale * clip)}
+		if err := t.d.Upload(t.opt.hyper, h.Floats()); err != nil {
+			return StepMetrics{}, err
+		}
+		if err := t.optS.Run(); err != nil {
+			return StepMetrics{}, err
+		}
+	}
+	t.step = step
+	dt := time.Since(start).Seconds()
+	return StepMetrics{Step: step, Loss: ltf + lar, LossTF: ltf, LossRollout: lar, LR: lr, WeightDecay: wd,
+		GradNorm: norm, LossScale: scale, Skipped: !apply, StepTime: dt,
+		ClipsPerSec: float64(c.Data.BatchSize*c.Training.GradAccum) / dt}, nil
+}
+
+// checkpoint tensors: LoRA weights under their PEFT names, optimizer state under "opt.<name>.<part>".
+func (t *trainer) checkpoint() (*Checkpoint, error) {
+	var cfgYAML strings.Builder
+	if err := Print(&cfgYAML, t.cfg); err != nil {
+		return nil, err
+	}
+	pos, _ := json.Marshal(map[string]int{"batches": t.batches})
+	steps, _ := json.Marshal(t.opt.steps)
+	ck := &Checkpoint{Header: CheckpointHeader{
+		Step: t.step, Data: pos, LR: t.lr.At(max(t.step, 1)), WeightDecay: t.wd.At(max(t.step, 1)),
+		LossScale: *t.scaler, Config: cfgYAML.String(),
+		Extra: map[string]json.RawMessage{"adam_steps": steps},
+	}}
+	for _, pr := range t.opt.params {
+		parts := []struct {
+			name string
+			t    vk.Tensor
+		}{{pr.name, pr.p}, {"opt." + pr.name + ".m", pr.m}, {"opt." + pr.name + ".v", pr.v}}
+		if t.opt.eightBit {
+			parts = append(parts, struct {
+				name string
+				t    vk.Tensor
+			}{"opt." + pr.name + ".m_scale", pr.mScale}, struct {
+				name string
+				t    vk.Tensor
+			}{"opt." + pr.name + ".v_scale", pr.vSc})
+		}
+		for _, p := range parts {
+			raw, err := t.d.ReadBytes(p.t)
+			if err != nil {
+				return nil, err
+			}
+			dt := DType("F32")
+			if p.t.DType == vk.U8 {
+				dt = DType("U8")
+			}
+			ck.Tensors = append(ck.Tensors, Tensor{Name: p.name, DType: dt, Shape: p.t.Shape, Data: raw})
+		}
+	}
+	return ck, nil
+}
+
+func (t *trainer) save() error {
+	ck, err := t.checkpoint()
+	if err != nil {
+		return err
+	}
+	_, err = NewCheckpointStore(t.cfg.Checkpoint).Save(ck)
+	return err
+}
+
+// resume restores a checkpoint chosen by checkpoint.resume ("auto": the latest, if any).
+func (t *trainer) resume(ctx context.Context) error {
+	path, err := ResolveResume(t.cfg.Checkpoint)
+	if err != nil || path == "" {
+		return err
+	}
+	ck, err := ReadCheckpoint(path)
+	if err != nil {
+		return err
+	}
+	var pos struct{ Batches int }
+	if err := json.Unmarshal(ck.Header.Data, &pos); err != nil {
+		return fmt.Errorf("train: resume %s: data position: %w", path, err)
+	}
+	if err := json.Unmarshal(ck.Header.Extra["adam_steps"], &t.opt.steps); err != nil {
+		return fmt.Errorf("train: resume %s: adam_steps: %w", path, err)
+	}
+	for _, pr := range t.opt.params {
+		names := map[string]vk.Tensor{pr.name: pr.p, "opt." + pr.name + ".m": pr.m, "opt." + pr.name + ".v": pr.v}
+		if t.opt.eightBit {
+			names["opt."+pr.name+".m_scale"] = pr.mScale
+			names["opt."+pr.name+".v_scale"] = pr.vSc
+		}
+		for name, dst := range names {
+			src, ok := ck.Tensor(name)
+			if !ok {
+				return fmt.Errorf("train: resume %s: no tensor %q (was it written with another lora/optimizer config?)", path, name)
+			}
+			if uint64(len(src.Data)) != dst.Bytes() {
+				return fmt.Errorf("train: resume %s: %s: %d bytes, want %d (shape %v)", path, name, len(src.Data), dst.Bytes(), dst.Shape)
+			}
+			if err := t.d.WriteBytes(dst, src.Data); err != nil {
+				return err
+			}
+		}
+	}
+	t.step, t.batches = ck.Header.Step, pos.Batches
+	*t.scaler = ck.Header.LossScale
+	return nil
+}
+
+// export writes PEFT-format adapters (adapter_model.safetensors + adapter_config.json) to
+// <logging.dir>/adapter.
+func (t *trainer) export() error {
+	if !t.cfg.Checkpoint.Export.PEFT {
+		return nil
+	}
+	dir := filepath.Join(t.cfg.Logging.Dir, "adapter")
+	return ExportPEFT(t.d, t.pred, t.cfg, dir)
+}

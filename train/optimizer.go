@@ -1,0 +1,142 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// param is one trained tensor with its gradient and AdamW state (f32 moments, or 8-bit codes + scales).
+type param struct {
+	name        string // PEFT key: base_model.model.<module>.lora_A.weight
+	p, g        vk.Tensor
+	m, v        vk.Tensor // f32 moments, or U8 codes with 8-bit AdamW
+	mScale, vSc vk.Tensor // 8-bit block scales
+	decay       bool
+}
+
+// optimizer is AdamW (f32 or 8-bit) over every LoRA tensor, driven by a small hyper-parameter buffer so
+// that its recorded stream replays unchanged from step to step.
+type optimizer struct {
+	d        *vk.Device
+	eightBit bool
+	params   []*param
+	hyper    vk.Tensor // [vk.AdamHyperLen]
+	qmap     vk.Tensor // 8-bit code maps
+	acc      vk.Tensor // [2]: Σg², non-finite flag
+	ws       vk.Tensor
+	owned    []vk.Tensor
+	steps    int // AdamW's t: applied updates (skipped steps do not count, as torch's GradScaler)
+}
+
+func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, error) {
+	o := &optimizer{d: d, eightBit: eightBit}
+	var err error
+	alloc := func(dt vk.DType, shape ...int) vk.Tensor {
+		if err != nil {
+			return vk.Tensor{}
+		}
+		var t vk.Tensor
+		if t, err = d.NewTensor(dt, shape...); err == nil {
+			o.owned = append(o.owned, t)
+		}
+		return t
+	}
+	maxN := 1
+	for _, a := range p.LoRAs {
+		for _, w := range []struct {
+			suffix string
+			p, g   vk.Tensor
+		}{{"lora_A", a.A, a.GradA}, {"lora_B", a.B, a.GradB}} {
+			n := w.p.Numel()
+			maxN = max(maxN, n)
+			// LoRA matrices are 2-D weights: weight decay applies (spec §10 param groups).
+			pr := &param{name: "base_model.model." + a.Module + "." + w.suffix + ".weight", p: w.p, g: w.g, decay: true}
+			if eightBit {
+				blocks := (n + vk.Adam8BitBlock - 1) / vk.Adam8BitBlock
+				pr.m, pr.v = alloc(vk.U8, n), alloc(vk.U8, n)
+				pr.mScale, pr.vSc = alloc(vk.F32, blocks), alloc(vk.F32, blocks)
+			} else {
+				pr.m, pr.v = alloc(vk.F32, n), alloc(vk.F32, n)
+			}
+			o.params = append(o.params, pr)
+		}
+	}
+	o.hyper = alloc(vk.F32, vk.AdamHyperLen)
+	o.acc = alloc(vk.F32, 2)
+	o.ws = alloc(vk.F32, vk.ReduceWorkspaceSize(maxN))
+	if eightBit {
+		o.qmap = alloc(vk.F32, len(vk.Adam8BitMaps()))
+	}
+	if err != nil {
+		o.free()
+		return nil, fmt.Errorf("train: allocate optimizer state: %w", err)
+	}
+	if eightBit {
+		if err := d.Upload(o.qmap, vk.Adam8BitMaps()); err != nil {
+			o.free()
+			return nil, err
+		}
+	}
+	if err := o.reset(); err != nil {
+		o.free()
+		return nil, err
+	}
+	return o, nil
+}
+
+// reset zeroes the moments.
+func (o *optimizer) reset() error {
+	for _, pr := range o.params {
+		for _, t := range []vk.Tensor{pr.m, pr.v, pr.mScale, pr.vSc} {
+			if !t.Valid() {
+				continue
+			}
+			if err := o.d.WriteBytes(t, make([]byte, t.Bytes())); err != nil {
+				return err
+			}
+		}
+	}
+	o.steps = 0
+	return nil
+}
+
+func (o *optimizer) free() {
+	for _, t := range o.owned {
+		o.d.Free(t)
+	}
+	o.owned = nil
+}
+
+// stateBytes is the optimizer state's device memory.
+func (o *optimizer) stateBytes() uint64 {
+	var n uint64
+	for _, pr := range o.params {
+		for _, t := range []vk.Tensor{pr.m, pr.v, pr.mScale, pr.vSc} {
+			if t.Valid() {
+				n += t.Bytes()
+			}
+		}
+	}
+	return n
+}
+
+// recordNorm records acc = [Σ g², non-finite] over every gradient.
+func (o *optimizer) recordNorm(s *vk.Stream) {
+	vk.Zero(s, o.acc)
+	for _, pr := range o.params {
+		vk.SumSquares(s, o.acc, pr.g, o.ws)
+	}
+}
+
+// recordUpdate records one AdamW update of every parameter from the hyper buffer.
+func (o *optimizer) recordUpdate(s *vk.Stream) {
+	for _, pr := range o.params {
+		if o.eightBit {
+			vk.AdamW8bit(s, pr.p, pr.m, pr.v, pr.mScale, pr.vSc, pr.g, o.hyper, o.qmap, pr.decay)
+		} else {
+			vk.AdamW(s, pr.p, pr.m, pr.v, pr.g, o.hyper, pr.decay)
+		}
+	}
+}

@@ -1,0 +1,169 @@
+package vk
+
+import (
+	"fmt"
+	"math"
+)
+
+// AttnShape: B batch, N tokens per batch element, Heads, HeadDim; FrameTokens > 0 enables the block-causal
+// mask of spec §3 (query i may see key j iff j/FrameTokens <= i/FrameTokens), 0 = full attention. Scale 0
+// means HeadDim^-0.5.
+type AttnShape struct {
+	B, N, Heads, HeadDim int
+	FrameTokens          int
+	Scale                float32
+}
+
+// attnMaxHeadDim bounds HeadDim: each invocation keeps up to four head vectors in registers.
+const attnMaxHeadDim = 128
+
+// attnRows is the workgroup size of the attention kernels: query rows (forward, dq) or key rows (dk, dv)
+// per workgroup, one per invocation.
+const attnRows = 64
+
+// attnPush mirrors the push block of shaders/attention.glsl, shared by the three attention kernels.
+type attnPush struct {
+	N        uint32
+	Heads    uint32
+	Frame    uint32
+	Scale    float32
+	QKVOff   uint32
+	OOff     uint32
+	LSEOff   uint32
+	DOOff    uint32
+	DQKVOff  uint32
+	DeltaOff uint32
+}
+
+// AttentionForward: o[b·N+i, h·dh:(h+1)·dh] = softmax_j(q_i·k_j·scale + mask) v_j, reading q, k, v from
+// qkv [B·N, 3·H·dh] (f32); o [B·N, H·dh] f32; lse [B, H, N] f32 saves the per-row log-sum-exp for backward.
+// Flash-style: online softmax in f32, no N×N matrix in memory; key blocks wholly above the block-causal
+// diagonal are skipped (not masked).
+func AttentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape) {
+	d := sh.Heads * sh.HeadDim
+	args := []attnArg{{"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0}}
+	sh.check("AttentionForward", args)
+	dh := sh.HeadDim
+	// Shared memory per key of a tile: its k and v rows and its column of the BR scores.
+	bc := attnTile(s.d, 4*(2*dh+attnRows))
+	k := kernel{"attention", []uint32{attnRows, uint32(bc), uint32(dh)}}
+	sh.chunks(s, args, func(nb int, w []Tensor, off []int) {
+		push := sh.push()
+		push.QKVOff, push.OOff, push.LSEOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
+		s.dispatch("attention", k, push, sh.grid(nb), in(w[0]), out(w[1]), out(w[2]))
+	})
+}
+
+// AttentionBackward: dqkv [B·N, 3·H·dh] (overwritten: dq, dk, dv in the q|k|v layout) from do [B·N, H·dh],
+// using the saved o and lse; delta [B, H, N] f32 is a workspace (rowsum(do∘o)).
+//
+// FlashAttention-2 without float atomics: a first kernel over query blocks computes delta and dq, a second
+// over key blocks recomputes P from lse and computes dk and dv. Both skip the blocks the mask hides.
+func AttentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnShape) {
+	d := sh.Heads * sh.HeadDim
+	args := []attnArg{
+		{"dqkv", dqkv, 3 * d}, {"delta", delta, 0}, {"do", do, d}, {"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0},
+	}
+	sh.check("AttentionBackward", args)
+	dh := sh.HeadDim
+	bc := attnTile(s.d, 4*2*dh)     // k and v rows per key
+	bq := attnTile(s.d, 4*(2*dh+2)) // q and do rows, lse and delta per query
+	kdq := kernel{"attention_backward_dq", []uint32{attnRows, uint32(bc), uint32(dh)}}
+	kdkv := kernel{"attention_backward_dkv", []uint32{attnRows, uint32(bq), uint32(dh)}}
+	sh.chunks(s, args, func(nb int, w []Tensor, off []int) {
+		push := sh.push()
+		push.DQKVOff, push.DeltaOff, push.DOOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
+		push.QKVOff, push.OOff, push.LSEOff = uint32(off[3]), uint32(off[4]), uint32(off[5])
+		dqkv, delta, do, qkv, o, lse := w[0], w[1], w[2], w[3], w[4], w[5]
+		s.dispatch("attention_backward_dq", kdq, push, sh.grid(nb), out(dqkv), out(delta), in(qkv), in(o), in(do), in(lse))
+		s.dispatch("attention_backward_dkv", kdkv, push, sh.grid(nb), out(dqkv), in(qkv), in(do), in(lse), in(delta))
+	})
+}
+
+// attnTile is the largest power-of-two tile of at most 64 rows whose shared memory, bytesPerRow per row,
+// fits the device.
+func attnTile(d *Device, bytesPerRow int) int {
+	tile := 64
+	for tile > 1 && tile*bytesPerRow > d.Info.SharedMemory {
+		tile /= 2
+	}
+	return tile
+}
+
+func (sh AttnShape) push() attnPush {
+	scale := sh.Scale
+	if scale == 0 {
+		scale = float32(1 / math.Sqrt(float64(sh.HeadDim)))
+	}
+	frame := sh.FrameTokens
+	if frame == 0 {
+		frame = sh.N // one frame: every key visible
+	}
+	return attnPush{N: uint32(sh.N), Heads: uint32(sh.Heads), Frame: uint32(frame), Scale: scale}
+}
+
+// grid covers nb batch elements: one workgroup per block of attnRows rows, head and batch element.
+func (sh AttnShape) grid(nb int) [3]int {
+	return [3]int{(sh.N + attnRows - 1) / attnRows, sh.Heads, nb}
+}
+
+// attnArg is a tensor argument and its row width: [B·N, width], or [B, H, N] when width is 0.
+type attnArg struct {
+	name  string
+	t     Tensor
+	width int
+}
+
+// perBatch is the number of elements of the argument per batch element.
+func (a attnArg) perBatch(sh AttnShape) int {
+	if a.width == 0 {
+		return sh.Heads * sh.N
+	}
+	return sh.N * a.width
+}
+
+// check panics unless the shape is supported and every argument is f32 with the size the shape implies.
+func (sh AttnShape) check(op string, args []attnArg) {
+	if sh.B < 0 || sh.N < 0 || sh.Heads < 0 || sh.HeadDim < 1 || sh.HeadDim > attnMaxHeadDim || sh.FrameTokens < 0 {
+		panic(fmt.Sprintf("vk: %s: bad shape %+v (HeadDim must be in 1..%d)", op, sh, attnMaxHeadDim))
+	}
+	for _, a := range args {
+		if a.t.DType != F32 || a.t.Numel() != sh.B*a.perBatch(sh) {
+			want := fmt.Sprintf("[%d, %d]", sh.B*sh.N, a.width)
+			if a.width == 0 {
+				want = fmt.Sprintf("[%d, %d, %d]", sh.B, sh.Heads, sh.N)
+			}
+			panic(fmt.Sprintf("vk: %s: %s is %v, want f32%s for %+v", op, a.name, a.t, want, sh))
+		}
+	}
+}
+
+// chunks calls fn for runs of nb batch elements whose windows of every argument fit the device's binding
+// range (one run unless a tensor is larger than the range), with each argument's window and the element
+// offset of the run's first batch element inside it.
+func (sh AttnShape) chunks(s *Stream, args []attnArg, fn func(nb int, win []Tensor, off []int)) {
+	if sh.B == 0 || sh.N == 0 || sh.Heads == 0 {
+		return
+	}
+	nb := sh.B
+	for _, a := range args {
+		bytes := uint64(a.perBatch(sh)) * 4
+		if uint64(sh.B)*bytes > s.d.MaxBinding() {
+			nb = min(nb, max(1, int((s.d.MaxBinding()-s.d.mem.align)/bytes)))
+		}
+	}
+	sh.chunksOf(s, args, nb, fn)
+}
+
+// chunksOf is chunks with a given run length.
+func (sh AttnShape) chunksOf(s *Stream, args []attnArg, nb int, fn func(nb int, win []Tensor, off []int)) {
+	win, off := make([]Tensor, len(args)), make([]int, len(args))
+	for b0 := 0; b0 < sh.B; b0 += nb {
+		n := min(nb, sh.B-b0)
+		for i, a := range args {
+			per := a.perBatch(sh)
+			win[i], off[i] = s.window(a.t, b0*per, n*per)
+		}
+		fn(n, win, off)
+	}
+}

@@ -1,0 +1,498 @@
+package vk
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// GemmOpts: C = Alpha·op(A)·op(B) + Beta·C (+ Bias broadcast over rows). Alpha 0 means 1 (so the zero
+// value is a plain product); use Beta 1 to accumulate (gradient accumulation), Beta 0 overwrites (C may
+// hold NaN then). Batch > 1 runs Batch independent products with element strides StrideA/B/C
+// (0 = tightly packed). SplitK: 0 = choose automatically (long K, small M·N: LoRA weight gradients
+// reduce over all tokens with a tiny output), 1 = off, n = n slices (needs a workspace: see below).
+type GemmOpts struct {
+	TransA, TransB            bool
+	Alpha, Beta               float32
+	Bias                      Tensor // optional [N] f32
+	Batch                     int
+	StrideA, StrideB, StrideC int
+	SplitK                    int
+	Workspace                 Tensor // optional f32 scratch for split-K partials; if absent and split-K would help, no split
+}
+
+// Gemm computes C[M,N] (f32) = α·op(A)·op(B) + β·C + bias, op(A) [M,K] stored [M,K] or, with TransA,
+// [K,M]; op(B) [K,N] stored [K,N] or, with TransB, [N,K]. A and B are f32, f16 or bf16 (converted on load,
+// f32 accumulation). M, N, K are taken from the shapes (last two dims; a leading batch dim allowed).
+//
+// With Batch 0 the batch count is the product of C's leading dims (1 for a 2-D C). Split-K with n slices
+// cuts K into at most n slices of whole 32-element blocks; the slices' partial products go to the
+// workspace ([slices][Batch][M][N] f32, GemmWorkspaceSize elements) and a second kernel sums them in slice
+// order, so results are deterministic. Operands larger than the device's binding range are cut into
+// several dispatches over batches, rows of C, and (for transposed operands) K.
+//
+// Uses (model Linear, y = x·Wᵀ + b with W [out,in], spec §2):
+//
+//	forward  Gemm(s, y[rows,out], x[rows,in], W[out,in], GemmOpts{TransB: true, Bias: b})
+//	dx       Gemm(s, dx[rows,in], dy[rows,out], W[out,in], GemmOpts{})
+//	dW +=    Gemm(s, dW[out,in], dy[rows,out], x[rows,in], GemmOpts{TransA: true, Beta: 1})
+func Gemm(s *Stream, c, a, b Tensor, o GemmOpts) {
+	s.gemm(c, a, b, o, gemmEnv{maxBinding: s.d.MaxBinding(), coopmat: true})
+}
+
+// GemmWorkspaceSize returns the f32 elements of workspace split-K wants for these shapes (0 if none).
+// Pass the same GemmOpts as to Gemm (Batch and SplitK matter; a Batch of 0 counts as 1 here).
+func GemmWorkspaceSize(d *Device, m, n, k int, o GemmOpts) int {
+	batch := max(o.Batch, 1)
+	splits, _ := gemmSplits(d, d.MaxBinding(), m, n, k, batch, o.SplitK)
+	if splits < 2 {
+		return 0
+	}
+	return splits * batch * m * n
+}
+
+// gemmPush mirrors the push block of shaders/gemm.glsl field for field.
+type gemmPush struct {
+	M, N, K                uint32
+	LdA, LdB, LdC          uint32
+	StrideA, StrideB, StrC uint32
+	OffA, OffB, OffC       uint32
+	OffBias                uint32
+	KSplit                 uint32
+	SplitStride            uint32
+	Splits                 uint32
+	Flags                  uint32
+	Alpha, Beta            float32
+}
+
+// gemmReducePush mirrors the push block of shaders/gemm_reduce.comp.
+type gemmReducePush struct {
+	M, N, Total         uint32
+	Splits              uint32
+	LdC, StrC           uint32
+	OffW, OffC, OffBias uint32
+	Flags               uint32
+	Alpha, Beta         float32
+}
+
+// Flags of both push blocks (GEMM_* in gemm.glsl).
+const (
+	gemmTransA = 1 << iota
+	gemmTransB
+	gemmBias
+	gemmBeta
+)
+
+// Split-K policy: split only when the output has fewer nominal 64×64 tiles than the device has
+// workgroup slots, into slices of at least gemmMinSplitK (whole gemmSplitBlock blocks), at most
+// gemmMaxSplits of them. The policy depends only on shapes and device, so GemmWorkspaceSize can repeat it.
+const (
+	gemmMinSplitK  = 256
+	gemmMaxSplits  = 32
+	gemmSplitBlock = 32
+	gemmGPUSlots   = 256 // ~2 groups per SM on current GPUs (H100: 132 SMs)
+)
+
+// gemmEnv holds what the host-side plan may depend on beyond the device; tests lower maxBinding to
+// exercise chunking on small shapes and turn coopmat off to compare paths.
+type gemmEnv struct {
+	maxBinding uint64
+	coopmat    bool
+}
+
+// gemmTile is one shader configuration: workgroup size and the specialization constants 0..5.
+// Scalar path: WG, BM, BN, BK, TM, TN with WG = (BM/TM)·(BN/TN). COOPMAT: WG, BM, BN, BK, WM, WN with
+// WG = 32·(BM/WM)·(BN/WN).
+type gemmTile struct {
+	wg, bm, bn, bk, t1, t2 int
+	coop                   bool
+}
+
+func (t gemmTile) spec() []uint32 {
+	return []uint32{uint32(t.wg), uint32(t.bm), uint32(t.bn), uint32(t.bk), uint32(t.t1), uint32(t.t2)}
+}
+
+// shared is the tile's shared-memory footprint in bytes (see the shared declarations of gemm.comp and
+// gemm_coopmat.glsl).
+func (t gemmTile) shared() int {
+	if t.coop {
+		return 2*2*(t.bm*(t.bk+8)+t.bk*(t.bn+8)) + (t.wg/32)*256*4
+	}
+	return 4 * t.bk * (t.bm + t.bn)
+}
+
+// Scalar tiles. The wide ones amortize each shared-memory read over 8 FMAs; the skinny ones keep LoRA's
+// rank-r side (4..64) from padding a 64- or 128-wide tile with zeros.
+var (
+	gemmTileLarge   = gemmTile{wg: 256, bm: 128, bn: 128, bk: 16, t1: 8, t2: 8}
+	gemmTileMedium  = gemmTile{wg: 256, bm: 64, bn: 64, bk: 16, t1: 4, t2: 4}
+	gemmTileSkinnyM = gemmTile{wg: 128, bm: 16, bn: 128, bk: 16, t1: 2, t2: 8}
+	gemmTileSkinnyN = gemmTile{wg: 128, bm: 128, bn: 16, bk: 16, t1: 8, t2: 2}
+	gemmTileCoop    = gemmTile{wg: 128, bm: 128, bn: 128, bk: 32, t1: 64, t2: 64, coop: true}
+)
+
+// gemmProblem is one (sub-)product: the whole tensors, and element offsets of its first elements.
+type gemmProblem struct {
+	m, n, k, batch            int
+	transA, transB            bool
+	a, b, c, bias             Tensor // bias invalid: none
+	lda, ldb, ldc             int
+	sa, sb, sc                int
+	offA, offB, offC, offBias int
+	alpha, beta               float32
+}
+
+// extent is the number of elements from an operand's first element to one past its last, over all
+// batches, for a stored [rows, cols] matrix with row length ld and batch stride stride.
+func extent(batch, stride, rows, cols, ld int) int {
+	if batch == 0 || rows == 0 || cols == 0 {
+		return 0
+	}
+	return (batch-1)*stride + (rows-1)*ld + cols
+}
+
+func (p *gemmProblem) extentA() int {
+	if p.transA {
+		return extent(p.batch, p.sa, p.k, p.m, p.lda)
+	}
+	return extent(p.batch, p.sa, p.m, p.k, p.lda)
+}
+
+func (p *gemmProblem) extentB() int {
+	if p.transB {
+		return extent(p.batch, p.sb, p.n, p.k, p.ldb)
+	}
+	return extent(p.batch, p.sb, p.k, p.n, p.ldb)
+}
+
+func (p *gemmProblem) extentC() int { return extent(p.batch, p.sc, p.m, p.n, p.ldc) }
+
+// matrixDims returns the last two dims of t and the product of the others.
+func matrixDims(t Tensor) (lead, rows, cols int) {
+	if len(t.Shape) < 2 {
+		panic(fmt.Sprintf("vk: gemm: operand %v is not a matrix", t))
+	}
+	r := len(t.Shape)
+	lead = 1
+	for _, d := range t.Shape[:r-2] {
+		lead *= d
+	}
+	return lead, t.Shape[r-2], t.Shape[r-1]
+}
+
+func (s *Stream) gemm(c, a, b Tensor, o GemmOpts, env gemmEnv) {
+	p := gemmProblem{a: a, b: b, c: c, bias: o.Bias, transA: o.TransA, transB: o.TransB, alpha: o.Alpha, beta: o.Beta}
+	if p.alpha == 0 {
+		p.alpha = 1
+	}
+	_, ar, ac := matrixDims(a)
+	_, br, bc := matrixDims(b)
+	cLead, cr, cc := matrixDims(c)
+	p.lda, p.ldb, p.ldc = ac, bc, cc
+	p.m, p.k = ar, ac
+	if o.TransA {
+		p.m, p.k = ac, ar
+	}
+	kb, n := br, bc
+	if o.TransB {
+		kb, n = bc, br
+	}
+	p.n = n
+	if kb != p.k || cr != p.m || cc != p.n {
+		panic(fmt.Sprintf("vk: gemm: C %v = op(A %v)·op(B %v) (transA=%v, transB=%v): want C [.., %d, %d] and K %d = %d",
+			c.Shape, a.Shape, b.Shape, o.TransA, o.TransB, p.m, p.n, p.k, kb))
+	}
+	p.batch = o.Batch
+	if p.batch == 0 {
+		p.batch = cLead
+	}
+	p.sa, p.sb, p.sc = o.StrideA, o.StrideB, o.StrideC
+	if p.sa == 0 {
+		p.sa = p.m * p.k
+	}
+	if p.sb == 0 {
+		p.sb = p.k * p.n
+	}
+	if p.sc == 0 {
+		p.sc = p.m * p.n
+	}
+	for _, op := range []struct {
+		name string
+		t    Tensor
+		need int
+	}{{"A", a, p.extentA()}, {"B", b, p.extentB()}, {"C", c, p.extentC()}} {
+		if op.t.Numel() < op.need {
+			panic(fmt.Sprintf("vk: gemm: %s %v holds %d elements; batch=%d, m=%d, n=%d, k=%d and its stride need %d",
+				op.name, op.t, op.t.Numel(), p.batch, p.m, p.n, p.k, op.need))
+		}
+	}
+	if c.DType != F32 {
+		panic("vk: gemm: C must be f32, got " + c.String())
+	}
+	for _, t := range []Tensor{a, b} {
+		if t.DType != F32 && t.DType != F16 && t.DType != BF16 {
+			panic("vk: gemm: A and B must be f32, f16 or bf16, got " + t.String())
+		}
+	}
+	if o.Bias.Valid() && (o.Bias.DType != F32 || o.Bias.Numel() != p.n) {
+		panic(fmt.Sprintf("vk: gemm: bias %v, want f32[%d]", o.Bias, p.n))
+	}
+	if o.Workspace.Valid() && o.Workspace.DType != F32 {
+		panic("vk: gemm: workspace must be f32, got " + o.Workspace.String())
+	}
+	if p.m == 0 || p.n == 0 || p.batch == 0 {
+		return
+	}
+	s.gemmChunked(p, o, env)
+}
+
+// gemmLimit is the most elements of dtype dt one window may span under maxBinding, leaving room for the
+// window's start being aligned down and its end rounded up to a 32-bit word.
+func (s *Stream) gemmLimit(dt DType, maxBinding uint64) int {
+	slack := s.d.mem.align + 4
+	if maxBinding <= slack {
+		return 0
+	}
+	return int((maxBinding - slack) / uint64(dt.Size()))
+}
+
+func (s *Stream) gemmFits(p *gemmProblem, env gemmEnv) bool {
+	return p.extentA() <= s.gemmLimit(p.a.DType, env.maxBinding) &&
+		p.extentB() <= s.gemmLimit(p.b.DType, env.maxBinding) &&
+		p.extentC() <= s.gemmLimit(F32, env.maxBinding) &&
+		p.batch <= s.d.Info.MaxWorkgroupCount[2]
+}
+
+// gemmChunked runs p as several dispatches when an operand exceeds the binding range or the batch
+// exceeds the grid: first over batches, then, for one matrix, over rows of C (and A), columns of C (with
+// Bᵀ) and K (with Aᵀ or B), the K chunks after the first accumulating with beta 1.
+func (s *Stream) gemmChunked(p gemmProblem, o GemmOpts, env gemmEnv) {
+	if s.gemmFits(&p, env) {
+		s.gemmRun(p, o, env)
+		return
+	}
+	if p.batch > 1 {
+		nb := min(p.batch, s.d.Info.MaxWorkgroupCount[2])
+		for nb > 1 {
+			q := p
+			q.batch = nb
+			if s.gemmFits(&q, env) {
+				break
+			}
+			nb = nb / 2
+		}
+		for b0 := 0; b0 < p.batch; b0 += nb {
+			q := p
+			q.batch = min(nb, p.batch-b0)
+			q.offA += b0 * p.sa
+			q.offB += b0 * p.sb
+			q.offC += b0 * p.sc
+			s.gemmChunked(q, o, env)
+		}
+		return
+	}
+	limA, limB, limC := s.gemmLimit(p.a.DType, env.maxBinding), s.gemmLimit(p.b.DType, env.maxBinding), s.gemmLimit(F32, env.maxBinding)
+	rowsFit := func(lim, ld, width int) int { // rows of a stored matrix whose window fits
+		if lim < width {
+			return 0
+		}
+		return (lim-width)/ld + 1
+	}
+	mc, nc, kc := p.m, p.n, p.k
+	mc = min(mc, rowsFit(limC, p.ldc, p.n))
+	if p.transA {
+		kc = min(kc, rowsFit(limA, p.lda, p.m))
+	} else {
+		mc = min(mc, rowsFit(limA, p.lda, p.k))
+	}
+	if p.transB {
+		nc = min(nc, rowsFit(limB, p.ldb, p.k))
+	} else {
+		kc = min(kc, rowsFit(limB, p.ldb, p.n))
+	}
+	// Keep the grid within limits for the narrowest tile (16).
+	mc = min(mc, 16*s.d.Info.MaxWorkgroupCount[1])
+	nc = min(nc, 16*s.d.Info.MaxWorkgroupCount[0])
+	if mc < 1 || nc < 1 || (kc < 1 && p.k > 0) {
+		s.fail(fmt.Errorf("vk: gemm: one row of A %v, B %v or C %v exceeds the binding range of %d bytes",
+			p.a, p.b, p.c, env.maxBinding))
+		return
+	}
+	roundDown := func(x, q int) int {
+		if x >= q {
+			return x / q * q
+		}
+		return x
+	}
+	mc, nc, kc = roundDown(mc, 128), roundDown(nc, 128), roundDown(kc, gemmSplitBlock)
+	for m0 := 0; m0 < p.m; m0 += mc {
+		for n0 := 0; n0 < p.n; n0 += nc {
+			for k0 := 0; k0 < max(p.k, 1); k0 += max(kc, 1) {
+				q := p
+				q.m, q.n, q.k = min(mc, p.m-m0), min(nc, p.n-n0), min(kc, p.k-k0)
+				if p.transA {
+					q.offA += k0*p.lda + m0
+				} else {
+					q.offA += m0*p.lda + k0
+				}
+				if p.transB {
+					q.offB += n0*p.ldb + k0
+				} else {
+					q.offB += k0*p.ldb + n0
+				}
+				q.offC += m0*p.ldc + n0
+				q.offBias += n0
+				if k0 > 0 { // later K chunks add to the first one's result
+					q.beta, q.bias = 1, Tensor{}
+				}
+				s.gemmRun(q, o, env)
+			}
+		}
+	}
+}
+
+// gemmSplits returns the split-K slice count and slice length for a product (1, k when not split).
+func gemmSplits(d *Device, maxBinding uint64, m, n, k, batch, want int) (splits, kSplit int) {
+	if want == 1 || k < 2*gemmSplitBlock {
+		return 1, k
+	}
+	splits = want
+	if want <= 0 {
+		tiles := batch * ((m + 63) / 64) * ((n + 63) / 64)
+		slots := gemmGPUSlots
+		if d.Info.Type == "cpu" {
+			slots = 2 * runtime.NumCPU() // lavapipe runs one workgroup per host thread
+		}
+		if tiles >= slots {
+			return 1, k
+		}
+		splits = min((slots+tiles-1)/tiles, k/gemmMinSplitK, gemmMaxSplits)
+	}
+	// The workspace is one binding; and batch·splits groups must fit the grid's z.
+	splits = min(splits, int(maxBinding/4)/max(batch*m*n, 1), d.Info.MaxWorkgroupCount[2]/batch)
+	if splits < 2 {
+		return 1, k
+	}
+	kSplit = ((k+splits-1)/splits + gemmSplitBlock - 1) / gemmSplitBlock * gemmSplitBlock
+	splits = (k + kSplit - 1) / kSplit
+	if splits < 2 {
+		return 1, k
+	}
+	return splits, kSplit
+}
+
+// gemmCoopOK reports whether the cooperative-matrix path can run on d: NV cooperative matrices with a
+// 16×16×16 f16·f16+f32 shape, 32-wide subgroups (the shader's subgroup arithmetic), enough shared memory.
+func gemmCoopOK(d *Device) bool {
+	if !d.CoopMat() || d.Info.SubgroupSize != 32 || d.Info.SharedMemory < gemmTileCoop.shared() {
+		return false
+	}
+	for _, sh := range d.Info.CoopMatShapes {
+		if sh.M == 16 && sh.N == 16 && sh.K == 16 && sh.AType == "f16" && sh.BType == "f16" && sh.CType == "f32" && sh.DType == "f32" {
+			return true
+		}
+	}
+	return false
+}
+
+// gemmPick chooses the shader and tile for one dispatch.
+func (s *Stream) gemmPick(p *gemmProblem, env gemmEnv) (string, gemmTile) {
+	if env.coopmat && p.a.DType == F16 && p.b.DType == F16 && p.m >= 16 && p.n >= 16 && p.k >= 16 && gemmCoopOK(s.d) {
+		return "gemm.coopmat", gemmTileCoop
+	}
+	name := "gemm"
+	if p.a.DType != F32 || p.b.DType != F32 {
+		name = "gemm." + p.a.DType.String() + "_" + p.b.DType.String()
+	}
+	var t gemmTile
+	switch {
+	case p.m <= 16:
+		t = gemmTileSkinnyM
+	case p.n <= 16:
+		t = gemmTileSkinnyN
+	case p.m >= 128 && p.n >= 128:
+		t = gemmTileLarge
+	default:
+		t = gemmTileMedium
+	}
+	if t.shared() > s.d.Info.SharedMemory || t.wg > s.d.Info.MaxWorkgroupInvoc {
+		t = gemmTileMedium
+	}
+	return name, t
+}
+
+// gemmWindow returns a view of t's elements [lo, hi) whose start is aligned down to the device's storage
+// alignment and whose end is rounded up to a 32-bit word (16-bit operands are read as words), and lo's
+// element offset inside the view.
+func (s *Stream) gemmWindow(t Tensor, lo, hi int) (Tensor, uint32) {
+	es := uint64(t.DType.Size())
+	start := t.off + uint64(lo)*es
+	base := start / s.d.mem.align * s.d.mem.align
+	end := alignUp(t.off+uint64(max(hi, lo))*es, 4)
+	v := Tensor{blk: t.blk, off: base, DType: t.DType, Shape: []int{int((end - base) / es)}}
+	return v, uint32((start - base) / es)
+}
+
+// gemmRun records one product whose operands fit the binding range: the tiled kernel, directly into C
+// or, with split-K, into the workspace followed by gemm_reduce.
+func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
+	shader, tile := s.gemmPick(&p, env)
+	splits, kSplit := gemmSplits(s.d, env.maxBinding, p.m, p.n, p.k, p.batch, o.SplitK)
+	need := splits * p.batch * p.m * p.n
+	if splits > 1 && (!o.Workspace.Valid() || o.Workspace.Numel() < need) {
+		if o.SplitK > 1 {
+			panic(fmt.Sprintf("vk: gemm: SplitK=%d needs a workspace of %d f32 (GemmWorkspaceSize), got %v",
+				o.SplitK, need, o.Workspace))
+		}
+		// Automatic split: use what the workspace holds.
+		fit := 0
+		if o.Workspace.Valid() {
+			fit = o.Workspace.Numel() / (p.batch * p.m * p.n)
+		}
+		splits, kSplit = gemmSplits(s.d, env.maxBinding, p.m, p.n, p.k, p.batch, max(fit, 1))
+	}
+
+	aw, offA := s.gemmWindow(p.a, p.offA, p.offA+p.extentA())
+	bw, offB := s.gemmWindow(p.b, p.offB, p.offB+p.extentB())
+	cw, offC := s.gemmWindow(p.c, p.offC, p.offC+p.extentC())
+	biasW, offBias := cw, uint32(0) // unread placeholder when there is no bias
+	flags := uint32(0)
+	if p.transA {
+		flags |= gemmTransA
+	}
+	if p.transB {
+		flags |= gemmTransB
+	}
+	epilogue := uint32(0)
+	if p.bias.Valid() {
+		biasW, offBias = s.gemmWindow(p.bias, p.offBias, p.offBias+p.n)
+		epilogue |= gemmBias
+	}
+	if p.beta != 0 {
+		epilogue |= gemmBeta
+	}
+	push := gemmPush{
+		M: uint32(p.m), N: uint32(p.n), K: uint32(p.k),
+		LdA: uint32(p.lda), LdB: uint32(p.ldb), LdC: uint32(p.ldc),
+		StrideA: uint32(p.sa), StrideB: uint32(p.sb), StrC: uint32(p.sc),
+		OffA: offA, OffB: offB, OffC: offC, OffBias: offBias,
+		KSplit: uint32(max(p.k, 1)), Splits: 1,
+		Flags: flags | epilogue, Alpha: p.alpha, Beta: p.beta,
+	}
+	groups := [3]int{(p.n + tile.bn - 1) / tile.bn, (p.m + tile.bm - 1) / tile.bm, p.batch * splits}
+	k := kernel{shader, tile.spec()}
+	if splits == 1 {
+		s.dispatch("gemm", k, push, groups, in(aw), in(bw), out(cw), in(biasW))
+		return
+	}
+	total := p.batch * p.m * p.n
+	ww, offW := s.gemmWindow(o.Workspace, 0, splits*total)
+	push.LdC, push.StrC, push.OffC, push.OffBias = uint32(p.n), uint32(p.m*p.n), offW, 0
+	push.KSplit, push.SplitStride, push.Splits = uint32(kSplit), uint32(total), uint32(splits)
+	push.Flags, push.Alpha, push.Beta = flags, 1, 0
+	s.dispatch("gemm.splitk", k, push, groups, in(aw), in(bw), out(ww), in(ww))
+	s.dispatch("gemm_reduce", kernel{"gemm_reduce", []uint32{local1D}}, gemmReducePush{
+		M: uint32(p.m), N: uint32(p.n), Total: uint32(total), Splits: uint32(splits),
+		LdC: uint32(p.ldc), StrC: uint32(p.sc), OffW: offW, OffC: offC, OffBias: offBias,
+		Flags: epilogue, Alpha: p.alpha, Beta: p.beta,
+	}, s.grid1D(total, local1D), in(ww), out(cw), in(biasW))
+}

@@ -1,0 +1,564 @@
+package vk_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vjepa-vk/vjepa-vk/shaders"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+	"github.com/vjepa-vk/vjepa-vk/vk/ref"
+	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
+)
+
+// gemmCase is one call of Gemm: shapes, storage layouts, dtypes, epilogue and the split/chunk knobs.
+type gemmCase struct {
+	m, n, k, batch int
+	transA, transB bool
+	dtA, dtB       vk.DType
+	alpha, beta    float32
+	bias           bool
+	splitK         int    // GemmOpts.SplitK; > 1 or -1 (automatic with a workspace) provides a workspace
+	maxBinding     uint64 // 0: the device's; otherwise a lowered limit that forces chunking
+	padStride      bool   // batch strides with NaN gaps between matrices
+}
+
+func (c gemmCase) String() string {
+	s := vktest.Name("m", c.m, "n", c.n, "k", c.k, "layout", layout(c.transA, c.transB), "dtype", c.dtA.String()+"_"+c.dtB.String())
+	if c.batch > 1 {
+		s += vktest.Name(",batch", c.batch)
+	}
+	if c.alpha != 0 || c.beta != 0 || c.bias {
+		s += vktest.Name(",alpha", c.alpha, "beta", c.beta, "bias", c.bias)
+	}
+	if c.splitK != 0 {
+		s += vktest.Name(",splitk", c.splitK)
+	}
+	if c.maxBinding != 0 {
+		s += vktest.Name(",maxbinding", c.maxBinding)
+	}
+	return s
+}
+
+func layout(transA, transB bool) string {
+	l := [2]string{"N", "T"}
+	return l[b2i(transA)] + l[b2i(transB)]
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// gemmImpl is the op under test: vk.Gemm or the package-internal entry that lowers the binding limit.
+type gemmImpl func(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64)
+
+func gemmPublic(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64) {
+	if maxBinding != 0 {
+		vk.GemmWithLimits(s, c, a, b, o, maxBinding, true)
+		return
+	}
+	vk.Gemm(s, c, a, b, o)
+}
+
+func gemmScalar(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64) {
+	if maxBinding == 0 {
+		maxBinding = s.Device().MaxBinding()
+	}
+	vk.GemmWithLimits(s, c, a, b, o, maxBinding, false)
+}
+
+// rounded returns v as the device stores it in dtype dt.
+func rounded(dt vk.DType, v []float32) []float32 { return vk.DecodeF32(dt, vk.EncodeF32(dt, v)) }
+
+// embedded uploads v (of shape dims) in the middle of a NaN-filled 1-D tensor, pad elements from its
+// start, and returns the tensor and the view. Odd pads put the view off the storage alignment and, for
+// 16-bit dtypes, in the upper half of a 32-bit word.
+func embedded(t *testing.T, d *vk.Device, dt vk.DType, v []float32, pad int, dims ...int) (vk.Tensor, vk.Tensor) {
+	t.Helper()
+	all := vktest.NaNs(len(v) + 2*pad)
+	copy(all[pad:], v)
+	whole := vktest.Tensor(t, d, dt, all, len(all))
+	return whole, whole.Slice(pad, len(v)).Reshape(dims...)
+}
+
+// checkGuard fails unless the elements of whole outside [pad, pad+n) and in the stride gaps are still NaN.
+func checkGuard(t *testing.T, name string, whole []float32, pad, n int, inside func(i int) bool) {
+	t.Helper()
+	for i, v := range whole {
+		if (i < pad || i >= pad+n || !inside(i-pad)) && !math.IsNaN(float64(v)) {
+			t.Fatalf("%s: element %d outside the result was written: %g", name, i-pad, v)
+		}
+	}
+}
+
+// runGemmCase runs one case on the device and checks it against ref.Gemm computed from the inputs as
+// the device holds them (rounded to f16/bf16). The tolerance of each element is 1e-5·(|α|·Σ_l|a||b| +
+// |β·c| + |bias|): f32 accumulation of K products in any order errs by about √K·2⁻²⁴ of Σ|a||b| (K=8256:
+// 5e-6), far below what a wrong index, a missed tile or a dropped slice produces.
+func runGemmCase(t *testing.T, d *vk.Device, c gemmCase, impl gemmImpl) (maxErr float64) {
+	t.Helper()
+	batch := max(c.batch, 1)
+	ar, ac := c.m, c.k
+	if c.transA {
+		ar, ac = c.k, c.m
+	}
+	br, bc := c.k, c.n
+	if c.transB {
+		br, bc = c.n, c.k
+	}
+	sa, sb, sc := ar*ac, br*bc, c.m*c.n
+	if c.padStride {
+		sa, sb, sc = sa+3, sb+5, sc+7
+	}
+	// Operand buffers hold whole [rows, cols] matrices: batch of them when packed, or as many as cover the
+	// strided range when the batch strides leave gaps (Gemm takes the matrix shape from the last two dims).
+	count := func(stride, rows, cols int) int {
+		if !c.padStride {
+			return batch
+		}
+		return ((batch-1)*stride + rows*cols + rows*cols - 1) / (rows * cols)
+	}
+	na, nb, nc := count(sa, ar, ac), count(sb, br, bc), count(sc, c.m, c.n)
+	seed := uint64(c.m*1000003 + c.n*1009 + c.k)
+	av := rounded(c.dtA, vktest.Rand(seed, na*ar*ac))
+	bv := rounded(c.dtB, vktest.Rand(seed+1, nb*br*bc))
+	cv := vktest.NaNs(nc * c.m * c.n)
+	if c.beta != 0 {
+		cv = vktest.Rand(seed+2, len(cv))
+	}
+	var biasV []float32
+	if c.bias {
+		biasV = vktest.Rand(seed+3, c.n)
+	}
+	// Poison the stride gaps so that a write into them shows.
+	inC := func(i int) bool { return i/sc < batch && i%sc < c.m*c.n }
+	for i := range cv {
+		if !inC(i) {
+			cv[i] = float32(math.NaN())
+		}
+	}
+	dims := func(n, rows, cols int) []int {
+		if c.batch > 1 || n > 1 {
+			return []int{n, rows, cols}
+		}
+		return []int{rows, cols}
+	}
+	const pad = 3
+	aWhole, aT := embedded(t, d, c.dtA, av, pad, dims(na, ar, ac)...)
+	bWhole, bT := embedded(t, d, c.dtB, bv, pad+2, dims(nb, br, bc)...)
+	cWhole, cT := embedded(t, d, vk.F32, cv, pad, dims(nc, c.m, c.n)...)
+	o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, Alpha: c.alpha, Beta: c.beta, Batch: c.batch}
+	if c.padStride {
+		o.StrideA, o.StrideB, o.StrideC = sa, sb, sc
+	}
+	if c.bias {
+		o.Bias = vktest.Tensor(t, d, vk.F32, biasV, c.n)
+	}
+	if c.splitK != 0 {
+		if c.splitK > 0 {
+			o.SplitK = c.splitK
+		}
+		ws := vk.GemmWorkspaceSize(d, c.m, c.n, c.k, o)
+		if ws == 0 {
+			t.Fatalf("GemmWorkspaceSize(%v) = 0, want a split-K workspace", c)
+		}
+		o.Workspace = vktest.Poisoned(t, d, vk.F32, ws)
+	}
+	s := vktest.Stream(t, d)
+	impl(s, cT, aT, bT, o, c.maxBinding)
+	vktest.Run(t, s)
+
+	got := vktest.Download(t, d, cWhole)
+	checkGuard(t, "Gemm("+c.String()+")", got, pad, len(cv), inC)
+	got = got[pad : pad+len(cv)]
+	for name, chk := range map[string]struct {
+		whole vk.Tensor
+		want  []float32
+		pad   int
+	}{"A": {aWhole, av, pad}, "B": {bWhole, bv, pad + 2}} {
+		now := vktest.Download(t, d, chk.whole)[chk.pad : chk.pad+len(chk.want)]
+		for i := range now {
+			if math.Float32bits(now[i]) != math.Float32bits(chk.want[i]) {
+				t.Fatalf("Gemm(%v): input %s[%d] changed: %g, was %g", c, name, i, now[i], chk.want[i])
+			}
+		}
+	}
+
+	alpha := float64(c.alpha)
+	if alpha == 0 {
+		alpha = 1
+	}
+	var bias64 []float64
+	if c.bias {
+		bias64 = vktest.F64(biasV)
+	}
+	for bi := range batch {
+		a64 := vktest.F64(av[bi*sa : bi*sa+ar*ac])
+		b64 := vktest.F64(bv[bi*sb : bi*sb+br*bc])
+		want := vktest.F64(cv[bi*sc : bi*sc+c.m*c.n])
+		c0 := append([]float64(nil), want...)
+		ref.Gemm(want, a64, b64, c.m, c.n, c.k, c.transA, c.transB, alpha, float64(c.beta), bias64)
+		scale := make([]float64, c.m*c.n)
+		ref.Gemm(scale, abs(a64), abs(b64), c.m, c.n, c.k, c.transA, c.transB, math.Abs(alpha), 0, nil)
+		for i := range scale {
+			if c.beta != 0 {
+				scale[i] += math.Abs(float64(c.beta) * c0[i])
+			}
+			if c.bias {
+				scale[i] += math.Abs(bias64[i%c.n])
+			}
+		}
+		g := got[bi*sc : bi*sc+c.m*c.n]
+		worst, worstErr, worstTol := -1, 0.0, 0.0
+		for i := range g {
+			e := math.Abs(float64(g[i]) - want[i])
+			if math.IsNaN(e) {
+				e = math.Inf(1)
+			}
+			maxErr = math.Max(maxErr, e/math.Max(scale[i], 1e-30))
+			tol := 1e-5*scale[i] + 1e-30
+			if e > tol && (worst < 0 || e/tol > worstErr/worstTol) {
+				worst, worstErr, worstTol = i, e, tol
+			}
+		}
+		if worst >= 0 {
+			t.Fatalf("Gemm(%v): C[%d][%d,%d] = %.8g, want %.8g (err %.3g > tol %.3g = 1e-5·Σ|α·a·b|+|β·c|+|bias|)",
+				c, bi, worst/c.n, worst%c.n, g[worst], want[worst], worstErr, worstTol)
+		}
+	}
+	return maxErr
+}
+
+func abs(v []float64) []float64 {
+	o := make([]float64, len(v))
+	for i, x := range v {
+		o[i] = math.Abs(x)
+	}
+	return o
+}
+
+// gemmShapes are the awkward shapes every layout is tested on: 1, the scalar tiles (16, 64, 128) ± 1, primes,
+// the action encoder's K=7, LoRA's rank-r sides, and a model-sized Linear (one frame of 258 tokens).
+var gemmShapes = [][3]int{
+	{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {15, 17, 16}, {16, 16, 17}, {17, 15, 33},
+	{63, 65, 64}, {64, 64, 64}, {65, 63, 15}, {127, 129, 31}, {128, 128, 16}, {129, 127, 129},
+	{97, 61, 131}, {16, 1024, 7}, {257, 16, 192}, {300, 96, 16}, {4, 333, 520},
+}
+
+// TestGemm runs every layout on the awkward shapes (f32), every dtype pair on a prime shape, and the
+// epilogue options (alpha, beta accumulation, bias), batched products with packed and gapped strides.
+func TestGemm(t *testing.T) {
+	d := vktest.Device(t)
+	var cases []gemmCase
+	layouts := [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}}
+	for _, sh := range gemmShapes {
+		for _, l := range layouts {
+			cases = append(cases, gemmCase{m: sh[0], n: sh[1], k: sh[2], transA: l[0], transB: l[1]})
+		}
+	}
+	if !testing.Short() {
+		cases = append(cases, gemmCase{m: 258, n: 1024, k: 1024, transB: true, bias: true})
+	}
+	dtypes := []vk.DType{vk.F32, vk.F16, vk.BF16}
+	for _, da := range dtypes {
+		for _, db := range dtypes {
+			for _, l := range layouts {
+				cases = append(cases, gemmCase{m: 97, n: 61, k: 131, transA: l[0], transB: l[1], dtA: da, dtB: db})
+			}
+		}
+	}
+	for _, l := range layouts {
+		cases = append(cases,
+			gemmCase{m: 37, n: 70, k: 45, transA: l[0], transB: l[1], alpha: 0.5, beta: 1, bias: true},
+			gemmCase{m: 37, n: 70, k: 45, transA: l[0], transB: l[1], alpha: -2, beta: 0.25},
+			gemmCase{m: 37, n: 70, k: 45, transA: l[0], transB: l[1], bias: true, dtB: vk.BF16},
+			gemmCase{m: 33, n: 20, k: 19, batch: 3, transA: l[0], transB: l[1], beta: 1, bias: true},
+			gemmCase{m: 33, n: 20, k: 19, batch: 3, transA: l[0], transB: l[1], padStride: true, dtA: vk.F16},
+		)
+	}
+	worst := 0.0
+	for _, c := range cases {
+		t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmPublic)) })
+	}
+	t.Logf("max error relative to Σ|α·a·b|+|β·c|+|bias| over %d cases: %.3g", len(cases), worst)
+}
+
+// TestGemmSplitK checks split-K against the same reference: explicit slice counts on LoRA's weight
+// gradient shapes (dA [r,in] = dtᵀ·x over all tokens), batched, with beta and bias applied by the reduce
+// kernel; and the automatic choice on a tiny output with a long K.
+func TestGemmSplitK(t *testing.T) {
+	d := vktest.Device(t)
+	cases := []gemmCase{
+		{m: 4, n: 1024, k: 8256, transA: true, splitK: 8, beta: 1},
+		{m: 16, n: 96, k: 2064, transA: true, splitK: 5, bias: true, alpha: 0.5},
+		{m: 13, n: 17, k: 1000, transB: true, splitK: 3, batch: 2, beta: 1, dtA: vk.BF16},
+		{m: 30, n: 2, k: 777, splitK: 32, dtB: vk.F16}, // more slices than whole 32-blocks allow... still whole blocks
+		{m: 16, n: 16, k: 4096, transA: true, splitK: -1},
+	}
+	worst := 0.0
+	for _, c := range cases {
+		t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmPublic)) })
+	}
+	t.Logf("split-K max error relative to Σ|α·a·b|+|β·c|+|bias|: %.3g", worst)
+
+	// Without a workspace an automatic split is skipped, with the same result up to rounding.
+	o := vk.GemmOpts{TransA: true}
+	if got := vk.GemmWorkspaceSize(d, 16, 16, 4096, o); got == 0 {
+		t.Errorf("GemmWorkspaceSize(m=16,n=16,k=4096) = 0, want > 0: a 16×16 output over K=4096 should split")
+	}
+	if got := vk.GemmWorkspaceSize(d, 1024, 1024, 64, o); got != 0 {
+		t.Errorf("GemmWorkspaceSize(m=1024,n=1024,k=64) = %d, want 0", got)
+	}
+	if got := vk.GemmWorkspaceSize(d, 4, 1024, 8256, vk.GemmOpts{SplitK: 1}); got != 0 {
+		t.Errorf("GemmWorkspaceSize(SplitK=1) = %d, want 0", got)
+	}
+}
+
+// TestGemmChunked lowers the binding limit so that operands are cut into several dispatches: over
+// batches, rows of C and A, columns of C (Bᵀ), and K (Aᵀ or B, accumulating with beta 1 after the first).
+func TestGemmChunked(t *testing.T) {
+	d := vktest.Device(t)
+	var cases []gemmCase
+	for _, l := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+		cases = append(cases,
+			gemmCase{m: 300, n: 200, k: 150, transA: l[0], transB: l[1], maxBinding: 64 << 10, bias: true},
+			gemmCase{m: 300, n: 200, k: 150, transA: l[0], transB: l[1], maxBinding: 40 << 10, beta: 0.5, dtA: vk.BF16, dtB: vk.F16},
+			gemmCase{m: 40, n: 50, k: 60, batch: 5, transA: l[0], transB: l[1], maxBinding: 20 << 10, beta: 1},
+			gemmCase{m: 40, n: 50, k: 60, batch: 5, transA: l[0], transB: l[1], maxBinding: 8 << 10, padStride: true},
+			gemmCase{m: 16, n: 16, k: 4096, transA: l[0], transB: l[1], maxBinding: 32 << 10, splitK: 4, beta: 1},
+		)
+	}
+	worst := 0.0
+	for _, c := range cases {
+		t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmPublic)) })
+	}
+	t.Logf("chunked max error relative to Σ|α·a·b|+|β·c|+|bias|: %.3g", worst)
+}
+
+// TestGemmLarge runs a square product large enough for many full tiles of every path.
+func TestGemmLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large product")
+	}
+	d := vktest.Device(t)
+	for _, c := range []gemmCase{
+		{m: 1024, n: 1024, k: 1024},
+		{m: 1024, n: 1024, k: 1024, transA: true, transB: true, dtA: vk.F16, dtB: vk.F16},
+	} {
+		t.Run(c.String(), func(t *testing.T) {
+			t.Logf("max error relative to Σ|a·b|: %.3g", runGemmCase(t, d, c, gemmPublic))
+		})
+	}
+}
+
+// TestGemmCoopMat compares the cooperative-matrix path with the reference on devices that have it
+// (Gemm picks it for f16·f16); lavapipe has no cooperative matrices, so there the test is skipped.
+func TestGemmCoopMat(t *testing.T) {
+	d := vktest.Device(t)
+	if !d.CoopMat() {
+		t.Skip("device has no cooperative matrices (" + d.Info.Name + ")")
+	}
+	var cases []gemmCase
+	for _, sh := range [][3]int{{16, 16, 16}, {17, 31, 33}, {128, 128, 32}, {129, 255, 100}, {97, 61, 131}, {2064, 1024, 1024}} {
+		for _, l := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			cases = append(cases, gemmCase{m: sh[0], n: sh[1], k: sh[2], transA: l[0], transB: l[1], dtA: vk.F16, dtB: vk.F16})
+		}
+	}
+	cases = append(cases,
+		gemmCase{m: 70, n: 90, k: 300, batch: 3, transB: true, dtA: vk.F16, dtB: vk.F16, alpha: 0.5, beta: 1, bias: true},
+		gemmCase{m: 64, n: 64, k: 8256, transA: true, dtA: vk.F16, dtB: vk.F16, splitK: 8, beta: 1},
+	)
+	for _, c := range cases {
+		t.Run(c.String(), func(t *testing.T) {
+			t.Logf("coopmat max error %.3g", runGemmCase(t, d, c, gemmPublic))
+			t.Logf("scalar max error %.3g", runGemmCase(t, d, c, gemmScalar))
+		})
+	}
+}
+
+// TestGemmShapeMismatch checks that inconsistent shapes panic with the shapes in the message.
+func TestGemmShapeMismatch(t *testing.T) {
+	d := vktest.Device(t)
+	s := vktest.Stream(t, d)
+	a := vktest.Tensor(t, d, vk.F32, nil, 4, 5)
+	b := vktest.Tensor(t, d, vk.F32, nil, 6, 7)
+	c := vktest.Tensor(t, d, vk.F32, nil, 4, 7)
+	defer func() {
+		r := recover()
+		if r == nil || !containsAll(fmt.Sprint(r), "[4 5]", "[6 7]", "[4 7]") {
+			t.Fatalf("Gemm with K 5 vs 6: recovered %v, want a panic naming all three shapes", r)
+		}
+	}()
+	vk.Gemm(s, c, a, b, vk.GemmOpts{})
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestGemmPushLayout checks each push struct of gemm.go against the push-constant block of its SPIR-V
+// module: same member count, 4-byte offsets in order, and uint/float kinds member for member.
+func TestGemmPushLayout(t *testing.T) {
+	for module, push := range vk.GemmPushStructs() {
+		code, err := shaders.SPIRV(module)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members, err := spirvPushBlock(code)
+		if err != nil {
+			t.Fatalf("%s: %v", module, err)
+		}
+		typ := reflect.TypeOf(push)
+		if typ.NumField() != len(members) {
+			t.Fatalf("%s: Go %s has %d fields, shader push block %d members", module, typ.Name(), typ.NumField(), len(members))
+		}
+		for i, m := range members {
+			f := typ.Field(i)
+			kind := map[reflect.Kind]string{reflect.Uint32: "uint", reflect.Int32: "int", reflect.Float32: "float"}[f.Type.Kind()]
+			if m.offset != 4*i || m.kind != kind {
+				t.Errorf("%s: member %d: shader %s at offset %d, Go %s %s at offset %d", module, i, m.kind, m.offset, f.Name, kind, 4*i)
+			}
+		}
+	}
+}
+
+type spirvMember struct {
+	offset int
+	kind   string // "uint", "int", "float" (32-bit) or "other"
+}
+
+// spirvPushBlock returns the members of the module's push-constant block from its decorations.
+func spirvPushBlock(code []byte) ([]spirvMember, error) {
+	if len(code) < 20 || len(code)%4 != 0 {
+		return nil, fmt.Errorf("spir-v: %d bytes, want a header and whole words", len(code))
+	}
+	w := make([]uint32, len(code)/4)
+	for i := range w {
+		w[i] = binary.LittleEndian.Uint32(code[4*i:])
+	}
+	const (
+		opTypeInt, opTypeFloat, opTypeStruct, opTypePointer, opMemberDecorate = 21, 22, 30, 32, 72
+		storagePushConstant, decorationOffset                                 = 9, 35
+	)
+	kinds := map[uint32]string{}
+	structs := map[uint32][]uint32{}
+	offsets := map[uint32]map[uint32]int{}
+	var block uint32
+	for i := 5; i < len(w); {
+		op, n := w[i]&0xffff, int(w[i]>>16)
+		if n == 0 || i+n > len(w) {
+			return nil, fmt.Errorf("spir-v: bad instruction at word %d", i)
+		}
+		args := w[i+1 : i+n]
+		switch op {
+		case opTypeInt:
+			kinds[args[0]] = map[bool]string{true: "int", false: "uint"}[args[2] == 1]
+			if args[1] != 32 {
+				kinds[args[0]] = "other"
+			}
+		case opTypeFloat:
+			kinds[args[0]] = "float"
+			if args[1] != 32 {
+				kinds[args[0]] = "other"
+			}
+		case opTypeStruct:
+			structs[args[0]] = append([]uint32(nil), args[1:]...)
+		case opTypePointer:
+			if _, isStruct := structs[args[2]]; isStruct && args[1] == storagePushConstant {
+				block = args[2]
+			}
+		case opMemberDecorate:
+			if args[2] == decorationOffset {
+				if offsets[args[0]] == nil {
+					offsets[args[0]] = map[uint32]int{}
+				}
+				offsets[args[0]][args[1]] = int(args[3])
+			}
+		}
+		i += n
+	}
+	types, ok := structs[block]
+	if !ok {
+		return nil, fmt.Errorf("spir-v: no push-constant block")
+	}
+	members := make([]spirvMember, len(types))
+	for i, ty := range types {
+		members[i] = spirvMember{offset: offsets[block][uint32(i)], kind: kinds[ty]}
+		if members[i].kind == "" {
+			members[i].kind = "other"
+		}
+	}
+	return members, nil
+}
+
+// BenchmarkGemm reports GFLOP/s (2·m·n·k per product) at the model's shapes: the qkv and fc1 Linear
+// forwards over one clip's 2064 tokens (spec §2: D=1024, 3·D, 4·D), 512³, and LoRA's weight gradient
+// dA [r=16, in] = dtᵀ·x over 8256 tokens with and without split-K.
+func BenchmarkGemm(b *testing.B) {
+	d := vktest.Device(b)
+	type bench struct {
+		m, n, k        int
+		transA, transB bool
+		dtA, dtB       vk.DType
+		splitK         int
+	}
+	var benches []bench
+	for _, dt := range []vk.DType{vk.F32, vk.BF16, vk.F16} {
+		benches = append(benches,
+			bench{m: 2064, n: 3072, k: 1024, transB: true, dtA: vk.F32, dtB: dt},
+			bench{m: 2064, n: 4096, k: 1024, transB: true, dtA: vk.F32, dtB: dt},
+		)
+	}
+	benches = append(benches,
+		bench{m: 512, n: 512, k: 512, dtA: vk.F32, dtB: vk.F32},
+		bench{m: 512, n: 512, k: 512, dtA: vk.F16, dtB: vk.F16},
+		bench{m: 16, n: 1024, k: 8256, transA: true, dtA: vk.F32, dtB: vk.F32, splitK: 1},
+		bench{m: 16, n: 1024, k: 8256, transA: true, dtA: vk.F32, dtB: vk.F32, splitK: 8},
+		bench{m: 16, n: 1024, k: 8256, transA: true, dtA: vk.F32, dtB: vk.F32},
+	)
+	for _, c := range benches {
+		name := vktest.Name("m", c.m, "n", c.n, "k", c.k, "layout", layout(c.transA, c.transB), "dtype", c.dtA.String()+"_"+c.dtB.String())
+		if c.splitK != 0 {
+			name += vktest.Name(",splitk", c.splitK)
+		}
+		b.Run(name, func(b *testing.B) {
+			ar, ac := c.m, c.k
+			if c.transA {
+				ar, ac = c.k, c.m
+			}
+			br, bc := c.k, c.n
+			if c.transB {
+				br, bc = c.n, c.k
+			}
+			a := vktest.Tensor(b, d, c.dtA, vktest.Rand(1, ar*ac), ar, ac)
+			bt := vktest.Tensor(b, d, c.dtB, vktest.Rand(2, br*bc), br, bc)
+			ct := vktest.Tensor(b, d, vk.F32, nil, c.m, c.n)
+			o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, SplitK: c.splitK}
+			if ws := vk.GemmWorkspaceSize(d, c.m, c.n, c.k, o); ws > 0 {
+				o.Workspace = vktest.Tensor(b, d, vk.F32, nil, ws)
+			}
+			s := vktest.Stream(b, d)
+			vk.Gemm(s, ct, a, bt, o)
+			vktest.Run(b, s) // build pipelines outside the timing
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				vktest.Run(b, s)
+			}
+			sec := time.Since(start).Seconds()
+			b.ReportMetric(2*float64(c.m)*float64(c.n)*float64(c.k)*float64(b.N)/sec/1e9, "GFLOP/s")
+		})
+	}
+}
