@@ -113,11 +113,12 @@ func (c *counters) skip(r SkipReason) {
 
 // Sample is one decoded clip with its provenance.
 type Sample struct {
-	Shard  string
-	Record int // index of the episode within its shard
-	Epoch  int
-	Clip   *Clip
-	Pixels []float32 // [3, T, H, W], normalized
+	Shard      string
+	ShardIndex int // position of the shard in the split
+	Record     int // index of the episode within its shard
+	Epoch      int
+	Clip       *Clip
+	Pixels     []float32 // [3, T, H, W], normalized
 }
 
 // Batch is B samples stacked (spec §7.8); float32 throughout, row-major.
@@ -317,7 +318,7 @@ func (l *Loader) sample(pre *Preprocessor, shard Shard, epoch, record int, data 
 		return bad(err)
 	}
 	l.counts.clips.Add(1)
-	return &Sample{Shard: shard.Name, Record: record, Epoch: epoch, Clip: clip, Pixels: pixels}, nil
+	return &Sample{Shard: shard.Name, ShardIndex: shard.Index, Record: record, Epoch: epoch, Clip: clip, Pixels: pixels}, nil
 }
 
 // assemble merges worker outputs round-robin, shuffles and batches them.

@@ -75,6 +75,10 @@ type EncoderPass struct {
 
 // NewPass allocates an encoder pass; F must be a multiple of the tubelet, H and W of the patch size.
 func (e *Encoder) NewPass(B, F, H, W int) (*EncoderPass, error) {
+	return e.newPass(&tensorAlloc{d: e.d}, B, F, H, W)
+}
+
+func (e *Encoder) newPass(a *tensorAlloc, B, F, H, W int) (*EncoderPass, error) {
 	c := e.Cfg
 	if B < 1 || F < 1 || F%c.Tubelet != 0 || H%c.Patch != 0 || W%c.Patch != 0 || H < 1 || W < 1 {
 		return nil, fmt.Errorf("model: encoder input [%d, 3, %d, %d, %d]: frames must be a multiple of %d and H, W of %d",
@@ -83,7 +87,6 @@ func (e *Encoder) NewPass(B, F, H, W int) (*EncoderPass, error) {
 	tok := (F / c.Tubelet) * (H / c.Patch) * (W / c.Patch)
 	R := B * tok
 	ep := &EncoderPass{B: B, F: F, H: H, W: W, Tokens: tok, e: e}
-	a := &tensorAlloc{d: e.d}
 	ep.Video = a.f32(B, InChans, F, H, W)
 	ep.cols = a.f32(R, InChans*c.Tubelet*c.Patch*c.Patch)
 	ep.x, ep.y, ep.tmp = a.f32(R, c.Dim), a.f32(R, c.Dim), a.f32(R, c.Dim)
@@ -100,6 +103,9 @@ func (e *Encoder) NewPass(B, F, H, W int) (*EncoderPass, error) {
 
 // Free releases the pass's tensors.
 func (ep *EncoderPass) Free() {
+	if ep.e.d == nil {
+		return
+	}
 	for _, t := range ep.owned {
 		ep.e.d.Free(t)
 	}

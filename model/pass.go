@@ -74,9 +74,11 @@ func (sc *scratch) free(d *vk.Device) {
 	sc.owned = nil
 }
 
-// tensorAlloc allocates tensors, remembering the first error and every allocation.
+// tensorAlloc allocates tensors, remembering the first error and every allocation. With a plan it
+// allocates nothing and only counts bytes, so that memory plans run the very code that allocates.
 type tensorAlloc struct {
 	d     *vk.Device
+	plan  *Plan
 	err   error
 	owned []vk.Tensor
 }
@@ -84,6 +86,14 @@ type tensorAlloc struct {
 func (a *tensorAlloc) f32(shape ...int) vk.Tensor {
 	if a.err != nil {
 		return vk.Tensor{}
+	}
+	if a.plan != nil {
+		n := int64(4)
+		for _, s := range shape {
+			n *= int64(s)
+		}
+		a.plan.add(n)
+		return vk.Tensor{DType: vk.F32, Shape: shape}
 	}
 	t, err := a.d.NewTensor(vk.F32, shape...)
 	if err != nil {
@@ -124,7 +134,7 @@ func (p *Predictor) NewPass(B, T int, checkpoint bool) (*Pass, error) {
 	r := p.maxLoRARank()
 	lora := len(p.LoRAs) > 0
 	ps := &Pass{B: B, T: T, K: K, HW: HW, N: N, R: R, Checkpoint: checkpoint, p: p}
-	a := &tensorAlloc{d: p.d}
+	a := &tensorAlloc{d: p.d, plan: p.plan}
 	P := B * T * HW
 	ps.Z, ps.Out, ps.DOut, ps.DZ = a.f32(P, E), a.f32(P, E), a.f32(P, E), a.f32(P, E)
 	ps.Actions, ps.States = a.f32(B*T, ActionDim), a.f32(B*T, ActionDim)
@@ -158,6 +168,9 @@ func (p *Predictor) NewPass(B, T int, checkpoint bool) (*Pass, error) {
 
 // Free releases the pass's own tensors (scratch belongs to the predictor).
 func (ps *Pass) Free() {
+	if ps.p.d == nil {
+		return
+	}
 	for _, t := range ps.owned {
 		ps.p.d.Free(t)
 	}
@@ -176,7 +189,7 @@ func (p *Predictor) scratchFor(R, lseN, P int) (*scratch, error) {
 	}
 	c := p.Cfg
 	D, Hd, r := c.Dim, c.MLPHidden(), p.maxLoRARank()
-	a := &tensorAlloc{d: p.d}
+	a := &tensorAlloc{d: p.d, plan: p.plan}
 	sc := &scratch{rows: R, lseN: lseN, rank: rank, prev: p.scratch}
 	sc.tmp, sc.gA, sc.gB, sc.dn, sc.do = a.f32(R, D), a.f32(R, D), a.f32(R, D), a.f32(R, D), a.f32(R, D)
 	sc.dqkv, sc.delta = a.f32(R, 3*D), a.f32(lseN)

@@ -22,6 +22,7 @@ type Predictor struct {
 	proj                       *linear
 	normGradW, normGradB       vk.Tensor // sinks for the frozen LayerNorms' parameter gradients
 	scratch                    *scratch
+	plan                       *Plan // non-nil for a planning predictor (NewPlanPredictor): no device
 }
 
 // acBlock is one pre-norm transformer block (spec §2.4).
@@ -84,6 +85,9 @@ func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Pre
 // Free releases every device tensor of the predictor, its adapters and scratch.
 func (p *Predictor) Free() {
 	d := p.d
+	if d == nil {
+		return
+	}
 	for _, l := range []*linear{p.embed, p.actionEnc, p.stateEnc, p.extrinsicsEnc, p.proj} {
 		if l != nil {
 			l.free(d)

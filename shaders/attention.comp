@@ -26,7 +26,7 @@ void main() {
     bool live = i < p.n;
 
     float q[DH], acc[DH];
-    for (uint d = 0; d < DH; ++d) {
+    [[unroll]] for (uint d = 0; d < DH; ++d) {
         q[d] = live ? qkv[qkvAt(p.qkvOff, b, i, 0u, h, d)] * (p.scale * LOG2E) : 0.0;
         acc[d] = 0.0;
     }
@@ -49,23 +49,23 @@ void main() {
             float mt = m;
             for (uint j = 0; j < jn; ++j) {
                 float s = 0.0;
-                for (uint d = 0; d < DH; ++d) s += q[d] * Ks[j * DH + d];
+                [[unroll]] for (uint d = 0; d < DH; ++d) s += q[d] * Ks[j * DH + d];
                 Ss[j * BR + tid] = s;
                 mt = max(mt, s);
             }
             float corr = exp2(m - mt);  // 0 on the first tile, where m = −∞
             l *= corr;
-            for (uint d = 0; d < DH; ++d) acc[d] *= corr;
+            [[unroll]] for (uint d = 0; d < DH; ++d) acc[d] *= corr;
             for (uint j = 0; j < jn; ++j) {
                 float pj = exp2(Ss[j * BR + tid] - mt);
                 l += pj;
-                for (uint d = 0; d < DH; ++d) acc[d] += pj * Vs[j * DH + d];
+                [[unroll]] for (uint d = 0; d < DH; ++d) acc[d] += pj * Vs[j * DH + d];
             }
             m = mt;
         }
     }
     if (!live) return;
     float inv = 1.0 / l;
-    for (uint d = 0; d < DH; ++d) o[outAt(p.oOff, b, i, h, d)] = acc[d] * inv;
+    [[unroll]] for (uint d = 0; d < DH; ++d) o[outAt(p.oOff, b, i, h, d)] = acc[d] * inv;
     lse[rowAt(p.lseOff, b, h, i)] = m * LN2 + log(l);
 }

@@ -15,23 +15,40 @@
 // ln 2 and a degree-8 Taylor polynomial rather than GLSL's exp, whose error bound (3 + 2|x| ulp) would
 // dominate. The tail Q is then within ~5 ulp of 0.5·erfc(|x|/√2), e^{−x²/2} within ~2 ulp.
 
-// GELU_TAIL_G[10·i + j] is coefficient j (of s^j) of G on octave i, u in [2^{i−1}, 2^i). BEGIN GELU_TAIL_G
-const float GELU_TAIL_G[50] = float[50](
-    0.380203247, 0.0577395335, -0.0121721309, 0.00208720448, -0.000311497221, 4.18630516e-05, -5.16954151e-06, 5.94834944e-07, -6.60845458e-08, 6.83678536e-09, // [0.5, 1)
-    0.482378125, 0.0380755216, -0.0123490859, 0.00334433303, -0.000804087205, 0.000176835892, -3.61123894e-05, 6.9568282e-06, -1.3750149e-06, 2.42433856e-07, // [1, 2)
-    0.537003458, 0.0158843733, -0.00671910448, 0.00244605192, -0.000810645986, 0.000250800891, -7.25490681e-05, 2.02859119e-05, -6.56065777e-06, 1.72757314e-06, // [2, 4)
-    0.5566594, 0.00482889637, -0.00229461538, 0.000958008168, -0.000371381204, 0.000136566363, -4.6599831e-05, 1.58751263e-05, -7.22717459e-06, 2.40316399e-06, // [4, 8)
-    0.562250674, 0.00127947412, -0.000631079136, 0.000275773695, -0.00011292666, 4.4173863e-05, -1.58514758e-05, 5.79903644e-06, -3.10592191e-06, 1.13687554e-06 // [8, 16)
-); // END GELU_TAIL_G
+// Coefficients c0..c9 of G (of s^0..s^9) on the octaves of u. BEGIN GELU_TAIL_G
+#define GELU_TAIL_OCTAVE_A 0.380203247, 0.0577395335, -0.0121721309, 0.00208720448, -0.000311497221, 4.18630516e-05, -5.16954151e-06, 5.94834944e-07, -6.60845458e-08, 6.83678536e-09 // [0.5, 1)
+#define GELU_TAIL_OCTAVE_B 0.482378125, 0.0380755216, -0.0123490859, 0.00334433303, -0.000804087205, 0.000176835892, -3.61123894e-05, 6.9568282e-06, -1.3750149e-06, 2.42433856e-07 // [1, 2)
+#define GELU_TAIL_OCTAVE_C 0.537003458, 0.0158843733, -0.00671910448, 0.00244605192, -0.000810645986, 0.000250800891, -7.25490681e-05, 2.02859119e-05, -6.56065777e-06, 1.72757314e-06 // [2, 4)
+#define GELU_TAIL_OCTAVE_D 0.5566594, 0.00482889637, -0.00229461538, 0.000958008168, -0.000371381204, 0.000136566363, -4.6599831e-05, 1.58751263e-05, -7.22717459e-06, 2.40316399e-06 // [4, 8)
+#define GELU_TAIL_OCTAVE_E 0.562250674, 0.00127947412, -0.000631079136, 0.000275773695, -0.00011292666, 4.4173863e-05, -1.58514758e-05, 5.79903644e-06, -3.10592191e-06, 1.13687554e-06 // [8, 16)
+// END GELU_TAIL_G
 
-// gauss_half returns e^{−x²/2}, flushed to 0 below e^{−86} (where its products with Q or x are denormal).
+float horner10(float s, float c[10]) {
+    float g = c[9];
+    [[unroll]] for (int j = 8; j >= 0; j--) g = g * s + c[j];
+    return g;
+}
+
+// gelu_tail_g is G(s) on octave i, u in [2^{i−1}, 2^i); a switch on literal coefficients rather than a
+// dynamically indexed table, which some compilers copy into per-invocation memory.
+float gelu_tail_g(uint octave, float s) {
+    switch (octave) {
+    case 0u: return horner10(s, float[10](GELU_TAIL_OCTAVE_A));
+    case 1u: return horner10(s, float[10](GELU_TAIL_OCTAVE_B));
+    case 2u: return horner10(s, float[10](GELU_TAIL_OCTAVE_C));
+    case 3u: return horner10(s, float[10](GELU_TAIL_OCTAVE_D));
+    default: return horner10(s, float[10](GELU_TAIL_OCTAVE_E));
+    }
+}
+
+// gauss_half returns e^{−x²/2}, flushed to 0 below e^{−87} (where its products with Q or x are denormal).
 float gauss_half(float x) {
     float ax = abs(x);
     precise float xh = uintBitsToFloat(floatBitsToUint(ax) & 0xfffff000u);
     precise float xl = ax - xh;
     precise float ahi = 0.5 * (xh * xh);       // exact
     precise float alo = 0.5 * (xl * (ax + xh)); // x²/2 − ahi, to a relative 2^-23
-    if (!(ahi <= 86.0)) return 0.0;
+    if (!(ahi <= 87.0)) return 0.0; // e^{−87} ≈ 1.6e-38 is about the smallest normal float
     float k = roundEven(ahi * 1.44269502);
     // ln 2 = 0.693145751953125 (15 significant bits, so k·it is exact) + 1.42860677e-06.
     precise float r = ahi - k * 0.693145751953125;
@@ -67,10 +84,7 @@ float gelu_tail(float x, out float gauss) {
     }
     if (!(u < 16.0)) return 0.0; // also NaN: gelu(NaN) = NaN·(1 − 0)
     uint eb = floatBitsToUint(u) >> 23;
-    uint o = 10u * (eb - 126u);
     // u·2^-k is exact and lies in [1, 2), so s is exact.
     float s = 2.0 * (u * uintBitsToFloat((254u - eb) << 23) - 1.5);
-    float g = GELU_TAIL_G[o + 9u];
-    for (uint j = 9u; j > 0u; j--) g = g * s + GELU_TAIL_G[o + j - 1u];
-    return (gauss * g) * (0.707106769 / ax);
+    return (gauss * gelu_tail_g(eb - 126u, s)) * (0.707106769 / ax);
 }

@@ -28,7 +28,9 @@ shared float Bs[BK * BN];
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
-    const uint tx = tid % TX, ty = tid / TX;
+    // With TY == 1 (or TX == 1) every invocation reads the same A (or B) element at each step; spelling
+    // the index without tid lets CPU drivers (lavapipe) load it once for all SIMD lanes instead of per lane.
+    const uint tx = TX == 1 ? 0 : tid % TX, ty = TY == 1 ? 0 : tid / TX;
     const uint batch = gl_WorkGroupID.z / p.splits, slice = gl_WorkGroupID.z % p.splits;
     const uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     const uint kBegin = slice * p.kSplit, kEnd = min(p.k, kBegin + p.kSplit);

@@ -61,10 +61,19 @@ func NewLossGraph(p *model.Predictor, B, T, autoSteps int, checkpoint bool) (*Lo
 	c := p.Cfg
 	g := &LossGraph{B: B, T: T, AutoSteps: autoSteps, p: p, hw: c.Grid * c.Grid, e: c.EmbedDim}
 	d := p.Device()
+	plan, planning := p.Planning()
 	var err error
 	alloc := func(shape ...int) vk.Tensor {
 		if err != nil {
 			return vk.Tensor{}
+		}
+		if planning {
+			n := int64(4)
+			for _, s := range shape {
+				n *= int64(s)
+			}
+			plan.Add(n)
+			return vk.Tensor{DType: vk.F32, Shape: shape}
 		}
 		var t vk.Tensor
 		t, err = d.NewTensor(vk.F32, shape...)
@@ -114,6 +123,9 @@ func NewLossGraph(p *model.Predictor, B, T, autoSteps int, checkpoint bool) (*Lo
 // Free releases the graph's tensors and passes.
 func (g *LossGraph) Free() {
 	d := g.p.Device()
+	if d == nil {
+		return
+	}
 	for _, t := range g.owned {
 		d.Free(t)
 	}

@@ -58,7 +58,7 @@ func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, 
 				pr.m, pr.v = alloc(vk.U8, n), alloc(vk.U8, n)
 				pr.mScale, pr.vSc = alloc(vk.F32, blocks), alloc(vk.F32, blocks)
 			} else {
-				pr.m, pr.v = alloc(vk.F32, n), alloc(vk.F32, n)
+				pr.m, pr.v = alloc(vk.F32, w.p.Shape...), alloc(vk.F32, w.p.Shape...)
 			}
 			o.params = append(o.params, pr)
 		}

@@ -44,6 +44,7 @@ func Adam8BitMaps() []float32 {
 // p, g are f32 [n] (any shape); mq, vq are U8 with n elements; mScale, vScale are f32
 // [Adam8BitBlocks(n)]; hyper is f32 [AdamHyperLen]; qmap is f32 [512] from Adam8BitMaps. A fresh state is
 // all-zero scales (every code then decodes to 0). Memory: Adam8BitStateBytes(n) = 2·n + 8·ceil(n/256).
+// A non-finite gradient must be caught with Skip: it would poison the scale of its whole block.
 //
 // The codes are read and written as packed 32-bit words, which needs no 8-bit storage feature: the up to
 // 3 bytes after the last code are rewritten with their own value. Those bytes are the padding of the

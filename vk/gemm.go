@@ -97,6 +97,7 @@ const (
 type gemmEnv struct {
 	maxBinding uint64
 	coopmat    bool
+	tile       *gemmTile // TUNING
 }
 
 // gemmTile is one shader configuration: workgroup size and the specialization constants 0..5.
@@ -436,6 +437,9 @@ func (s *Stream) gemmWindow(t Tensor, lo, hi int) (Tensor, uint32) {
 // or, with split-K, into the workspace followed by gemm_reduce.
 func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	shader, tile := s.gemmPick(&p, env)
+	if env.tile != nil {
+		tile = *env.tile
+	}
 	splits, kSplit := gemmSplits(s.d, env.maxBinding, p.m, p.n, p.k, p.batch, o.SplitK)
 	need := splits * p.batch * p.m * p.n
 	if splits > 1 && (!o.Workspace.Valid() || o.Workspace.Numel() < need) {

@@ -36,10 +36,11 @@ func (s *Stream) rowChunk(rowElems int) int {
 }
 
 // layerNormLocal is the workgroup size (one workgroup per row) for rows of dim elements: about four
-// elements per invocation, between 32 and 256.
-func layerNormLocal(dim int) int {
-	l := 64
-	for l < 0 && 4*l < dim {
+// elements per invocation, between 32 and 256, on a GPU; 32 on a CPU device (lavapipe), which runs a
+// workgroup on one thread and pays for every barrier phase of a larger one.
+func (s *Stream) layerNormLocal(dim int) int {
+	l := 32
+	for s.d.Info.Type != "cpu" && l < 256 && 4*l < dim {
 		l *= 2
 	}
 	return l
@@ -107,7 +108,7 @@ func layerNorm(s *Stream, y, mean, rstd, x, w, b Tensor, eps float32, chunk int)
 		panic(fmt.Sprintf("vk: %s: y %v overlaps x %v", op, y, x))
 	}
 	y, x, mean, rstd = y.Reshape(rows, dim), x.Reshape(rows, dim), mean.Reshape(rows), rstd.Reshape(rows)
-	k := kernel{"layernorm", []uint32{uint32(layerNormLocal(dim))}}
+	k := kernel{"layernorm", []uint32{uint32(s.layerNormLocal(dim))}}
 	if !affine {
 		k.shader = "layernorm.noaffine"
 	}
@@ -167,7 +168,7 @@ func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accum
 	case accumulate:
 		name += ".accumulate"
 	}
-	k := kernel{name, []uint32{uint32(layerNormLocal(dim))}}
+	k := kernel{name, []uint32{uint32(s.layerNormLocal(dim))}}
 	kw := kernel{"layernorm_backward_weight", []uint32{columnCols, columnLanes}}
 	forChunks(rows, chunk, func(r0, n int) {
 		dyc, xc, mc, rc := dy.Slice(r0, n), x.Slice(r0, n), mean.Slice(r0, n), rstd.Slice(r0, n)

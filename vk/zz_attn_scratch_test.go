@@ -3,12 +3,19 @@ package vk_test
 import (
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vjepa-vk/vjepa-vk/vk"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
 )
+
+func cpuSec() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
 
 func TestZZAttnScratch(t *testing.T) {
 	d := vktest.Device(t)
@@ -30,8 +37,11 @@ func TestZZAttnScratch(t *testing.T) {
 	vk.AttentionForward(s, o, lse, qkv, sh)
 	vktest.Run(t, s)
 	t1 := time.Now()
+	c0 := cpuSec()
 	vktest.Run(t, s)
+	c1 := cpuSec()
 	t2 := time.Now()
+	t.Logf("fwd cpu %.3fs -> %.2f GFLOP/cpu-s", c1-c0, 4*float64(dh)*attnPairs(sh)*float64(sh.Heads*sh.B)/(c1-c0)/1e9)
 	pairs := attnPairs(sh) * float64(sh.Heads*sh.B)
 	t.Logf("dh=%d N=%d fwd first %.2fs, then %.3fs %.2f GFLOP/s", dh, sh.N, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), 4*float64(dh)*pairs/t2.Sub(t1).Seconds()/1e9)
 	if bwd {
@@ -40,8 +50,11 @@ func TestZZAttnScratch(t *testing.T) {
 		t0 := time.Now()
 		vktest.Run(t, s2)
 		t1 := time.Now()
+		c0 := cpuSec()
 		vktest.Run(t, s2)
+		c1 := cpuSec()
 		t2 := time.Now()
+		t.Logf("bwd cpu %.3fs -> %.2f GFLOP/cpu-s", c1-c0, 10*float64(dh)*pairs/(c1-c0)/1e9)
 		t.Logf("dh=%d N=%d bwd first %.2fs, then %.3fs %.2f GFLOP/s", dh, sh.N, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), 10*float64(dh)*pairs/t2.Sub(t1).Seconds()/1e9)
 	}
 }

@@ -28,6 +28,8 @@ func commands() map[string]command {
 		"data inspect":   {runDataInspect, "list the episodes of a DROID RLDS dataset, their clips and skip counts"},
 		"data bench":     {runDataBench, "measure clip decoding throughput (clips/s, clips/s per core)"},
 		"make-demo-data": {runMakeDemoData, "write a small synthetic dataset in the DROID RLDS schema"},
+		"train":          {runTrain, "fine-tune the AC predictor with LoRA: vjepa-vk train --config configs/demo.yaml"},
+		"plan-memory":    {runPlanMemory, "print the GPU memory breakdown of a config (--measure: after one real step)"},
 		"verify":         {runVerify, "run a golden fixture folder on the device and report every error as JSON"},
 		"report":         {runReport, "draw PNG plots (loss, val loss, lr, rollout error) from RUN_DIR/metrics.jsonl"},
 		"convert":        {runConvert, "convert a torch checkpoint to safetensors (--key, --dtype)"},

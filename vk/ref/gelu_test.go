@@ -57,8 +57,7 @@ func TestGeluTailTable(t *testing.T) {
 	if begin < 0 || end < begin {
 		t.Fatal("shaders/gelu.glsl: no BEGIN/END GELU_TAIL_G markers")
 	}
-	body := regexp.MustCompile(`//[^\n]*`).ReplaceAllString(text[begin:end], "")
-	body = body[strings.Index(body, "float[50](")+len("float[50]("):]
+	body := regexp.MustCompile(`//[^\n]*`).ReplaceAllString(text[begin+len("BEGIN GELU_TAIL_G"):end], "")
 	var table []float64
 	for _, f := range regexp.MustCompile(`-?[0-9][0-9.]*(e-?[0-9]+)?`).FindAllString(body, -1) {
 		v, err := strconv.ParseFloat(f, 32)

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vjepa-vk/vjepa-vk/train"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// runPlanMemory prints the GPU memory breakdown of a config, with and without gradient checkpointing,
+// and with --measure the allocator's figures after one real training step on the device.
+func runPlanMemory(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("plan-memory", pflag.ContinueOnError)
+	path := fs.String("config", "", "YAML config")
+	sets := fs.StringArray("set", nil, "override a config value: section.key=value (repeatable)")
+	measure := fs.Bool("measure", false, "also run one training step on the device and report the allocator's peak")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return fmt.Errorf("plan-memory: --config FILE is required")
+	}
+	cfg, err := train.Load(*path, *sets)
+	if err != nil {
+		return err
+	}
+	plan, err := train.PlanMemory(cfg)
+	if err != nil {
+		return err
+	}
+	other := *cfg
+	other.Model.GradCheckpointing = !cfg.Model.GradCheckpointing
+	alt, err := train.PlanMemory(&other)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"config": *path, "grad_checkpointing": cfg.Model.GradCheckpointing, "plan": plan,
+		"activations_other_checkpointing": alt.Activations}
+	if !*asJSON {
+		fmt.Printf("memory plan for %s (B=%d, T=%d, %s, %s, checkpointing %v):\n", *path, cfg.Data.BatchSize,
+			cfg.Data.Frames, cfg.Model.Precision, cfg.Training.Optimizer, cfg.Model.GradCheckpointing)
+		plan.Print(os.Stdout)
+		fmt.Printf("(activations with checkpointing %v: %.3f GiB)\n", other.Model.GradCheckpointing, float64(alt.Activations)/(1<<30))
+	}
+	if *measure {
+		d, err := vk.Open(vk.Options{})
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		tmp, err := os.MkdirTemp("", "vjepa-vk-plan-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		run := *cfg
+		run.Logging.Dir, run.Checkpoint.Dir, run.Checkpoint.Resume = tmp, tmp+"/ckpt", ""
+		run.Logging.Progress = "off"
+		run.Checkpoint.Export.PEFT = false
+		if err := train.Train(ctx, &run, train.Options{Device: d, MaxStep: 1}); err != nil {
+			return fmt.Errorf("plan-memory --measure: %w", err)
+		}
+		m := d.Memory()
+		out["measured"] = m
+		if !*asJSON {
+			fmt.Printf("measured after one step on %s: peak %.3f GiB in tensors, %.3f GiB reserved in blocks\n",
+				d.Info.Name, float64(m.Peak)/(1<<30), float64(m.Reserved)/(1<<30))
+		}
+	}
+	if *asJSON {
+		return json.NewEncoder(os.Stdout).Encode(out)
+	}
+	return nil
+}

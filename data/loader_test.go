@@ -1,0 +1,335 @@
+package data
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"testing"
+	"testing/fstest"
+	"time"
+)
+
+func smallLoaderConfig(workers int) LoaderConfig {
+	cfg := DefaultLoaderConfig()
+	cfg.Image.Height, cfg.Image.Width = 24, 32
+	cfg.Workers = workers
+	cfg.BatchSize = 2
+	cfg.ShuffleBuffer = 4
+	cfg.Epochs = 2
+	cfg.DropLast = false
+	cfg.Seed = 7
+	return cfg
+}
+
+// drain reads every batch of a loader.
+func drain(t *testing.T, l *Loader) []*Batch {
+	t.Helper()
+	var out []*Batch
+	for {
+		b, err := l.Next(context.Background())
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+}
+
+func sampleKey(s *Sample) string {
+	return fmt.Sprintf("%s/%d/e%d/%s/%v", s.Shard, s.Record, s.Epoch, s.Clip.Camera, s.Clip.Indices)
+}
+
+func runLoader(t *testing.T, src Source, cfg LoaderConfig) ([]*Batch, Counts) {
+	t.Helper()
+	l, err := NewLoader(context.Background(), src, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return drain(t, l), l.Counts()
+}
+
+// TestLoaderDeterministic: the same configuration gives the same batches, bit for bit; the counts
+// match the sample's roles (one short episode of six, two epochs).
+func TestLoaderDeterministic(t *testing.T) {
+	cfg := smallLoaderConfig(2)
+	cfg.Clip.Camera = CameraRandomExterior
+	a, ca := runLoader(t, NewDirSource(sampleDir), cfg)
+	b, cb := runLoader(t, NewDirSource(sampleDir), cfg)
+	want := Counts{Records: 12, Episodes: 12, ShortEpisodes: 2, Clips: 10}
+	if ca != want || cb != want {
+		t.Fatalf("counts %+v and %+v, want %+v", ca, cb, want)
+	}
+	if len(a) != 5 || len(b) != 5 {
+		t.Fatalf("%d and %d batches, want 5", len(a), len(b))
+	}
+	for i := range a {
+		for j := range a[i].Samples {
+			if ka, kb := sampleKey(a[i].Samples[j]), sampleKey(b[i].Samples[j]); ka != kb {
+				t.Fatalf("batch %d sample %d: %s vs %s", i, j, ka, kb)
+			}
+		}
+		for k := range a[i].Frames {
+			if math.Float32bits(a[i].Frames[k]) != math.Float32bits(b[i].Frames[k]) {
+				t.Fatalf("batch %d: frames differ at %d", i, k)
+			}
+		}
+	}
+	cfg.Seed = 8
+	c, _ := runLoader(t, NewDirSource(sampleDir), cfg)
+	same := true
+	for i := range a {
+		for j := range a[i].Samples {
+			same = same && sampleKey(a[i].Samples[j]) == sampleKey(c[i].Samples[j])
+		}
+	}
+	if same {
+		t.Fatal("seed 8 gave the same clips in the same order as seed 7")
+	}
+}
+
+// TestLoaderWorkers: the clip cut from each (epoch, shard, record) does not depend on the worker
+// count, only the order does.
+func TestLoaderWorkers(t *testing.T) {
+	keys := func(batches []*Batch) []string {
+		var k []string
+		for _, b := range batches {
+			for _, s := range b.Samples {
+				k = append(k, sampleKey(s))
+			}
+		}
+		sort.Strings(k)
+		return k
+	}
+	var ref []string
+	for _, w := range []int{1, 2, 3} {
+		cfg := smallLoaderConfig(w)
+		cfg.Clip.Camera = CameraRandomExterior
+		got, _ := runLoader(t, NewDirSource(sampleDir), cfg)
+		k := keys(got)
+		if ref == nil {
+			ref = k
+			continue
+		}
+		if fmt.Sprint(k) != fmt.Sprint(ref) {
+			t.Fatalf("workers=%d: clips\n%v\nwant\n%v", w, k, ref)
+		}
+	}
+}
+
+// TestLoaderBatchLayout checks that a batch stacks exactly what MakeClip and the Preprocessor give.
+func TestLoaderBatchLayout(t *testing.T) {
+	cfg := smallLoaderConfig(2)
+	cfg.ShuffleBuffer = 0
+	batches, _ := runLoader(t, NewDirSource(sampleDir), cfg)
+	eps := sampleEpisodes(t)
+	pre, err := NewPreprocessor(cfg.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	T, H, W := cfg.Clip.Frames, cfg.Image.Height, cfg.Image.Width
+	for bi, b := range batches {
+		if b.T != T || b.H != H || b.W != W || len(b.Frames) != b.B*3*T*H*W || len(b.Actions) != b.B*(T-1)*7 {
+			t.Fatalf("batch %d shape B=%d T=%d H=%d W=%d, %d frames values", bi, b.B, b.T, b.H, b.W, len(b.Frames))
+		}
+		for i, s := range b.Samples {
+			ep := eps[3*s.ShardIndex+s.Record] // 3 episodes per sample shard
+			want, err := MakeClip(ep, cfg.Clip, cfg.Filter, episodeRNG(cfg.Seed, s.Epoch, s.ShardIndex, s.Record))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(want.Indices) != fmt.Sprint(s.Clip.Indices) {
+				t.Fatalf("batch %d sample %d: indices %v, want %v", bi, i, s.Clip.Indices, want.Indices)
+			}
+			pix := make([]float32, 3*T*H*W)
+			if err := pre.Clip(pix, want.Frames); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range pix {
+				if b.Frames[i*3*T*H*W+k] != v {
+					t.Fatalf("batch %d sample %d: frames[%d] = %v, want %v", bi, i, k, b.Frames[i*3*T*H*W+k], v)
+				}
+			}
+			for tt := range T {
+				for k := range 7 {
+					if got, w := b.States[(i*T+tt)*7+k], float32(want.States[tt][k]); got != w {
+						t.Fatalf("batch %d sample %d: states[%d][%d] = %v, want %v", bi, i, tt, k, got, w)
+					}
+					if tt < T-1 {
+						if got, w := b.Actions[(i*(T-1)+tt)*7+k], float32(want.Actions[tt][k]); got != w {
+							t.Fatalf("batch %d sample %d: actions[%d][%d] = %v, want %v", bi, i, tt, k, got, w)
+						}
+					}
+				}
+			}
+			for _, v := range b.Extrinsics[i*T*6 : (i+1)*T*6] {
+				if v != 0 {
+					t.Fatalf("extrinsics not zero: %v", v)
+				}
+			}
+		}
+	}
+}
+
+// TestLoaderRanks: two ranks see disjoint halves that together make the whole epoch.
+func TestLoaderRanks(t *testing.T) {
+	seen := map[string]int{}
+	var records int64
+	for r := range 2 {
+		cfg := smallLoaderConfig(2)
+		cfg.Epochs, cfg.Rank, cfg.WorldSize = 1, r, 2
+		batches, counts := runLoader(t, NewDirSource(sampleDir), cfg)
+		if counts.Records == 0 {
+			t.Fatalf("rank %d read no records", r)
+		}
+		records += counts.Records
+		for _, b := range batches {
+			for _, s := range b.Samples {
+				seen[fmt.Sprintf("%s/%d", s.Shard, s.Record)]++
+			}
+		}
+	}
+	// 2 ranks × 2 workers on 2 shards: each shard is split in 2 parts by record index.
+	if len(seen) != 5 || records != 6 {
+		t.Fatalf("ranks together took %d records and saw %v, want 6 records and the 5 clips of the epoch", records, seen)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s seen %d times", k, n)
+		}
+	}
+}
+
+func TestLoaderCancel(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := smallLoaderConfig(2)
+	cfg.Epochs = 0 // forever
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := NewLoader(ctx, NewDirSource(sampleDir), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for {
+		_, err := l.Next(context.Background())
+		if errors.Is(err, context.Canceled) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after cancel: %v, want context.Canceled", err)
+		}
+	}
+	l.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after Close, %d before", n, before)
+	}
+}
+
+// TestLoaderCorrupt serves the sample from memory with one record's data damaged and a second shard
+// truncated: the loader skips, counts and reports them, and delivers the other clips.
+func TestLoaderCorrupt(t *testing.T) {
+	mfs := fstest.MapFS{}
+	for _, name := range []string{DatasetInfoFile, "droid_demo-train.tfrecord-00000-of-00002", "droid_demo-train.tfrecord-00001-of-00002"} {
+		b, err := os.ReadFile(filepath.Join(sampleDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mfs[name] = &fstest.MapFile{Data: b}
+	}
+	shard0 := mfs["droid_demo-train.tfrecord-00000-of-00002"].Data
+	shard0[100_000] ^= 0xff // inside record 0's data
+	shard1 := mfs["droid_demo-train.tfrecord-00001-of-00002"].Data
+	mfs["droid_demo-train.tfrecord-00001-of-00002"].Data = shard1[:len(shard1)-5000] // cut inside record 2
+	cfg := smallLoaderConfig(2)
+	cfg.Epochs = 1
+	var warnings []error
+	warned := make(chan error, 10)
+	cfg.Warn = func(err error) { warned <- err }
+	batches, counts := runLoader(t, &FSSource{FS: mfs, Name: "mem"}, cfg)
+	close(warned)
+	for w := range warned {
+		warnings = append(warnings, w)
+	}
+	want := Counts{Records: 4, CorruptRecords: 1, TruncatedShards: 1, Episodes: 4, Clips: 4}
+	if counts != want {
+		t.Fatalf("counts %+v, want %+v", counts, want)
+	}
+	if len(warnings) != 2 {
+		t.Fatalf("warnings %v, want 2", warnings)
+	}
+	clips := 0
+	for _, b := range batches {
+		clips += b.B
+		for _, s := range b.Samples {
+			if s.Shard == "droid_demo-train.tfrecord-00000-of-00002" && s.Record == 0 {
+				t.Fatal("the corrupt record produced a clip")
+			}
+		}
+	}
+	if clips != 4 {
+		t.Fatalf("%d clips, want 4", clips)
+	}
+}
+
+// TestLoaderNothing: when every episode is filtered, a loader with endless epochs still ends.
+func TestLoaderNothing(t *testing.T) {
+	cfg := smallLoaderConfig(2)
+	cfg.Epochs = 0
+	cfg.Clip.Frames = 20 // window 80 > 40 steps: every episode is short
+	batches, counts := runLoader(t, NewDirSource(sampleDir), cfg)
+	if len(batches) != 0 || counts.ShortEpisodes != 6 || counts.Clips != 0 {
+		t.Fatalf("%d batches, counts %+v", len(batches), counts)
+	}
+}
+
+func TestLoaderMissingShard(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(sampleDir, DatasetInfoFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLoader(context.Background(), &FSSource{FS: fstest.MapFS{DatasetInfoFile: {Data: b}}, Name: "mem"}, smallLoaderConfig(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = l.Next(context.Background())
+	if err == nil || err == io.EOF {
+		t.Fatalf("missing shard: %v, want an error", err)
+	}
+}
+
+// BenchmarkLoader decodes sample clips at the model's 256×256 and reports clips/s.
+func BenchmarkLoader(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			cfg := DefaultLoaderConfig()
+			cfg.Workers, cfg.BatchSize, cfg.ShuffleBuffer, cfg.Epochs = workers, 1, 0, 0
+			l, err := NewLoader(context.Background(), NewDirSource(sampleDir), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			for b.Loop() {
+				if _, err := l.Next(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "clips/s")
+		})
+	}
+}

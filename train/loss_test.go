@@ -1,0 +1,210 @@
+package train_test
+
+import (
+	"math"
+	"testing"
+
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/train"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
+)
+
+// lossRun is the outputs of one recorded training objective.
+type lossRun struct {
+	ltf, lar float32
+	grads    [][]float32 // GradA, GradB of every adapter
+}
+
+// runLoss builds a random predictor of cfg with non-zero adapters (seeded), runs LossGraph forward and
+// backward once on seeded inputs, and returns losses and gradients.
+func runLoss(t *testing.T, d *vk.Device, cfg model.PredictorConfig, prec model.Precision, B, T, k int, checkpoint bool) lossRun {
+	t.Helper()
+	p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 7), prec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	if err := p.AddLoRA(model.LoRAConfig{R: 3, Alpha: 6, RSLoRA: true, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range p.LoRAs { // B = 0 after PEFT init would hide the adapter path: make it non-zero
+		if err := d.Upload(a.B, vktest.Rand(uint64(100+i), a.B.Numel())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := train.NewLossGraph(p, B, T, k, checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	HW := cfg.Grid * cfg.Grid
+	for i, u := range []struct {
+		t vk.Tensor
+		v []float32
+	}{
+		{g.Features, vktest.RandN(1, B*T*HW*cfg.EmbedDim)},
+		{g.Actions, vktest.Rand(2, B*(T-1)*7)},
+		{g.States, vktest.Rand(3, B*T*7)},
+		{g.DLoss, []float32{1}},
+	} {
+		if err := d.Upload(u.t, u.v); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+	}
+	if cfg.Extrinsics {
+		if err := d.Upload(g.Extrinsics, vktest.Rand(4, B*T*6)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := vktest.Stream(t, d)
+	train.ZeroGrads(s, p)
+	g.Forward(s)
+	g.Backward(s)
+	vktest.Run(t, s)
+	r := lossRun{ltf: vktest.Download(t, d, g.LossTF)[0], lar: vktest.Download(t, d, g.LossAR)[0]}
+	for _, a := range p.LoRAs {
+		r.grads = append(r.grads, vktest.Download(t, d, a.GradA), vktest.Download(t, d, a.GradB))
+	}
+	return r
+}
+
+func smallConfig() model.PredictorConfig {
+	return model.PredictorConfig{EmbedDim: 40, Dim: 48, Depth: 3, Heads: 2, Grid: 2, MLPRatio: 4}
+}
+
+// TestGradCheckpointing checks that recomputing each block in backward gives the same gradients as
+// keeping every activation: the recompute runs the very same dispatches, so they must match exactly.
+func TestGradCheckpointing(t *testing.T) {
+	d := vktest.Device(t)
+	for _, ext := range []bool{false, true} {
+		t.Run(vktest.Name("extrinsics", ext), func(t *testing.T) {
+			cfg := smallConfig()
+			cfg.Extrinsics = ext
+			full := runLoss(t, d, cfg, model.FP32, 2, 4, 3, false)
+			ckpt := runLoss(t, d, cfg, model.FP32, 2, 4, 3, true)
+			if full.ltf != ckpt.ltf || full.lar != ckpt.lar {
+				t.Errorf("losses (%v, %v) with checkpointing, (%v, %v) without", ckpt.ltf, ckpt.lar, full.ltf, full.lar)
+			}
+			for i := range full.grads {
+				for j := range full.grads[i] {
+					if full.grads[i][j] != ckpt.grads[i][j] {
+						t.Fatalf("grad %d[%d] = %v with checkpointing, %v without", i, j, ckpt.grads[i][j], full.grads[i][j])
+					}
+				}
+			}
+		})
+	}
+}
+
+// passRun is the outputs and gradients of one predictor pass with a fixed upstream gradient.
+type passRun struct {
+	out, dz []float32
+	grads   [][]float32
+}
+
+// runPass runs one predictor forward and backward with a seeded upstream gradient DOut. Unlike the L1
+// objective, whose gradient sign(z − h) flips where |z − h| is below the rounding of a precision mode,
+// this is smooth in the weights, so it measures the precision modes' own error.
+func runPass(t *testing.T, d *vk.Device, cfg model.PredictorConfig, w model.MapWeights, prec model.Precision, B, T int) passRun {
+	t.Helper()
+	p, err := model.LoadPredictor(d, cfg, w, prec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	if err := p.AddLoRA(model.LoRAConfig{R: 3, Alpha: 6, RSLoRA: true, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range p.LoRAs {
+		// Small enough that attention logits stay O(1): a saturated softmax would amplify any rounding.
+		b := vktest.Rand(uint64(100+i), a.B.Numel())
+		for j := range b {
+			b[j] *= 0.05
+		}
+		if err := d.Upload(a.B, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, err := p.NewPass(B, T, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Free()
+	for i, u := range []struct {
+		t vk.Tensor
+		v []float32
+	}{
+		{ps.Z, vktest.RandN(1, ps.Z.Numel())}, {ps.Actions, vktest.Rand(2, ps.Actions.Numel())},
+		{ps.States, vktest.Rand(3, ps.States.Numel())}, {ps.DOut, vktest.RandN(4, ps.DOut.Numel())},
+	} {
+		if err := d.Upload(u.t, u.v); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+	}
+	s := vktest.Stream(t, d)
+	train.ZeroGrads(s, p)
+	ps.Forward(s)
+	ps.Backward(s, true)
+	vktest.Run(t, s)
+	r := passRun{out: vktest.Download(t, d, ps.Out), dz: vktest.Download(t, d, ps.DZ)}
+	for _, a := range p.LoRAs {
+		r.grads = append(r.grads, vktest.Download(t, d, a.GradA), vktest.Download(t, d, a.GradB))
+	}
+	return r
+}
+
+// TestPrecisionModes checks the fp16 and bf16 base-weight modes two ways. On weights already rounded to
+// the mode's format, fp32 and the mode must agree exactly: the GEMMs convert on load and accumulate in
+// f32, nothing else changes. On unrounded weights it measures the mode's error against fp32 (max|Δ| /
+// max|fp32| of the output, the input gradient and the LoRA gradients): f16 keeps 11 mantissa bits
+// (2^-11 ≈ 5e-4), bf16 8 (2^-8 ≈ 4e-3), and errors of that order are expected.
+func TestPrecisionModes(t *testing.T) {
+	d := vktest.Device(t)
+	cfg := smallConfig()
+	w := model.InitPredictor(cfg, 7)
+	ref := runPass(t, d, cfg, w, model.FP32, 2, 3)
+	for _, c := range []struct {
+		prec  model.Precision
+		round func(float32) float32
+		tol   float64
+	}{
+		{model.FP16, func(x float32) float32 { return vk.F16ToF32(vk.F32ToF16(x)) }, 5e-3},
+		{model.BF16, func(x float32) float32 { return vk.DecodeF32(vk.BF16, vk.EncodeF32(vk.BF16, []float32{x}))[0] }, 4e-2},
+	} {
+		t.Run(string(c.prec), func(t *testing.T) {
+			got := runPass(t, d, cfg, w, c.prec, 2, 3)
+			oerr, derr := normRelErr(got.out, ref.out), normRelErr(got.dz, ref.dz)
+			gerr := 0.0
+			for i := range ref.grads {
+				gerr = math.Max(gerr, normRelErr(got.grads[i], ref.grads[i]))
+			}
+			t.Logf("%s vs fp32: output %.2e, input gradient %.2e, LoRA gradients %.2e", c.prec, oerr, derr, gerr)
+			if oerr > c.tol || derr > c.tol || gerr > c.tol {
+				t.Errorf("%s: errors %.2e, %.2e, %.2e exceed %.0e", c.prec, oerr, derr, gerr, c.tol)
+			}
+			rounded := model.MapWeights{}
+			for k, v := range w {
+				r := make([]float32, len(v))
+				for i, x := range v {
+					r[i] = c.round(x)
+				}
+				rounded[k] = r
+			}
+			exact := runPass(t, d, cfg, rounded, model.FP32, 2, 3)
+			mode := runPass(t, d, cfg, rounded, c.prec, 2, 3)
+			if e := normRelErr(mode.out, exact.out) + normRelErr(mode.dz, exact.dz); e > 1e-6 {
+				t.Errorf("%s on %s-rounded weights differs from fp32 by %.2e: the mode changes more than weight storage", c.prec, c.prec, e)
+			}
+		})
+	}
+}
+
+func normRelErr(got, want []float32) float64 {
+	var d, m float64
+	for i := range want {
+		d = math.Max(d, math.Abs(float64(got[i]-want[i])))
+		m = math.Max(m, math.Abs(float64(want[i])))
+	}
+	return d / m
+}
