@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -191,13 +190,5 @@ func TestAssignShards(t *testing.T) {
 				t.Fatalf("the same assignment in every epoch")
 			}
 		})
-	}
-}
-
-func TestSortedNames(t *testing.T) {
-	names := []string{"b", "a", "c"}
-	got := sortedCopy(names)
-	if !sort.StringsAreSorted(got) || names[0] != "b" {
-		t.Fatalf("sortedCopy(%v) = %v", names, got)
 	}
 }

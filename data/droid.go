@@ -359,6 +359,7 @@ func runs(mask []bool) [][2]int {
 // Clip is one training sample before pixels are decoded.
 type Clip struct {
 	Camera     string
+	Start      int      // first step, Indices[0]
 	Indices    []int    // [T] step indices
 	States     []State  // [T]
 	Actions    []Action // [T−1]
@@ -428,7 +429,7 @@ func MakeClip(ep *Episode, cfg ClipConfig, filters FilterConfig, rng *rand.Rand)
 	if err != nil {
 		return nil, err
 	}
-	clip := &Clip{Camera: camera, Indices: cfg.Indices(start)}
+	clip := &Clip{Camera: camera, Start: start, Indices: cfg.Indices(start)}
 	clip.States = make([]State, cfg.Frames)
 	for k, i := range clip.Indices {
 		clip.States[k] = all[i]

@@ -85,25 +85,28 @@ func ResizeBilinear(dst []float32, outH, outW int, src []float32, inH, inW int) 
 	if len(src) < inH*inW || len(dst) < outH*outW {
 		panic(fmt.Sprintf("data: ResizeBilinear: src %d < %dx%d or dst %d < %dx%d", len(src), inH, inW, len(dst), outH, outW))
 	}
-	resizePlane(dst, outW, outH, outW, src, inH, inW, newLinearTaps(inH, outH), newLinearTaps(inW, outW), make([]float32, inH*outW))
+	resizePlane(dst, outW, outH, outW, src, inH, inW, newLinearTaps(inH, outH), newLinearTaps(inW, outW), make([]float32, inH*outW), 0, 1)
 }
 
-// resizePlane writes the resized plane into dst with row pitch dstPitch.
-func resizePlane(dst []float32, dstPitch, outH, outW int, src []float32, inH, inW int, ty, tx linearTaps, tmp []float32) {
+// resizePlane writes the resized plane into dst with row pitch dstPitch, then maps every output value
+// v to (v − sub)·mul (sub = 0, mul = 1 for a plain resize; the normalization otherwise).
+func resizePlane(dst []float32, dstPitch, outH, outW int, src []float32, inH, inW int, ty, tx linearTaps, tmp []float32, sub, mul float32) {
+	i0, i1, w0, w1 := tx.i0[:outW], tx.i1[:outW], tx.w0[:outW], tx.w1[:outW]
 	for y := range inH {
 		row := src[y*inW : (y+1)*inW]
 		out := tmp[y*outW : (y+1)*outW]
-		for x := range outW {
-			out[x] = tx.w0[x]*row[tx.i0[x]] + tx.w1[x]*row[tx.i1[x]]
+		for x := range out {
+			out[x] = w0[x]*row[i0[x]] + w1[x]*row[i1[x]]
 		}
 	}
 	for y := range outH {
 		r0 := tmp[ty.i0[y]*outW : (ty.i0[y]+1)*outW]
 		r1 := tmp[ty.i1[y]*outW : (ty.i1[y]+1)*outW]
-		w0, w1 := ty.w0[y], ty.w1[y]
+		a, b := ty.w0[y], ty.w1[y]
 		out := dst[y*dstPitch : y*dstPitch+outW]
-		for x := range outW {
-			out[x] = w0*r0[x] + w1*r1[x]
+		r0, r1 = r0[:len(out)], r1[:len(out)]
+		for x := range out {
+			out[x] = (a*r0[x] + b*r1[x] - sub) * mul
 		}
 	}
 }
@@ -158,12 +161,8 @@ func (p *Preprocessor) Frame(dst []float32, T, t int, jpegData []byte) error {
 	cw, ch := p.crop.Dx(), p.crop.Dy()
 	for c := range 3 {
 		out := dst[(c*T+t)*H*W : (c*T+t+1)*H*W]
-		resizePlane(out, W, H, W, p.planes[c*cw*ch:(c+1)*cw*ch], ch, cw, p.ty, p.tx, p.tmp)
 		mean, std := float32(255*imagenetMean[c]), float32(255*imagenetStd[c])
-		inv := 1 / std
-		for i, v := range out {
-			out[i] = (v - mean) * inv
-		}
+		resizePlane(out, W, H, W, p.planes[c*cw*ch:(c+1)*cw*ch], ch, cw, p.ty, p.tx, p.tmp, mean, 1/std)
 	}
 	return nil
 }

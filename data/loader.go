@@ -27,8 +27,11 @@ type LoaderConfig struct {
 	Rank          int          `yaml:"-"` // this process among WorldSize data-parallel ranks
 	WorldSize     int          `yaml:"-"`
 	// Warn receives corrupt records, truncated shards and malformed episodes, which are skipped and
-	// counted; nil discards them.
+	// counted; nil discards them. Workers call it concurrently.
 	Warn func(error) `yaml:"-"`
+	// Keep selects the episodes (by shard index and record index within the shard) this loader reads,
+	// e.g. a train/validation split; nil keeps every episode.
+	Keep func(shard, record int) bool `yaml:"-"`
 }
 
 // DefaultLoaderConfig is the official recipe on RLDS (spec §7.8: B = 8) with two workers.
@@ -247,7 +250,7 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 		produced := 0
 		for _, unit := range AssignShards(l.shards, l.cfg.Seed, epoch, l.cfg.Rank, l.cfg.WorldSize, w, l.cfg.Workers) {
 			_, err := EachRecord(ctx, l.src, unit.Shard, l.cfg.MaxRecordLen, func(record int, data []byte) error {
-				if record%unit.Parts != unit.Part {
+				if record%unit.Parts != unit.Part || (l.cfg.Keep != nil && !l.cfg.Keep(unit.Shard.Index, record)) {
 					return nil
 				}
 				l.counts.records.Add(1)
@@ -280,8 +283,10 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 				return err
 			}
 		}
-		if produced == 0 {
-			// Another epoch over the same shards would produce nothing again.
+		if produced == 0 && l.cfg.Epochs == 0 && l.counts.clips.Load() == 0 {
+			// Nothing anywhere yet after a whole epoch: the data gives no clips at all, and an endless
+			// loader would spin forever. A worker that is merely unlucky keeps going, since the next
+			// epoch deals it other shards.
 			return nil
 		}
 	}

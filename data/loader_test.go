@@ -297,6 +297,23 @@ func TestLoaderNothing(t *testing.T) {
 	}
 }
 
+// TestLoaderKeep: only the kept episodes are read, in every epoch, by any worker.
+func TestLoaderKeep(t *testing.T) {
+	cfg := smallLoaderConfig(2)
+	cfg.Keep = func(shard, record int) bool { return shard == 1 && record == 0 }
+	batches, counts := runLoader(t, NewDirSource(sampleDir), cfg)
+	if counts.Records != 2 || counts.Clips != 2 {
+		t.Fatalf("counts %+v, want 2 records and 2 clips (one per epoch)", counts)
+	}
+	for _, b := range batches {
+		for _, s := range b.Samples {
+			if s.ShardIndex != 1 || s.Record != 0 {
+				t.Fatalf("clip from shard %d record %d", s.ShardIndex, s.Record)
+			}
+		}
+	}
+}
+
 func TestLoaderMissingShard(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(sampleDir, DatasetInfoFile))
 	if err != nil {

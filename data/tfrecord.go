@@ -5,7 +5,8 @@
 //
 // One file per layer: tfrecord.go (framing), example.go (proto wire format), dataset.go and gcs.go
 // (where shards live), droid.go (episodes to clips), rotation.go (Euler maths), image.go (pixels),
-// loader.go (workers and batches), featcache.go (encoded features), demo.go (synthetic episodes).
+// loader.go (workers and batches), inspect.go (per-episode reports), featcache.go (encoded features),
+// demo.go (synthetic episodes for make-demo-data).
 package data
 
 import (

@@ -1,64 +1,93 @@
 #version 450
 // attention_backward_dq: Δ_i = do_i·o_i; dq_i = scale·Σ_j P_ij(do_i·v_j − Δ_i)·k_j, P_ij = exp(scale·q_i·k_j − lse_i) (spec §3 mask).
-// bindings: 0 dqkv [B·N, 3·H·DH] (dq part written), 1 delta [B, H, N] (written), 2 qkv, 3 o, 4 do [B·N, H·DH], 5 lse [B, H, N].
-// grid: (ceil(N/BR), H, B) workgroups of BR invocations, one query row each; key tiles of BC rows.
+// bindings: 0 dqkv [B·N, 3·H·DH] (dq written), 1 delta [B, H, N] (written), 2 qkv, 3 o, 4 do [B·N, H·DH], 5 lse [B, H, N].
+// grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows; key tiles of BC rows.
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint BR = 64;  // query rows per workgroup, one per invocation
-layout(constant_id = 1) const uint BC = 32;  // keys per shared-memory tile
-layout(constant_id = 2) const uint DH = 64;  // head dim
+layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup
+layout(constant_id = 1) const uint R = 1;    // query rows per invocation: q0 + tid + r·WG
+layout(constant_id = 2) const uint BC = 32;  // keys per shared-memory tile
+layout(constant_id = 3) const uint DH = 64;  // head dim
 
 #include "attention.glsl"
 
 layout(std430, binding = 0) writeonly buffer DQKV { float dqkv[]; };
+layout(std430, binding = 0) writeonly buffer DQKV4 { vec4 dqkv4[]; };
 layout(std430, binding = 1) writeonly buffer Delta { float delta[]; };
 layout(std430, binding = 2) readonly buffer QKV { float qkv[]; };
+layout(std430, binding = 2) readonly buffer QKV4 { vec4 qkv4[]; };
 layout(std430, binding = 3) readonly buffer O { float o[]; };
+layout(std430, binding = 3) readonly buffer O4 { vec4 o4[]; };
 layout(std430, binding = 4) readonly buffer DO { float dout[]; };
+layout(std430, binding = 4) readonly buffer DO4 { vec4 dout4[]; };
 layout(std430, binding = 5) readonly buffer LSE { float lse[]; };
+DEFINE_LOAD4(loadQKV, qkv, qkv4)
+DEFINE_LOAD4(loadO, o, o4)
+DEFINE_LOAD4(loadDO, dout, dout4)
+DEFINE_STORE4(storeDQKV, dqkv, dqkv4)
 
-shared float Ks[BC * DH];
-shared float Vs[BC * DH];
+shared vec4 Ks[BC * D4];
+shared vec4 Vs[BC * D4];
 
 void main() {
     uint tid = gl_LocalInvocationID.x;
-    uint q0 = gl_WorkGroupID.x * BR, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z;
-    uint i = q0 + tid;
-    bool live = i < p.n;
+    uint q0 = gl_WorkGroupID.x * WG * R, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z;
 
-    float q[DH], g[DH], dq[DH];
-    float dlt = 0.0;
-    [[unroll]] for (uint d = 0; d < DH; ++d) {
-        q[d] = live ? qkv[qkvAt(p.qkvOff, b, i, 0u, h, d)] * (p.scale * LOG2E) : 0.0;
-        g[d] = live ? dout[outAt(p.doOff, b, i, h, d)] : 0.0;
-        dlt += live ? g[d] * o[outAt(p.oOff, b, i, h, d)] : 0.0;
-        dq[d] = 0.0;
+    vec4 q[R][D4], g[R][D4], dq[R][D4];
+    float lse2[R], dlt[R];
+    uint rowEnd[R];
+    uint jMax = 0u;
+    [[unroll]] for (uint r = 0; r < R; ++r) {
+        uint i = q0 + r * WG + tid;
+        bool live = i < p.n;
+        dlt[r] = 0.0;
+        [[unroll]] for (uint d = 0; d < D4; ++d) {
+            q[r][d] = live ? loadQKV(qkvAt(p.qkvOff, b, i, 0u, h, 0u), 4u * d) * (p.scale * LOG2E) : vec4(0.0);
+            g[r][d] = live ? loadDO(outAt(p.doOff, b, i, h, 0u), 4u * d) : vec4(0.0);
+            dlt[r] += live ? dot(g[r][d], loadO(outAt(p.oOff, b, i, h, 0u), 4u * d)) : 0.0;
+            dq[r][d] = vec4(0.0);
+        }
+        lse2[r] = live ? lse[rowAt(p.lseOff, b, h, i)] * LOG2E : 0.0;
+        rowEnd[r] = live ? frameEnd(i) : 0u;
+        jMax = max(jMax, rowEnd[r]);
     }
-    float lse2 = live ? lse[rowAt(p.lseOff, b, h, i)] * LOG2E : 0.0;
-    uint rowEnd = live ? frameEnd(i) : 0u;
-    uint kEnd = frameEnd(min(q0 + BR, p.n) - 1u);
+    uint kEnd = frameEnd(min(q0 + WG * R, p.n) - 1u);
 
     for (uint k0 = 0; k0 < kEnd; k0 += BC) {
         barrier();
-        for (uint e = tid; e < BC * DH; e += BR) {
-            uint j = k0 + e / DH, d = e % DH;
-            Ks[e] = j < kEnd ? qkv[qkvAt(p.qkvOff, b, j, 1u, h, d)] : 0.0;
-            Vs[e] = j < kEnd ? qkv[qkvAt(p.qkvOff, b, j, 2u, h, d)] : 0.0;
+        for (uint e = tid; e < BC * D4; e += WG) {
+            uint j = k0 + e / D4, d = 4u * (e % D4);
+            bool ok = j < kEnd;
+            Ks[e] = ok ? loadQKV(qkvAt(p.qkvOff, b, j, 1u, h, 0u), d) : vec4(0.0);
+            Vs[e] = ok ? loadQKV(qkvAt(p.qkvOff, b, j, 2u, h, 0u), d) : vec4(0.0);
         }
         barrier();
-        uint jn = rowEnd > k0 ? min(BC, rowEnd - k0) : 0u;
+        uint jn = jMax > k0 ? min(BC, jMax - k0) : 0u;
         for (uint j = 0; j < jn; ++j) {
-            float s = 0.0, dp = 0.0;
-            [[unroll]] for (uint d = 0; d < DH; ++d) {
-                s += q[d] * Ks[j * DH + d];
-                dp += g[d] * Vs[j * DH + d];
+            vec4 kk[D4];
+            float s[R], dp[R];
+            [[unroll]] for (uint r = 0; r < R; ++r) { s[r] = 0.0; dp[r] = 0.0; }
+            [[unroll]] for (uint d = 0; d < D4; ++d) {
+                kk[d] = Ks[j * D4 + d];
+                vec4 vv = Vs[j * D4 + d];
+                [[unroll]] for (uint r = 0; r < R; ++r) {
+                    s[r] += dot(q[r][d], kk[d]);
+                    dp[r] += dot(g[r][d], vv);
+                }
             }
-            float ds = exp2(s - lse2) * (dp - dlt);
-            [[unroll]] for (uint d = 0; d < DH; ++d) dq[d] += ds * Ks[j * DH + d];
+            [[unroll]] for (uint r = 0; r < R; ++r) {
+                // dS_ij = P_ij (dP_ij − Δ_i); exactly 0 for masked pairs.
+                float ds = k0 + j < rowEnd[r] ? exp2(s[r] - lse2[r]) * (dp[r] - dlt[r]) : 0.0;
+                [[unroll]] for (uint d = 0; d < D4; ++d) dq[r][d] += ds * kk[d];
+            }
         }
     }
-    if (!live) return;
-    delta[rowAt(p.deltaOff, b, h, i)] = dlt;
-    [[unroll]] for (uint d = 0; d < DH; ++d) dqkv[qkvAt(p.dqkvOff, b, i, 0u, h, d)] = dq[d] * p.scale;
+    [[unroll]] for (uint r = 0; r < R; ++r) {
+        uint i = q0 + r * WG + tid;
+        if (i < p.n) {
+            delta[rowAt(p.deltaOff, b, h, i)] = dlt[r];
+            [[unroll]] for (uint d = 0; d < D4; ++d) storeDQKV(qkvAt(p.dqkvOff, b, i, 0u, h, 0u), 4u * d, dq[r][d] * p.scale);
+        }
+    }
 }

@@ -1,6 +1,6 @@
 #version 450
 // axpy: y += alpha·x, elementwise f32.
-// bindings: 0 y [n], 1 x [n].
+// bindings: 0 y [n], 1 x [n] (may be the same memory).
 // grid: ceil(n / LOCAL_X) workgroups, folded into y past maxComputeWorkGroupCount[0].
 #include "common.glsl"
 LOCAL_SIZE_1D

@@ -1,7 +1,7 @@
 #version 450
 // copy_blocks: dst[dst_offset + c·dst_block + r·dst_row + j] = (ACCUMULATE: +=) src[src_offset + c·src_block + r·src_row + j] for c < count, r < rows, j < cols (token-range gather/scatter/concat, spec §2.3 steps 3 and 5).
 // bindings: 0 dst, 1 src (32-bit elements; copied as bits, added as f32 with ACCUMULATE).
-// grid: ceil(count·rows·cols / LOCAL_X) workgroups, folded into y past maxComputeWorkGroupCount[0].
+// grid: (ceil(cols / LOCAL_X), count·rows lines folded into y and z): no per-element division.
 #include "common.glsl"
 LOCAL_SIZE_1D
 
@@ -19,9 +19,9 @@ layout(push_constant) uniform P {
 } p;
 
 void main() {
-    uint i = GLOBAL_INDEX_1D;
-    if (i >= p.count * p.rows * p.cols) return;
-    uint j = i % p.cols, line = i / p.cols;
+    uint j = gl_WorkGroupID.x * LOCAL_X + gl_LocalInvocationID.x;
+    uint line = gl_WorkGroupID.z * gl_NumWorkGroups.y + gl_WorkGroupID.y;
+    if (j >= p.cols || line >= p.count * p.rows) return;
     uint r = line % p.rows, c = line / p.rows;
     uint s = p.src_offset + c * p.src_block + r * p.src_row + j;
     uint d = p.dst_offset + c * p.dst_block + r * p.dst_row + j;

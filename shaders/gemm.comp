@@ -1,7 +1,7 @@
 #version 450
 // gemm: C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] + bias, f32 accumulation; A, B f32/f16/bf16 (A_F16, ...).
 // bindings: 0 A [m,k] or [k,m], 1 B [k,n] or [n,k], 2 C [m,n] f32 (or split-K workspace), 3 bias [n] f32.
-// grid: (ceil(n/BN), ceil(m/BM), batch·splits); scalar: WG = (BM/TM)·(BN/TN) invocations, COOPMAT: WG.
+// grid: (ceil(n/BN), ceil(m/BM), batch·splits) workgroups of WG invocations (spec constant 0).
 #include "common.glsl"
 #include "gemm.glsl"
 
@@ -9,28 +9,28 @@
 #include "gemm_coopmat.glsl"
 #else
 
-// Shared-memory tiled scalar path, for every device. Each invocation owns a TM×TN block of C whose rows
-// are TY apart and columns TX apart, so that neighbouring invocations touch neighbouring columns (coalesced
-// global stores, conflict-free shared reads).
+// Shared-memory tiled scalar path, for every device. A workgroup computes a BM×BN tile of C; invocation
+// (ty, tx) owns the TM×TN block at rows ty·TM.., columns tx·TN... Per K step it reads its TM values of A and
+// TN values of B as vec4s: CPU drivers (lavapipe) gather every shared-memory read lane by lane, so four
+// floats per read, and TM·TN FMAs per TM+TN floats, are what make that path fast.
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256; // must equal (BM/TM)·(BN/TN)
-layout(constant_id = 1) const uint BM = 64;
-layout(constant_id = 2) const uint BN = 64;
+layout(constant_id = 1) const uint BM = 128;
+layout(constant_id = 2) const uint BN = 128;
 layout(constant_id = 3) const uint BK = 16;  // BM·BK and BK·BN must be multiples of WG
-layout(constant_id = 4) const uint TM = 4;
-layout(constant_id = 5) const uint TN = 4;
+layout(constant_id = 4) const uint TM = 8;   // multiple of 4
+layout(constant_id = 5) const uint TN = 8;   // multiple of 4
 const uint TX = BN / TN;
-const uint TY = BM / TM;
-
-// Tiles are k-major (As[kk][mm], Bs[kk][nn]) so that the inner product reads both along rows.
-shared float As[BK * BM];
-shared float Bs[BK * BN];
+// Tiles are k-major (As[kk][mm], Bs[kk][nn]) in vec4s, each K row padded by one vec4 so that staging
+// along K (A as stored [m,k], B as [n,k]) spreads over shared-memory banks.
+const uint RA = BM / 4 + 1;
+const uint RB = BN / 4 + 1;
+shared vec4 As[BK * RA];
+shared vec4 Bs[BK * RB];
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
-    // With TY == 1 (or TX == 1) every invocation reads the same A (or B) element at each step; spelling
-    // the index without tid lets CPU drivers (lavapipe) load it once for all SIMD lanes instead of per lane.
-    const uint tx = TX == 1 ? 0 : tid % TX, ty = TY == 1 ? 0 : tid / TX;
+    const uint tx = tid % TX, ty = tid / TX;
     const uint batch = gl_WorkGroupID.z / p.splits, slice = gl_WorkGroupID.z % p.splits;
     const uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     const uint kBegin = slice * p.kSplit, kEnd = min(p.k, kBegin + p.kSplit);
@@ -48,7 +48,7 @@ void main() {
             const uint gm = m0 + mm, gk = k0 + kk;
             float v = 0.0;
             if (gm < p.m && gk < kEnd) v = loadA(baseA + (transA ? gk * p.lda + gm : gm * p.lda + gk));
-            As[kk * BM + mm] = v;
+            As[kk * RA + mm / 4][mm % 4] = v;
         }
         [[unroll]] for (uint r = 0; r < BK * BN / WG; r++) {
             const uint i = r * WG + tid;
@@ -56,24 +56,24 @@ void main() {
             const uint gn = n0 + nn, gk = k0 + kk;
             float v = 0.0;
             if (gn < p.n && gk < kEnd) v = loadB(baseB + (transB ? gn * p.ldb + gk : gk * p.ldb + gn));
-            Bs[kk * BN + nn] = v;
+            Bs[kk * RB + nn / 4][nn % 4] = v;
         }
         barrier();
         [[unroll]] for (uint kk = 0; kk < BK; kk++) {
-            float av[TM], bv[TN];
-            [[unroll]] for (uint i = 0; i < TM; i++) av[i] = As[kk * BM + ty + i * TY];
-            [[unroll]] for (uint j = 0; j < TN; j++) bv[j] = Bs[kk * BN + tx + j * TX];
+            vec4 av[TM / 4], bv[TN / 4];
+            [[unroll]] for (uint i = 0; i < TM / 4; i++) av[i] = As[kk * RA + ty * (TM / 4) + i];
+            [[unroll]] for (uint j = 0; j < TN / 4; j++) bv[j] = Bs[kk * RB + tx * (TN / 4) + j];
             [[unroll]] for (uint i = 0; i < TM; i++)
-                [[unroll]] for (uint j = 0; j < TN; j++) acc[i * TN + j] = fma(av[i], bv[j], acc[i * TN + j]);
+                [[unroll]] for (uint j = 0; j < TN; j++) acc[i * TN + j] = fma(av[i / 4][i % 4], bv[j / 4][j % 4], acc[i * TN + j]);
         }
         barrier();
     }
 
     [[unroll]] for (uint i = 0; i < TM; i++) {
-        const uint row = m0 + ty + i * TY;
+        const uint row = m0 + ty * TM + i;
         if (row >= p.m) break;
         [[unroll]] for (uint j = 0; j < TN; j++) {
-            const uint col = n0 + tx + j * TX;
+            const uint col = n0 + tx * TN + j;
             if (col < p.n) storeC(batch, slice, row, col, acc[i * TN + j]);
         }
     }

@@ -11,7 +11,8 @@
 //	lr, wd := train.NewLRSchedule(cfg.Training), train.NewWeightDecaySchedule(cfg.Training)
 //	mw, err := train.NewMetricsWriter(cfg.Logging.Dir, train.MetricsOptions{JSONL: true, TensorBoard: true})
 //	bar := train.NewProgress(os.Stdout, cfg.Logging.Progress, cfg.Training.Steps, cfg.Logging.Every)
-//	store := train.CheckpointStore{Dir: cfg.Checkpoint.Dir, KeepLast: ..., KeepBest: ...}
+//	store := train.NewCheckpointStore(cfg.Checkpoint)       // keep-last N + best val loss, manifest.json
+//	syncer, err := train.NewSyncer(client, train.SyncOptions{LocalDir: cfg.Logging.Dir, URL: ...}) // optional
 //	for s := start + 1; s <= cfg.Training.Steps; s++ {
 //		rate := lr.At(s) // stepped once before each iteration, s = 1, 2, ... (spec §10)
 //		...

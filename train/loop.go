@@ -45,6 +45,10 @@ type trainer struct {
 	batches  int // batches consumed from the loader (its position, for exact resume)
 	video    []float32
 	step     int
+	val      *valRunner
+	cache    *cacheSource // non-nil when training from a feature cache (no encoder, no image decoding)
+	cacheF   *data.FeatureCache
+	valLoss  *float64 // validation loss at the current step, if validation ran there
 	metrics  *MetricsWriter
 	progress *Progress
 }
@@ -67,10 +71,16 @@ func (t *trainer) close() {
 	if t.loader != nil {
 		t.loader.Close()
 	}
+	if t.cacheF != nil {
+		t.cacheF.Close()
+	}
 	for _, s := range []*vk.Stream{t.zeroS, t.stepS, t.normS, t.optS} {
 		if s != nil {
 			s.Destroy()
 		}
+	}
+	if t.val != nil && t.val.s != nil {
+		t.val.s.Destroy()
 	}
 	if t.graph != nil {
 		t.graph.Free()
@@ -137,12 +147,16 @@ func (t *trainer) setup(ctx context.Context) error {
 	if c.Training.LossExp != 1 {
 		return fmt.Errorf("train: training.loss_exp %g: only 1 (mean L1, the official loss) is implemented", c.Training.LossExp)
 	}
-	if c.Data.ValEpisodes > 0 || c.Training.ValEvery > 0 {
-		return fmt.Errorf("train: data.val_episodes/training.val_every: validation on held-out episodes is not implemented yet; set both to 0")
+	if c.Checkpoint.Export.Merged && c.Model.Checkpoint == "" {
+		return fmt.Errorf("train: checkpoint.export.merged needs the base weights in model.checkpoint (random-init runs export the adapter only)")
 	}
-	if c.Data.FeatureCache != "" {
-		return fmt.Errorf("train: data.feature_cache: training from a feature cache is not wired yet; leave it empty")
+	if c.Training.ValEvery > 0 && c.Data.ValEpisodes == 0 {
+		return fmt.Errorf("train: training.val_every %d needs held-out episodes: set data.val_episodes > 0", c.Training.ValEvery)
 	}
+	if c.Data.FeatureCache != "" && c.Data.ValEpisodes > 0 {
+		return fmt.Errorf("train: data.feature_cache with data.val_episodes: validation reads episodes, not the cache; set data.val_episodes: 0")
+	}
+	t.progress = NewProgress(t.opts.Out, c.Logging.Progress, c.Training.Steps, c.Logging.Every)
 	var err error
 	t.d = t.opts.Device
 	if t.d == nil {
@@ -161,8 +175,10 @@ func (t *trainer) setup(ctx context.Context) error {
 	if t.pred, err = model.LoadPredictor(t.d, pcfg, pw, prec); err != nil {
 		return err
 	}
-	if t.enc, err = model.LoadEncoder(t.d, ecfg, ew, prec); err != nil {
-		return err
+	if c.Data.FeatureCache == "" {
+		if t.enc, err = model.LoadEncoder(t.d, ecfg, ew, prec); err != nil {
+			return err
+		}
 	}
 	l := c.LoRA
 	if err := t.pred.AddLoRA(model.LoRAConfig{R: l.R, Alpha: l.Alpha, Dropout: l.Dropout, Targets: l.Targets,
@@ -171,8 +187,10 @@ func (t *trainer) setup(ctx context.Context) error {
 	}
 	B, T := c.Data.BatchSize, c.Data.Frames
 	// Each frame is encoded alone, duplicated into a 2-frame tubelet (spec §6.1, §8.4).
-	if t.ep, err = t.enc.NewPass(B*T, c.Model.Tubelet, c.Model.Img, c.Model.Img); err != nil {
-		return err
+	if t.enc != nil {
+		if t.ep, err = t.enc.NewPass(B*T, c.Model.Tubelet, c.Model.Img, c.Model.Img); err != nil {
+			return err
+		}
 	}
 	if t.graph, err = NewLossGraph(t.pred, B, T, c.Training.AutoSteps, c.Model.GradCheckpointing); err != nil {
 		return err
@@ -197,7 +215,6 @@ func (t *trainer) setup(ctx context.Context) error {
 	if t.metrics, err = NewMetricsWriter(c.Logging.Dir, MetricsOptions{JSONL: c.Logging.JSONL, TensorBoard: c.Logging.TensorBoard}); err != nil {
 		return err
 	}
-	t.progress = NewProgress(t.opts.Out, c.Logging.Progress, c.Training.Steps, c.Logging.Every)
 	return nil
 }
 
@@ -217,8 +234,10 @@ func (t *trainer) record() error {
 		return err
 	}
 	ZeroGrads(t.zeroS, t.pred)
-	t.ep.Forward(t.stepS)
-	vk.CopyBlocks(t.stepS, t.graph.Features, t.ep.Out, vk.CopyArgs{Count: 1, Rows: 1, Cols: t.ep.Out.Numel()})
+	if t.ep != nil {
+		t.ep.Forward(t.stepS)
+		vk.CopyBlocks(t.stepS, t.graph.Features, t.ep.Out, vk.CopyArgs{Count: 1, Rows: 1, Cols: t.ep.Out.Numel()})
+	}
 	t.graph.Forward(t.stepS)
 	t.graph.Backward(t.stepS)
 	t.opt.recordNorm(t.normS)
@@ -250,11 +269,37 @@ func (t *trainer) loaderConfig() data.LoaderConfig {
 // openLoader starts the loader and skips the batches a resumed run already consumed: the loader's
 // sequence depends only on its configuration, so this reproduces the uninterrupted run exactly.
 func (t *trainer) openLoader(ctx context.Context) error {
+	if dir := t.cfg.Data.FeatureCache; dir != "" {
+		want, _, err := cacheConfig(t.cfg)
+		if err != nil {
+			return err
+		}
+		if t.cacheF, err = data.OpenFeatureCache(dir, want); err != nil {
+			return fmt.Errorf("train: %w (build it with: vjepa-vk encode --config %s --out %s)", err, t.cfg.Source(), dir)
+		}
+		if t.cache, err = newCacheSource(t.cacheF, t.cfg.Data.BatchSize, t.cfg.Data.Frames, uint64(t.cfg.Data.Seed), nil); err != nil {
+			return err
+		}
+		t.cache.skip(t.batches)
+		return nil
+	}
 	src, err := data.OpenSource(ctx, t.cfg.Data.Source)
 	if err != nil {
 		return err
 	}
-	if t.loader, err = data.NewLoader(ctx, src, t.loaderConfig()); err != nil {
+	shards, err := data.FindShards(ctx, src, "train")
+	if err != nil {
+		return err
+	}
+	lc := t.loaderConfig()
+	if n := t.cfg.Data.ValEpisodes; n > 0 {
+		val := heldOut(shards, n)
+		lc.Keep = func(shard, record int) bool { return !val(shard, record) }
+		if err := t.setupValidation(ctx, src, shards); err != nil {
+			return err
+		}
+	}
+	if t.loader, err = data.NewLoader(ctx, src, lc); err != nil {
 		return err
 	}
 	for i := 0; i < t.batches; i++ {
@@ -265,9 +310,9 @@ func (t *trainer) openLoader(ctx context.Context) error {
 	return nil
 }
 
-// upload writes one batch into the step's input tensors: each frame duplicated into a 2-frame tubelet
-// (spec §6.1), states, actions and extrinsics.
-func (t *trainer) upload(b *data.Batch) error {
+// uploadFrames writes a batch's frames into the encoder's input, each frame duplicated into a 2-frame
+// tubelet (spec §6.1): [B·T, 3, tubelet, H, W].
+func (t *trainer) uploadFrames(b *data.Batch) error {
 	T, H, W := b.T, b.H, b.W
 	if b.B != t.cfg.Data.BatchSize || T != t.cfg.Data.Frames || H != t.cfg.Model.Img || W != t.cfg.Model.Img {
 		return fmt.Errorf("train: batch [%d, 3, %d, %d, %d] does not match the config's [%d, 3, %d, %d, %d]",
@@ -288,10 +333,15 @@ func (t *trainer) upload(b *data.Batch) error {
 			}
 		}
 	}
-	g := t.graph
-	if err := t.d.Upload(t.ep.Video, t.video); err != nil {
+	return t.d.Upload(t.ep.Video, t.video)
+}
+
+// upload writes one batch into the step's input tensors: frames, states, actions and extrinsics.
+func (t *trainer) upload(b *data.Batch) error {
+	if err := t.uploadFrames(b); err != nil {
 		return err
 	}
+	g := t.graph
 	if err := t.d.Upload(g.States, b.States); err != nil {
 		return err
 	}
@@ -302,6 +352,38 @@ func (t *trainer) upload(b *data.Batch) error {
 		return t.d.Upload(g.Extrinsics, b.Extrinsics)
 	}
 	return nil
+}
+
+// nextBatch loads the next micro-batch into the step's inputs, from the loader or the feature cache.
+func (t *trainer) nextBatch(ctx context.Context, step int) error {
+	g := t.graph
+	if t.cache != nil {
+		if err := t.cache.next(); err != nil {
+			return err
+		}
+		t.batches++
+		for _, u := range []struct {
+			t vk.Tensor
+			v []float32
+		}{{g.Features, t.cache.feats}, {g.States, t.cache.states}, {g.Actions, t.cache.actions}} {
+			if err := t.d.Upload(u.t, u.v); err != nil {
+				return err
+			}
+		}
+		if g.Extrinsics.Valid() { // RLDS has no extrinsics (spec §7.6): zeros
+			return t.d.Upload(g.Extrinsics, make([]float32, g.Extrinsics.Numel()))
+		}
+		return nil
+	}
+	b, err := t.loader.Next(ctx)
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("train: data source %s ran out of clips at step %d", t.cfg.Data.Source, step)
+	}
+	if err != nil {
+		return err
+	}
+	t.batches++
+	return t.upload(b)
 }
 
 func (t *trainer) run(ctx context.Context) error {
@@ -336,6 +418,18 @@ func (t *trainer) run(ctx context.Context) error {
 		t.progress.Update(m)
 		if err := t.metrics.LogStep(m); err != nil {
 			return err
+		}
+		t.valLoss = nil
+		if t.val != nil && c.Training.ValEvery > 0 && (t.step%c.Training.ValEvery == 0 || t.step == last) {
+			vm, err := t.validate(ctx)
+			if err != nil {
+				return err
+			}
+			t.valLoss = &vm.Loss
+			if err := t.metrics.LogVal(vm); err != nil {
+				return err
+			}
+			t.progress.Printf("validation at step %d: loss %.4f (tf %.4f, rollout %.4f) on %d clips", t.step, vm.Loss, vm.LossTF, vm.LossRollout, vm.Clips)
 		}
 		if c.Checkpoint.Every > 0 && t.step%c.Checkpoint.Every == 0 && t.step < last {
 			if err := t.save(); err != nil {
@@ -374,15 +468,7 @@ func (t *trainer) trainStep(ctx context.Context) (StepMetrics, error) {
 	}
 	var ltf, lar float64
 	for k := 0; k < c.Training.GradAccum; k++ {
-		b, err := t.loader.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return StepMetrics{}, fmt.Errorf("train: data source %s ran out of clips at step %d", c.Data.Source, step)
-		}
-		if err != nil {
-			return StepMetrics{}, err
-		}
-		t.batches++
-		if err := t.upload(b); err != nil {
+		if err := t.nextBatch(ctx, step); err != nil {
 			return StepMetrics{}, err
 		}
 		if err := t.stepS.Run(); err != nil {
@@ -447,7 +533,7 @@ func (t *trainer) checkpoint() (*Checkpoint, error) {
 	steps, _ := json.Marshal(t.opt.steps)
 	ck := &Checkpoint{Header: CheckpointHeader{
 		Step: t.step, Data: pos, LR: t.lr.At(max(t.step, 1)), WeightDecay: t.wd.At(max(t.step, 1)),
-		LossScale: *t.scaler, Config: cfgYAML.String(),
+		LossScale: *t.scaler, Config: cfgYAML.String(), ValLoss: t.valLoss,
 		Extra: map[string]json.RawMessage{"adam_steps": steps},
 	}}
 	for _, pr := range t.opt.params {
@@ -532,9 +618,35 @@ func (t *trainer) resume(ctx context.Context) error {
 // export writes PEFT-format adapters (adapter_model.safetensors + adapter_config.json) to
 // <logging.dir>/adapter.
 func (t *trainer) export() error {
-	if !t.cfg.Checkpoint.Export.PEFT {
+	c := t.cfg
+	dir := filepath.Join(c.Logging.Dir, "adapter")
+	if c.Checkpoint.Export.PEFT || c.Checkpoint.Export.Merged {
+		if err := ExportPEFT(t.d, t.pred, c, dir); err != nil {
+			return err
+		}
+	}
+	if !c.Checkpoint.Export.Merged {
 		return nil
 	}
-	dir := filepath.Join(t.cfg.Logging.Dir, "adapter")
-	return ExportPEFT(t.d, t.pred, t.cfg, dir)
+	ac, mods, err := model.ReadPEFTAdapter(dir)
+	if err != nil {
+		return err
+	}
+	sd, err := model.OpenStateDict(c.Model.Checkpoint, "predictor")
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	dt := model.DTypeF32
+	if c.Model.Precision == "fp16" {
+		dt = model.DTypeF16
+	} else if c.Model.Precision == "bf16" {
+		dt = model.DTypeBF16
+	}
+	out := filepath.Join(c.Logging.Dir, "predictor_merged.safetensors")
+	if err := model.MergeLoRA(out, sd, ac, mods, dt); err != nil {
+		return fmt.Errorf("train: export merged predictor: %w", err)
+	}
+	t.progress.Printf("exported merged predictor to %s", out)
+	return nil
 }

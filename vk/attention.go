@@ -1,6 +1,8 @@
 package vk
 
 import (
+	"os"
+	"strconv"
 	"fmt"
 	"math"
 )
@@ -17,9 +19,37 @@ type AttnShape struct {
 // attnMaxHeadDim bounds HeadDim: each invocation keeps up to four head vectors in registers.
 const attnMaxHeadDim = 128
 
-// attnRows is the workgroup size of the attention kernels: query rows (forward, dq) or key rows (dk, dv)
-// per workgroup, one per invocation.
-const attnRows = 64
+// attnConfig is the launch shape of the attention kernels: wg invocations per workgroup, each handling
+// rows query (or key) rows, and tile rows of the other side staged in shared memory per step.
+type attnConfig struct {
+	wg, rows, tile int
+}
+
+// spec lists the specialization constants of the attention kernels: WG, R, tile, DH.
+func (c attnConfig) spec(dh int) []uint32 {
+	return []uint32{uint32(c.wg), uint32(c.rows), uint32(c.tile), uint32(dh)}
+}
+
+// attnPick chooses the launch shape for head dim dh. On a CPU device (lavapipe) every shared-memory or
+// buffer load is issued lane by lane, so each invocation takes several rows and reuses every loaded vec4
+// for all of them; a GPU keeps one row per invocation, whose vectors live in registers. The tile is the
+// largest power of two ≤ 64 whose shared memory fits: tileBytes(tile, rows·wg) must not exceed the device's.
+func attnPick(d *Device, dh int, tileBytes func(tile, blockRows int) int) attnConfig {
+	c := attnConfig{wg: 64, rows: 1, tile: 64}
+	if d.Info.Type == "cpu" {
+		c.rows = 4
+	}
+	if v, _ := strconv.Atoi(os.Getenv("ZZR")); v > 0 {
+		c.rows = v
+	}
+	if v, _ := strconv.Atoi(os.Getenv("ZZWG")); v > 0 {
+		c.wg = v
+	}
+	for c.tile > 1 && tileBytes(c.tile, c.wg*c.rows) > d.Info.SharedMemory {
+		c.tile /= 2
+	}
+	return c
+}
 
 // attnPush mirrors the push block of shaders/attention.glsl, shared by the three attention kernels.
 type attnPush struct {
@@ -43,14 +73,14 @@ func AttentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape) {
 	d := sh.Heads * sh.HeadDim
 	args := []attnArg{{"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0}}
 	sh.check("AttentionForward", args)
-	dh := sh.HeadDim
-	// Shared memory per key of a tile: its k and v rows and its column of the BR scores.
-	bc := attnTile(s.d, 4*(2*dh+attnRows))
-	k := kernel{"attention", []uint32{attnRows, uint32(bc), uint32(dh)}}
+	row := 16 * ((sh.HeadDim + 3) / 4) // bytes of one head row as vec4s
+	// Shared memory: the k and v rows of a tile of keys and the scores of every row of the block.
+	c := attnPick(s.d, sh.HeadDim, func(tile, blockRows int) int { return tile * (2*row + 4*blockRows) })
+	k := kernel{"attention", c.spec(sh.HeadDim)}
 	sh.chunks(s, args, func(nb int, w []Tensor, off []int) {
 		push := sh.push()
 		push.QKVOff, push.OOff, push.LSEOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
-		s.dispatch("attention", k, push, sh.grid(nb), in(w[0]), out(w[1]), out(w[2]))
+		s.dispatch("attention", k, push, sh.grid(c, nb), in(w[0]), out(w[1]), out(w[2]))
 	})
 }
 
@@ -65,29 +95,19 @@ func AttentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnSh
 		{"dqkv", dqkv, 3 * d}, {"delta", delta, 0}, {"do", do, d}, {"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0},
 	}
 	sh.check("AttentionBackward", args)
-	dh := sh.HeadDim
-	bc := attnTile(s.d, 4*2*dh)     // k and v rows per key
-	bq := attnTile(s.d, 4*(2*dh+2)) // q and do rows, lse and delta per query
-	kdq := kernel{"attention_backward_dq", []uint32{attnRows, uint32(bc), uint32(dh)}}
-	kdkv := kernel{"attention_backward_dkv", []uint32{attnRows, uint32(bq), uint32(dh)}}
+	row := 16 * ((sh.HeadDim + 3) / 4) // bytes of one head row as vec4s
+	cdq := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * 2 * row })      // k and v rows
+	cdkv := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * (2*row + 8) }) // q, do rows; lse, delta
+	kdq := kernel{"attention_backward_dq", cdq.spec(sh.HeadDim)}
+	kdkv := kernel{"attention_backward_dkv", cdkv.spec(sh.HeadDim)}
 	sh.chunks(s, args, func(nb int, w []Tensor, off []int) {
 		push := sh.push()
 		push.DQKVOff, push.DeltaOff, push.DOOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
 		push.QKVOff, push.OOff, push.LSEOff = uint32(off[3]), uint32(off[4]), uint32(off[5])
 		dqkv, delta, do, qkv, o, lse := w[0], w[1], w[2], w[3], w[4], w[5]
-		s.dispatch("attention_backward_dq", kdq, push, sh.grid(nb), out(dqkv), out(delta), in(qkv), in(o), in(do), in(lse))
-		s.dispatch("attention_backward_dkv", kdkv, push, sh.grid(nb), out(dqkv), in(qkv), in(do), in(lse), in(delta))
+		s.dispatch("attention_backward_dq", kdq, push, sh.grid(cdq, nb), out(dqkv), out(delta), in(qkv), in(o), in(do), in(lse))
+		s.dispatch("attention_backward_dkv", kdkv, push, sh.grid(cdkv, nb), out(dqkv), in(qkv), in(do), in(lse), in(delta))
 	})
-}
-
-// attnTile is the largest power-of-two tile of at most 64 rows whose shared memory, bytesPerRow per row,
-// fits the device.
-func attnTile(d *Device, bytesPerRow int) int {
-	tile := 64
-	for tile > 1 && tile*bytesPerRow > d.Info.SharedMemory {
-		tile /= 2
-	}
-	return tile
 }
 
 func (sh AttnShape) push() attnPush {
@@ -102,9 +122,10 @@ func (sh AttnShape) push() attnPush {
 	return attnPush{N: uint32(sh.N), Heads: uint32(sh.Heads), Frame: uint32(frame), Scale: scale}
 }
 
-// grid covers nb batch elements: one workgroup per block of attnRows rows, head and batch element.
-func (sh AttnShape) grid(nb int) [3]int {
-	return [3]int{(sh.N + attnRows - 1) / attnRows, sh.Heads, nb}
+// grid covers nb batch elements: one workgroup per block of wg·rows rows, head and batch element.
+func (sh AttnShape) grid(c attnConfig, nb int) [3]int {
+	br := c.wg * c.rows
+	return [3]int{(sh.N + br - 1) / br, sh.Heads, nb}
 }
 
 // attnArg is a tensor argument and its row width: [B·N, width], or [B, H, N] when width is 0.

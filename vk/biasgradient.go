@@ -20,9 +20,9 @@ func biasGradient(s *Stream, db, dy Tensor, chunk int) {
 	checkNumel(op, "db", db, n)
 	checkF32(op, db, dy)
 	dy = dy.Reshape(rows, n)
-	k := kernel{"bias_gradient", []uint32{columnCols, columnLanes}}
+	k, cols := s.columnKernel("bias_gradient")
 	forChunks(rows, chunk, func(r0, m int) {
-		s.dispatch("bias_gradient", k, biasGradientPush{uint32(m), uint32(n)}, [3]int{(n + columnCols - 1) / columnCols, 1, 1},
+		s.dispatch("bias_gradient", k, biasGradientPush{uint32(m), uint32(n)}, [3]int{(n + cols - 1) / cols, 1, 1},
 			out(db), in(dy.Slice(r0, m)))
 	})
 }

@@ -61,12 +61,15 @@ func copyEnd(offset, block, row int, a CopyArgs) int {
 }
 
 // copyBlocksSplit binds only the element ranges a touches, widened at the front to the storage alignment,
-// and halves a (over blocks, then rows, then columns) while a range or the element count exceeds maxElems.
+// and halves a (over blocks, then rows, then columns) while a range or the element count exceeds maxElems,
+// or its columns over the grid's x limit.
 func (s *Stream) copyBlocksSplit(dst, src Tensor, a CopyArgs, maxElems int) {
 	sv, sOff := s.copyWindow(src, a.SrcOffset, copyEnd(a.SrcOffset, a.SrcBlock, a.SrcRow, a))
 	dv, dOff := s.copyWindow(dst, a.DstOffset, copyEnd(a.DstOffset, a.DstBlock, a.DstRow, a))
 	total := a.Count * a.Rows * a.Cols
-	if (sv.Numel() <= maxElems && dv.Numel() <= maxElems && total <= maxElems) || total == 1 {
+	gx := (a.Cols + local1D - 1) / local1D
+	wide := gx > s.d.Info.MaxWorkgroupCount[0]
+	if !wide && (total == 1 || sv.Numel() <= maxElems && dv.Numel() <= maxElems && total <= maxElems) {
 		name := "copy_blocks"
 		if a.Accumulate {
 			name += ".accumulate"
@@ -76,17 +79,19 @@ func (s *Stream) copyBlocksSplit(dst, src Tensor, a CopyArgs, maxElems int) {
 			uint32(sOff), uint32(a.SrcBlock), uint32(a.SrcRow),
 			uint32(dOff), uint32(a.DstBlock), uint32(a.DstRow),
 		}
-		s.dispatch("copy_blocks", kernel{name, []uint32{local1D}}, p, s.grid1D(total, local1D), out(dv), in(sv))
+		lines, maxY := a.Count*a.Rows, s.d.Info.MaxWorkgroupCount[1]
+		grid := [3]int{gx, min(lines, maxY), (lines + maxY - 1) / maxY}
+		s.dispatch("copy_blocks", kernel{name, []uint32{local1D}}, p, grid, out(dv), in(sv))
 		return
 	}
 	first, rest := a, a
 	switch {
-	case a.Count > 1:
+	case a.Count > 1 && !wide:
 		h := a.Count / 2
 		first.Count, rest.Count = h, a.Count-h
 		rest.SrcOffset += h * a.SrcBlock
 		rest.DstOffset += h * a.DstBlock
-	case a.Rows > 1:
+	case a.Rows > 1 && !wide:
 		h := a.Rows / 2
 		first.Rows, rest.Rows = h, a.Rows-h
 		rest.SrcOffset += h * a.SrcRow

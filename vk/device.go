@@ -81,6 +81,7 @@ type Device struct {
 	mu       sync.Mutex
 	messages []string
 	onMsg    func(severity, msg string)
+	creating string // pipeline being created: validation messages raised meanwhile are tagged with it
 
 	mem     *allocator
 	pipes   *pipelineCache
@@ -305,6 +306,9 @@ func vjDebugMessage(handle C.uintptr_t, severity C.int, msg *C.char) {
 
 func (d *Device) message(sev, msg string) {
 	d.mu.Lock()
+	if d.creating != "" {
+		msg = "creating pipeline " + d.creating + ": " + msg
+	}
 	cb := d.onMsg
 	if cb == nil {
 		d.messages = append(d.messages, sev+": "+msg)

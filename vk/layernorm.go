@@ -46,12 +46,17 @@ func (s *Stream) layerNormLocal(dim int) int {
 	return l
 }
 
-// Workgroup shape of layernorm_backward_weight and bias_gradient: columnCols columns per workgroup, each
-// summed over the rows by columnLanes invocations (a power of two).
-const (
-	columnCols  = 16
-	columnLanes = 16
-)
+// columnKernel is the shape of the column-sum kernels (layernorm_backward_weight, bias_gradient): cols
+// columns per workgroup, each summed over the rows by lanes invocations (a power of two) and then a fixed
+// tree. A GPU gets 16×64 = 1024 invocations, enough in flight to stream [rows, dim] from memory with only
+// dim/16 workgroups; a CPU device (lavapipe) 16×16.
+func (s *Stream) columnKernel(shader string) (k kernel, cols int) {
+	cols, lanes := 16, 64
+	if s.d.Info.Type == "cpu" || s.d.Info.MaxWorkgroupInvoc < cols*lanes {
+		lanes = 16
+	}
+	return kernel{shader, []uint32{uint32(cols), uint32(lanes)}}, cols
+}
 
 // overlaps reports whether a and b share any bytes of device memory.
 func overlaps(a, b Tensor) bool {
@@ -169,12 +174,12 @@ func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accum
 		name += ".accumulate"
 	}
 	k := kernel{name, []uint32{uint32(s.layerNormLocal(dim))}}
-	kw := kernel{"layernorm_backward_weight", []uint32{columnCols, columnLanes}}
+	kw, cols := s.columnKernel("layernorm_backward_weight")
 	forChunks(rows, chunk, func(r0, n int) {
 		dyc, xc, mc, rc := dy.Slice(r0, n), x.Slice(r0, n), mean.Slice(r0, n), rstd.Slice(r0, n)
 		if affine {
 			s.dispatch(op+" weight", kw, layerNormBackwardWeightPush{uint32(n), uint32(dim)},
-				[3]int{(dim + columnCols - 1) / columnCols, 1, 1}, out(dw), out(db), in(dyc), in(xc), in(mc), in(rc))
+				[3]int{(dim + cols - 1) / cols, 1, 1}, out(dw), out(db), in(dyc), in(xc), in(mc), in(rc))
 		}
 		bs := []binding{out(dx.Slice(r0, n)), in(dyc), in(xc), in(mc), in(rc)}
 		if affine {

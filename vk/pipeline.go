@@ -134,6 +134,8 @@ func (c *pipelineCache) get(k kernel, nbind int) (*pipeline, error) {
 		}}
 	}
 	pipes := make([]vulkan.Pipeline, 1)
+	c.d.setCreating(key)
+	defer c.d.setCreating("")
 	if err := check(vulkan.CreateComputePipelines(dev, nil, 1, []vulkan.ComputePipelineCreateInfo{{
 		SType:  vulkan.StructureTypeComputePipelineCreateInfo,
 		Stage:  stage,
@@ -156,4 +158,10 @@ func (c *pipelineCache) destroy() {
 		vulkan.DestroyDescriptorSetLayout(c.d.dev, l, nil)
 	}
 	c.pipes, c.layouts = nil, nil
+}
+
+func (d *Device) setCreating(key string) {
+	d.mu.Lock()
+	d.creating = key
+	d.mu.Unlock()
 }

@@ -24,7 +24,7 @@ func TestZZAttnScratch(t *testing.T) {
 		dh = 64
 	}
 	bwd := os.Getenv("ZZBWD") != ""
-	sh := vk.AttnShape{B: 1, N: 516, Heads: 4, HeadDim: dh, FrameTokens: 258}
+	sh := vk.AttnShape{B: 1, N: 1032, Heads: 4, HeadDim: dh, FrameTokens: 258}
 	rows, dm := sh.B*sh.N, sh.Heads*sh.HeadDim
 	qkv := vktest.Tensor(t, d, vk.F32, vktest.RandN(1, rows*3*dm), rows, 3*dm)
 	do := vktest.Tensor(t, d, vk.F32, vktest.RandN(2, rows*dm), rows, dm)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -26,7 +27,7 @@ func runDataBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Workers, "workers", runtime.GOMAXPROCS(0), "decode workers")
 	fs.IntVar(&cfg.Image.Height, "height", cfg.Image.Height, "output height")
 	fs.IntVar(&cfg.Image.Width, "width", cfg.Image.Width, "output width")
-	clipFlags(fs, &cfg.Clip, &cfg.Filter)
+	dataClipFlags(fs, &cfg.Clip, &cfg.Filter)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,14 +39,14 @@ func runDataBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("data bench: %w", err)
 	}
-	res, err := bench(ctx, src, cfg, *clips)
+	res, err := benchData(ctx, src, cfg, *clips)
 	if err != nil {
 		return err
 	}
-	return printBench(os.Stdout, res, *asJSON)
+	return printDataBench(os.Stdout, res, *asJSON)
 }
 
-type benchResult struct {
+type dataBenchResult struct {
 	Workers        int         `json:"workers"`
 	Cores          int         `json:"cores"`
 	Clips          int         `json:"clips"`
@@ -53,19 +54,21 @@ type benchResult struct {
 	ClipsPerSecond float64     `json:"clips_per_second"`
 	ClipsPerCore   float64     `json:"clips_per_second_per_core"`
 	FramesPerSec   float64     `json:"frames_per_second"`
+	CPUSeconds     float64     `json:"cpu_seconds"`          // user+system time of the process
+	ClipsPerCPUSec float64     `json:"clips_per_cpu_second"` // unaffected by other load on the machine
 	Counts         data.Counts `json:"counts"`
 }
 
-// bench pulls n clips through a loader with batch size 1 and no shuffling, repeating the shards.
-func bench(ctx context.Context, src data.Source, cfg data.LoaderConfig, n int) (benchResult, error) {
+// benchData pulls n clips through a loader with batch size 1 and no shuffling, repeating the shards.
+func benchData(ctx context.Context, src data.Source, cfg data.LoaderConfig, n int) (dataBenchResult, error) {
 	cfg.BatchSize, cfg.ShuffleBuffer, cfg.Epochs, cfg.DropLast = 1, 0, 0, false
 	cfg.Clip.Start = -1
 	cfg.Prefetch = 2 * cfg.Workers
 	cfg.Warn = func(err error) { fmt.Fprintf(os.Stderr, "warning: %v\n", err) }
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPUSeconds()
 	l, err := data.NewLoader(ctx, src, cfg)
 	if err != nil {
-		return benchResult{}, fmt.Errorf("data bench: %w", err)
+		return dataBenchResult{}, fmt.Errorf("data bench: %w", err)
 	}
 	defer l.Close()
 	got := 0
@@ -75,27 +78,38 @@ func bench(ctx context.Context, src data.Source, cfg data.LoaderConfig, n int) (
 			break
 		}
 		if err != nil {
-			return benchResult{}, fmt.Errorf("data bench: %w", err)
+			return dataBenchResult{}, fmt.Errorf("data bench: %w", err)
 		}
 		got += b.B
 	}
-	secs := time.Since(start).Seconds()
+	secs, cpu := time.Since(start).Seconds(), processCPUSeconds()-cpu0
 	if got == 0 {
-		return benchResult{}, fmt.Errorf("data bench: %s gave no clips (counts %+v)", src, l.Counts())
+		return dataBenchResult{}, fmt.Errorf("data bench: %s gave no clips (counts %+v)", src, l.Counts())
 	}
 	cores := min(cfg.Workers, runtime.GOMAXPROCS(0))
-	return benchResult{
+	return dataBenchResult{
 		Workers: cfg.Workers, Cores: cores, Clips: got, Seconds: secs,
 		ClipsPerSecond: float64(got) / secs, ClipsPerCore: float64(got) / secs / float64(cores),
 		FramesPerSec: float64(got*cfg.Clip.Frames) / secs, Counts: l.Counts(),
+		CPUSeconds: cpu, ClipsPerCPUSec: float64(got) / cpu,
 	}, nil
 }
 
-func printBench(w io.Writer, r benchResult, asJSON bool) error {
+// processCPUSeconds is the user and system CPU time this process has used.
+func processCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func printDataBench(w io.Writer, r dataBenchResult, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(r)
 	}
-	_, err := fmt.Fprintf(w, "%d clips in %.2fs with %d workers on %d cores: %.2f clips/s, %.2f clips/s per core, %.1f frames/s\n",
-		r.Clips, r.Seconds, r.Workers, r.Cores, r.ClipsPerSecond, r.ClipsPerCore, r.FramesPerSec)
+	_, err := fmt.Fprintf(w, "%d clips in %.2fs with %d workers on %d cores: %.2f clips/s, %.2f clips/s per core, %.1f frames/s; "+
+		"%.2fs CPU, %.2f clips per CPU-second\n",
+		r.Clips, r.Seconds, r.Workers, r.Cores, r.ClipsPerSecond, r.ClipsPerCore, r.FramesPerSec, r.CPUSeconds, r.ClipsPerCPUSec)
 	return err
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/data"
 )
 
-// clipFlags registers the clip and filter flags shared by data inspect and data bench.
-func clipFlags(fs *pflag.FlagSet, clip *data.ClipConfig, filter *data.FilterConfig) {
+// dataClipFlags registers the clip and filter flags shared by data inspect and data bench.
+func dataClipFlags(fs *pflag.FlagSet, clip *data.ClipConfig, filter *data.FilterConfig) {
 	fs.StringVar(&clip.Camera, "camera", clip.Camera, "exterior_image_1_left, exterior_image_2_left, wrist_image_left or random_exterior")
 	fs.IntVar(&clip.Frames, "frames", clip.Frames, "frames per clip")
 	fs.Float64Var(&clip.FPS, "fps", clip.FPS, "clip frame rate; the stride is ceil(source-fps / fps)")
@@ -37,7 +37,7 @@ func runDataInspect(ctx context.Context, args []string) error {
 	fs.IntVar(&opts.Clip.Start, "start", opts.Clip.Start, "first step of the clip, or -1 for a random start")
 	fs.Uint64Var(&opts.Seed, "seed", 0, "seed for a random start or camera")
 	fs.IntVar(&opts.MaxEpisodes, "max-episodes", 0, "stop after this many episodes (0: all)")
-	clipFlags(fs, &opts.Clip, &opts.Filter)
+	dataClipFlags(fs, &opts.Clip, &opts.Filter)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,10 +50,10 @@ func runDataInspect(ctx context.Context, args []string) error {
 		return fmt.Errorf("data inspect: %w", err)
 	}
 	opts.Warn = func(err error) { fmt.Fprintf(os.Stderr, "warning: %v\n", err) }
-	return inspect(ctx, os.Stdout, src, opts, *asJSON)
+	return writeDataInspect(ctx, os.Stdout, src, opts, *asJSON)
 }
 
-func inspect(ctx context.Context, w io.Writer, src data.Source, opts data.InspectOptions, asJSON bool) error {
+func writeDataInspect(ctx context.Context, w io.Writer, src data.Source, opts data.InspectOptions, asJSON bool) error {
 	enc := json.NewEncoder(w)
 	if !asJSON {
 		fmt.Fprintf(w, "%-44s %5s %5s %-7s %s\n", "shard", "index", "steps", "success", "clip")

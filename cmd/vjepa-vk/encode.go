@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vjepa-vk/vjepa-vk/train"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// runEncode fills a feature cache: the frozen encoder over the config's clips, features stored f16.
+func runEncode(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("encode", pflag.ContinueOnError)
+	path := fs.String("config", "", "YAML config (model, data)")
+	sets := fs.StringArray("set", nil, "override a config value: section.key=value (repeatable)")
+	out := fs.String("out", "", "cache folder to write")
+	epochs := fs.Int("epochs", 1, "passes over the episodes (each draws new random clips)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" || *out == "" {
+		return fmt.Errorf("encode: --config and --out are required")
+	}
+	cfg, err := train.Load(*path, *sets)
+	if err != nil {
+		return err
+	}
+	d, err := vk.Open(vk.Options{})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	n, err := train.Encode(ctx, d, cfg, *out, train.EncodeOptions{Epochs: *epochs, Out: os.Stderr})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("wrote %d clips to %s; train from it with --set data.feature_cache=%s\n", n, *out, *out)
+	return nil
+}

@@ -1,0 +1,247 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// BenchResult is one training-step benchmark at a config's shapes.
+type BenchResult struct {
+	Device        string      `json:"device"`
+	T             int         `json:"T"`
+	B             int         `json:"B"`
+	Checkpointing bool        `json:"grad_checkpointing"`
+	Precision     string      `json:"precision"`
+	Optimizer     string      `json:"optimizer"`
+	Steps         int         `json:"steps"`
+	StepMedian    float64     `json:"step_s_median"`
+	StepMin       float64     `json:"step_s_min"`
+	ClipsPerSec   float64     `json:"clips_per_s"`
+	TokensPerSec  float64     `json:"tokens_per_s"` // predictor tokens of the teacher-forcing pass per second
+	FlopsPerStep  float64     `json:"flops_per_step"`
+	TFLOPs        float64     `json:"tflops"`
+	PeakMemGiB    float64     `json:"peak_mem_gib"` // allocator peak: weights, adapters, optimizer, activations
+	Dispatches    int         `json:"dispatches"`
+	Barriers      int         `json:"barriers"`
+	Loss          float64     `json:"loss"`
+	Ops           []OpSummary `json:"ops,omitempty"` // GPU time per op kind (timestamps), largest first
+}
+
+// OpSummary is the GPU time of every dispatch of one op kind in one step.
+type OpSummary struct {
+	Op      string  `json:"op"`
+	Count   int     `json:"count"`
+	Seconds float64 `json:"seconds"`
+	Share   float64 `json:"share"`
+}
+
+// Bench measures one whole training step (teacher forcing + rollout forward and backward, gradient norm,
+// AdamW) of cfg's predictor, recorded once and replayed, on random encoder features (the PyTorch peer,
+// shared/baseline/bench_torch.py, measures the same step). Weights are random unless cfg names a checkpoint.
+func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchResult, error) {
+	pcfg, _ := modelConfigs(cfg)
+	var src model.WeightSource = model.InitPredictor(pcfg, uint64(cfg.Training.Seed))
+	if cfg.Model.Checkpoint != "" {
+		sd, err := model.OpenStateDict(cfg.Model.Checkpoint, "predictor")
+		if err != nil {
+			return nil, err
+		}
+		defer sd.Close()
+		if err := model.CheckPredictor(sd.Source, pcfg, sd.Infos()); err != nil {
+			return nil, err
+		}
+		src = sd
+	}
+	p, err := model.LoadPredictor(d, pcfg, src, model.Precision(cfg.Model.Precision))
+	if err != nil {
+		return nil, err
+	}
+	defer p.Free()
+	l := cfg.LoRA
+	if err := p.AddLoRA(model.LoRAConfig{R: l.R, Alpha: l.Alpha, Targets: l.Targets, RSLoRA: l.RSLoRA, Seed: uint64(l.Seed)}); err != nil {
+		return nil, err
+	}
+	B, T := cfg.Data.BatchSize, cfg.Data.Frames
+	g, err := NewLossGraph(p, B, T, cfg.Training.AutoSteps, cfg.Model.GradCheckpointing)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Free()
+	opt, err := newOptimizer(d, p, cfg.Training.Optimizer == "adamw8bit")
+	if err != nil {
+		return nil, err
+	}
+	defer opt.free()
+	HW := pcfg.Grid * pcfg.Grid
+	inputs := []struct {
+		t vk.Tensor
+		v []float32
+	}{
+		{g.Features, randn(1, B*T*HW*pcfg.EmbedDim)}, {g.Actions, randn(2, B*(T-1)*7)},
+		{g.States, randn(3, B*T*7)}, {g.DLoss, []float32{1}},
+		{opt.hyper, vk.AdamHyper{LR: 1e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.04, BC1: 0.1, BC2: 0.001, GradScale: 1}.Floats()},
+	}
+	if g.Extrinsics.Valid() {
+		inputs = append(inputs, struct {
+			t vk.Tensor
+			v []float32
+		}{g.Extrinsics, randn(4, B*T*6)})
+	}
+	for _, in := range inputs {
+		if err := d.Upload(in.t, in.v); err != nil {
+			return nil, err
+		}
+	}
+	record := func(s *vk.Stream) {
+		ZeroGrads(s, p)
+		g.Forward(s)
+		g.Backward(s)
+		opt.recordNorm(s)
+		opt.recordUpdate(s)
+	}
+	s, err := d.NewStream(false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Destroy()
+	record(s)
+	for i := 0; i < warmup; i++ {
+		if err := s.Run(); err != nil {
+			return nil, err
+		}
+	}
+	times := make([]float64, steps)
+	for i := range times {
+		t0 := time.Now()
+		if err := s.Run(); err != nil {
+			return nil, err
+		}
+		times[i] = time.Since(t0).Seconds()
+	}
+	sort.Float64s(times)
+	med := times[len(times)/2]
+	loss := 0.0
+	for _, t := range []vk.Tensor{g.LossTF, g.LossAR} {
+		v, err := d.Download(t)
+		if err != nil {
+			return nil, err
+		}
+		loss += float64(v[0])
+	}
+	disp, bar := s.Stats()
+	K := 2
+	if pcfg.Extrinsics {
+		K = 3
+	}
+	flops := StepFlops(pcfg, p.LoRAs, B, T, cfg.Training.AutoSteps, cfg.Model.GradCheckpointing)
+	r := &BenchResult{Device: d.Info.Name, T: T, B: B, Checkpointing: cfg.Model.GradCheckpointing,
+		Precision: cfg.Model.Precision, Optimizer: cfg.Training.Optimizer, Steps: steps,
+		StepMedian: med, StepMin: times[0], ClipsPerSec: float64(B) / med,
+		TokensPerSec: float64(B*(T-1)*(K+HW)) / med, FlopsPerStep: flops, TFLOPs: flops / med / 1e12,
+		PeakMemGiB: float64(d.Memory().Peak) / (1 << 30), Dispatches: disp, Barriers: bar, Loss: loss}
+	if timings {
+		ts, err := d.NewStream(true)
+		if err != nil {
+			return nil, err
+		}
+		defer ts.Destroy()
+		record(ts)
+		if err := ts.Run(); err != nil {
+			return nil, err
+		}
+		r.Ops = summarize(ts.Timings())
+	}
+	return r, nil
+}
+
+func summarize(ts []vk.OpTime) []OpSummary {
+	by := map[string]*OpSummary{}
+	var total float64
+	for _, t := range ts {
+		o := by[t.Op]
+		if o == nil {
+			o = &OpSummary{Op: t.Op}
+			by[t.Op] = o
+		}
+		o.Count++
+		o.Seconds += t.Duration.Seconds()
+		total += t.Duration.Seconds()
+	}
+	var out []OpSummary
+	for _, o := range by {
+		o.Share = o.Seconds / total
+		out = append(out, *o)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seconds > out[j].Seconds })
+	return out
+}
+
+// StepFlops counts the model FLOPs of one training step: every GEMM's 2·M·N·K (frozen weights get only
+// their input gradient, adapters both), attention's 4·pairs·dh forward and 10·pairs·dh backward over the
+// allowed (block-causal) pairs only, and the block recompute of gradient checkpointing. Elementwise work
+// is not counted.
+func StepFlops(c model.PredictorConfig, loras []*model.LoRA, B, T, autoSteps int, checkpoint bool) float64 {
+	K := 2
+	if c.Extrinsics {
+		K = 3
+	}
+	HW := c.Grid * c.Grid
+	D, E, Hd := float64(c.Dim), float64(c.EmbedDim), float64(c.MLPHidden())
+	perBlockLoRA := map[int]float64{}
+	for _, a := range loras {
+		var blk int
+		fmt.Sscanf(a.Module, "predictor_blocks.%d.", &blk)
+		perBlockLoRA[blk] += float64(a.R * (a.In + a.Out))
+	}
+	pass := func(frames int, wantDZ bool) float64 {
+		N := float64(frames * (K + HW))
+		R := float64(B) * N
+		P := float64(B * frames * HW)
+		ft := float64(K + HW)
+		pairs := ft * ft * float64(frames*(frames+1)/2) * float64(B*c.Heads)
+		dh := D / float64(c.Heads)
+		blockFwd := 2*R*(D*3*D+D*D+D*Hd+Hd*D) + 4*pairs*dh
+		blockBwd := 2*R*(D*3*D+D*D+D*Hd+Hd*D) + 10*pairs*dh
+		f := 2*P*E*D + 2*P*D*E // embed, proj forward
+		f += 2 * P * D * E     // proj input gradient
+		if wantDZ {
+			f += 2 * P * E * D
+		}
+		for i := 0; i < c.Depth; i++ {
+			lf := 2 * R * perBlockLoRA[i]
+			f += blockFwd + lf + blockBwd + 2*lf
+			if checkpoint {
+				f += blockFwd + lf
+			}
+		}
+		return f
+	}
+	total := pass(T-1, false)
+	for n := 1; n < autoSteps; n++ {
+		total += pass(n+1, true)
+	}
+	return total
+}
+
+func randn(seed uint64, n int) []float32 {
+	// A fixed LCG + Box-Muller: inputs only need to be reproducible, not high quality.
+	v := make([]float32, n)
+	x := seed*6364136223846793005 + 1442695040888963407
+	next := func() float64 {
+		x = x*6364136223846793005 + 1442695040888963407
+		return (float64(x>>11) + 0.5) / (1 << 53)
+	}
+	for i := range v {
+		v[i] = float32(gaussian(next(), next()))
+	}
+	return v
+}
+
+func gaussian(u1, u2 float64) float64 {
+	return math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
+}
