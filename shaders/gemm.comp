@@ -42,7 +42,7 @@ void main() {
 
     for (uint k0 = kBegin; k0 < kEnd; k0 += BK) {
         // Consecutive invocations load consecutive addresses of the stored layout.
-        [[unroll]] for (uint r = 0; r < BM * BK / WG; r++) {
+        [[dont_unroll]] for (uint r = 0; r < BM * BK / WG; r++) {
             const uint i = r * WG + tid;
             const uint mm = transA ? i % BM : i / BK, kk = transA ? i / BM : i % BK;
             const uint gm = m0 + mm, gk = k0 + kk;
@@ -50,7 +50,7 @@ void main() {
             if (gm < p.m && gk < kEnd) v = loadA(baseA + (transA ? gk * p.lda + gm : gm * p.lda + gk));
             As[kk * RA + mm / 4][mm % 4] = v;
         }
-        [[unroll]] for (uint r = 0; r < BK * BN / WG; r++) {
+        [[dont_unroll]] for (uint r = 0; r < BK * BN / WG; r++) {
             const uint i = r * WG + tid;
             const uint nn = transB ? i / BK : i % BN, kk = transB ? i % BK : i / BN;
             const uint gn = n0 + nn, gk = k0 + kk;
@@ -59,7 +59,7 @@ void main() {
             Bs[kk * RB + nn / 4][nn % 4] = v;
         }
         barrier();
-        [[unroll]] for (uint kk = 0; kk < BK; kk++) {
+        [[dont_unroll]] for (uint kk = 0; kk < BK; kk++) {
             vec4 av[TM / 4], bv[TN / 4];
             [[unroll]] for (uint i = 0; i < TM / 4; i++) av[i] = As[kk * RA + ty * (TM / 4) + i];
             [[unroll]] for (uint j = 0; j < TN / 4; j++) bv[j] = Bs[kk * RB + tx * (TN / 4) + j];
@@ -69,13 +69,17 @@ void main() {
         barrier();
     }
 
-    [[unroll]] for (uint i = 0; i < TM; i++) {
+    // Row by row, shifting the next row into acc[0..TN): indices stay constant without unrolling TM·TN
+    // stores, which on lavapipe would multiply compile time several-fold.
+    [[dont_unroll]] for (uint i = 0; i < TM; i++) {
         const uint row = m0 + ty * TM + i;
         if (row >= p.m) break;
         [[unroll]] for (uint j = 0; j < TN; j++) {
             const uint col = n0 + tx * TN + j;
-            if (col < p.n) storeC(batch, slice, row, col, acc[i * TN + j]);
+            if (col < p.n) storeC(batch, slice, row, col, acc[j]);
         }
+        [[unroll]] for (uint r = 0; r < TM - 1; r++)
+            [[unroll]] for (uint j = 0; j < TN; j++) acc[r * TN + j] = acc[(r + 1) * TN + j];
     }
 }
 #endif

@@ -1,9 +1,10 @@
 // rope.glsl: push constants, positions and angles of the 3-D RoPE of spec §4, shared by rope.comp and
-// rope_backward.comp. One invocation handles one rotated pair (x[2k], x[2k+1]) of one axis block.
+// rope_backward.comp. One invocation handles one rotated pair (x[2k], x[2k+1]) of one axis block of one
+// token, in q and k of every head, which share its angles.
 
 // Push constants: mirror of ropePush in vk/rope.go.
 layout(push_constant) uniform P {
-    uint pairs;       // invocations: rows · 2 (q, k) · heads · 3 axes · half
+    uint pairs;       // invocations: rows · 3 axes · half
     uint rowStart;    // token row (of B·N) of this dispatch's first row
     uint off;         // element offset of that row in the bound qkv window
     uint n;           // tokens per batch element, T · perFrame
@@ -34,8 +35,9 @@ vec2 sinCos(float x) {
     return vec2(x < 0.0 ? -s : s, c);
 }
 
-// RopePair is one pair to rotate: its element index in qkv, and (sin, cos) of the angles α of its first
-// and β of its second element. pos is 0 where the rotation is the identity.
+// RopePair is one pair to rotate in every head of q and k: the element index of its first member in head
+// 0 of q, and (sin, cos) of the angles α of its first and β of its second member. pos is 0 where the
+// rotation is the identity.
 struct RopePair {
     uint idx;
     uint pos;
@@ -44,12 +46,8 @@ struct RopePair {
 };
 
 RopePair ropePair(uint g) {
-    uint perRow = 2u * p.heads * 3u * p.half_;
+    uint perRow = 3u * p.half_;
     uint row = g / perRow, r = g % perRow;
-    uint part = r / (p.heads * 3u * p.half_);  // 0 q, 1 k
-    r %= p.heads * 3u * p.half_;
-    uint h = r / (3u * p.half_);
-    r %= 3u * p.half_;
     uint axis = r / p.half_, kk = r % p.half_;
 
     // Positions (spec §4.4): patch (t, row, col); a conditioning token is (t, 0, 0).
@@ -61,8 +59,7 @@ RopePair ropePair(uint g) {
     }
 
     RopePair pr;
-    pr.idx = p.off + row * 3u * p.heads * p.headDim + part * p.heads * p.headDim + h * p.headDim
-           + axis * 2u * p.half_ + 2u * kk;
+    pr.idx = p.off + row * 3u * p.heads * p.headDim + axis * 2u * p.half_ + 2u * kk;
     pr.pos = pos;
     // The tiled table (spec §4.3): element j of an axis block uses ω_{j mod half}, so the pair's two
     // members use different angles.

@@ -109,3 +109,79 @@ func TestTrainLossFalls(t *testing.T) {
 		t.Errorf("loss did not fall: first 5 steps %.4f, last 5 %.4f", first, last)
 	}
 }
+
+// TestFeatureCache encodes the demo clips into a cache, trains from it, and checks that a cache built
+// with another configuration is refused.
+func TestFeatureCache(t *testing.T) {
+	d := vktest.Device(t)
+	ctx := context.Background()
+	dir, cache := t.TempDir(), filepath.Join(t.TempDir(), "cache")
+	cfg := demoConfig(t, dir, 3)
+	n, err := train.Encode(ctx, d, cfg, cache, train.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 { // the demo sample has 6 episodes; demoConfig holds none out, all give a clip
+		t.Logf("encoded %d clips", n)
+	}
+	if n < cfg.Data.BatchSize {
+		t.Fatalf("encoded %d clips, fewer than a batch", n)
+	}
+	cached := demoConfig(t, dir, 3, "data.feature_cache="+cache, "checkpoint.every=0")
+	if err := train.Train(ctx, cached, train.Options{Device: d, Out: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(losses(t, dir)); got != 3 {
+		t.Fatalf("logged %d steps, want 3", got)
+	}
+	other := demoConfig(t, t.TempDir(), 3, "data.feature_cache="+cache, "data.fps=2", "checkpoint.every=0")
+	if err := train.Train(ctx, other, train.Options{Device: d, Out: io.Discard}); err == nil {
+		t.Fatal("a cache built at fps 4 was accepted for fps 2")
+	}
+}
+
+// TestInterruptCheckpoints cancels the run (as SIGINT does) and checks that it returns without error
+// after writing a checkpoint of the last finished step, and that validation ran and was logged.
+func TestInterruptCheckpoints(t *testing.T) {
+	d := vktest.Device(t)
+	dir := t.TempDir()
+	cfg := demoConfig(t, dir, 50, "data.val_episodes=1", "training.val_every=1", "checkpoint.every=0")
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &cancelAfter{lines: 2, cancel: cancel}
+	cfg.Logging.Progress, cfg.Logging.Every = "plain", 1
+	if err := train.Train(ctx, cfg, train.Options{Device: d, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	ckpt, err := train.LatestCheckpoint(cfg.Checkpoint.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := train.ReadCheckpointHeader(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := train.ReadMetrics(filepath.Join(dir, train.MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Step < 1 || h.Step >= 50 || h.Step != len(m.Train) {
+		t.Fatalf("checkpoint at step %d with %d logged steps; want the last finished step of an interrupted run", h.Step, len(m.Train))
+	}
+	if len(m.Val) == 0 || m.Val[0].Clips == 0 || len(m.Val[0].RolloutErr) != cfg.Training.AutoSteps {
+		t.Fatalf("validation records %+v", m.Val)
+	}
+}
+
+// cancelAfter cancels a context once the run has printed some progress lines.
+type cancelAfter struct {
+	lines  int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.lines -= bytes.Count(p, []byte("\n"))
+	if c.lines <= 0 {
+		c.cancel()
+	}
+	return len(p), nil
+}

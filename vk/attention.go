@@ -1,8 +1,6 @@
 package vk
 
 import (
-	"os"
-	"strconv"
 	"fmt"
 	"math"
 )
@@ -31,19 +29,17 @@ func (c attnConfig) spec(dh int) []uint32 {
 }
 
 // attnPick chooses the launch shape for head dim dh. On a CPU device (lavapipe) every shared-memory or
-// buffer load is issued lane by lane, so each invocation takes several rows and reuses every loaded vec4
-// for all of them; a GPU keeps one row per invocation, whose vectors live in registers. The tile is the
-// largest power of two ≤ 64 whose shared memory fits: tileBytes(tile, rows·wg) must not exceed the device's.
+// buffer load is issued lane by lane, so an invocation takes 4 rows and reuses each loaded vec4 for all of
+// them (about 5 against 0.6 GFLOP/s per core at dh=64 with one scalar row). Above dh=64 it keeps one row:
+// the JIT's compile time grows fast with the unrolled per-invocation state (about 10 s for the backward
+// kernels at dh=64 with 4 rows). A GPU keeps one row per invocation, whose vectors live in registers. The
+// tile is the largest power of two ≤ 64 whose shared memory, tileBytes(tile, wg·rows), fits the device.
 func attnPick(d *Device, dh int, tileBytes func(tile, blockRows int) int) attnConfig {
 	c := attnConfig{wg: 64, rows: 1, tile: 64}
 	if d.Info.Type == "cpu" {
-		c.rows = 4
-	}
-	if v, _ := strconv.Atoi(os.Getenv("ZZR")); v > 0 {
-		c.rows = v
-	}
-	if v, _ := strconv.Atoi(os.Getenv("ZZWG")); v > 0 {
-		c.wg = v
+		if dh <= 64 {
+			c.rows = 4
+		}
 	}
 	for c.tile > 1 && tileBytes(c.tile, c.wg*c.rows) > d.Info.SharedMemory {
 		c.tile /= 2
@@ -70,14 +66,21 @@ type attnPush struct {
 // Flash-style: online softmax in f32, no N×N matrix in memory; key blocks wholly above the block-causal
 // diagonal are skipped (not masked).
 func AttentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape) {
+	attentionForward(s, o, lse, qkv, sh, 0)
+}
+
+// attentionForward is AttentionForward with at most nb batch elements per dispatch (0: as many as the
+// device's binding range allows).
+func attentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape, nb int) {
 	d := sh.Heads * sh.HeadDim
 	args := []attnArg{{"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0}}
 	sh.check("AttentionForward", args)
-	row := 16 * ((sh.HeadDim + 3) / 4) // bytes of one head row as vec4s
-	// Shared memory: the k and v rows of a tile of keys and the scores of every row of the block.
+	// Shared memory: the k and v rows of a key tile and the scores of every row of the block. row is the
+	// bytes of one head row as vec4s.
+	row := 16 * ((sh.HeadDim + 3) / 4)
 	c := attnPick(s.d, sh.HeadDim, func(tile, blockRows int) int { return tile * (2*row + 4*blockRows) })
 	k := kernel{"attention", c.spec(sh.HeadDim)}
-	sh.chunks(s, args, func(nb int, w []Tensor, off []int) {
+	sh.chunks(s, args, nb, func(nb int, w []Tensor, off []int) {
 		push := sh.push()
 		push.QKVOff, push.OOff, push.LSEOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
 		s.dispatch("attention", k, push, sh.grid(c, nb), in(w[0]), out(w[1]), out(w[2]))
@@ -90,17 +93,25 @@ func AttentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape) {
 // FlashAttention-2 without float atomics: a first kernel over query blocks computes delta and dq, a second
 // over key blocks recomputes P from lse and computes dk and dv. Both skip the blocks the mask hides.
 func AttentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnShape) {
+	attentionBackward(s, dqkv, delta, do, qkv, o, lse, sh, 0)
+}
+
+// attentionBackward is AttentionBackward with at most nb batch elements per dispatch (0: as many as the
+// device's binding range allows).
+func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnShape, nb int) {
 	d := sh.Heads * sh.HeadDim
 	args := []attnArg{
 		{"dqkv", dqkv, 3 * d}, {"delta", delta, 0}, {"do", do, d}, {"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0},
 	}
 	sh.check("AttentionBackward", args)
-	row := 16 * ((sh.HeadDim + 3) / 4) // bytes of one head row as vec4s
-	cdq := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * 2 * row })      // k and v rows
-	cdkv := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * (2*row + 8) }) // q, do rows; lse, delta
+	// Shared memory: the k and v rows of a key tile (dq); the q and do rows, lse and delta of a query tile
+	// (dk, dv). row is the bytes of one head row as vec4s.
+	row := 16 * ((sh.HeadDim + 3) / 4)
+	cdq := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * 2 * row })
+	cdkv := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * (2*row + 8) })
 	kdq := kernel{"attention_backward_dq", cdq.spec(sh.HeadDim)}
 	kdkv := kernel{"attention_backward_dkv", cdkv.spec(sh.HeadDim)}
-	sh.chunks(s, args, func(nb int, w []Tensor, off []int) {
+	sh.chunks(s, args, nb, func(nb int, w []Tensor, off []int) {
 		push := sh.push()
 		push.DQKVOff, push.DeltaOff, push.DOOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
 		push.QKVOff, push.OOff, push.LSEOff = uint32(off[3]), uint32(off[4]), uint32(off[5])
@@ -159,25 +170,22 @@ func (sh AttnShape) check(op string, args []attnArg) {
 	}
 }
 
-// chunks calls fn for runs of nb batch elements whose windows of every argument fit the device's binding
-// range (one run unless a tensor is larger than the range), with each argument's window and the element
-// offset of the run's first batch element inside it.
-func (sh AttnShape) chunks(s *Stream, args []attnArg, fn func(nb int, win []Tensor, off []int)) {
+// chunks calls fn for runs of at most nb batch elements (nb = 0: as many as keep every argument's window
+// within the device's binding range, so one run unless a tensor is larger than the range), with each
+// argument's window and the element offset of the run's first batch element inside it.
+func (sh AttnShape) chunks(s *Stream, args []attnArg, nb int, fn func(nb int, win []Tensor, off []int)) {
 	if sh.B == 0 || sh.N == 0 || sh.Heads == 0 {
 		return
 	}
-	nb := sh.B
-	for _, a := range args {
-		bytes := uint64(a.perBatch(sh)) * 4
-		if uint64(sh.B)*bytes > s.d.MaxBinding() {
-			nb = min(nb, max(1, int((s.d.MaxBinding()-s.d.mem.align)/bytes)))
+	if nb <= 0 {
+		nb = sh.B
+		for _, a := range args {
+			bytes := uint64(a.perBatch(sh)) * 4
+			if uint64(sh.B)*bytes > s.d.MaxBinding() {
+				nb = min(nb, max(1, int((s.d.MaxBinding()-s.d.mem.align)/bytes)))
+			}
 		}
 	}
-	sh.chunksOf(s, args, nb, fn)
-}
-
-// chunksOf is chunks with a given run length.
-func (sh AttnShape) chunksOf(s *Stream, args []attnArg, nb int, fn func(nb int, win []Tensor, off []int)) {
 	win, off := make([]Tensor, len(args)), make([]int, len(args))
 	for b0 := 0; b0 < sh.B; b0 += nb {
 		n := min(nb, sh.B-b0)

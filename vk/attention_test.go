@@ -42,98 +42,123 @@ var attnCases = []attnCase{
 	{vk.AttnShape{B: 1, N: 131, Heads: 2, HeadDim: 128}, 1},
 	{vk.AttnShape{B: 1, N: 130, Heads: 1, HeadDim: 64, Scale: 0.3}, 4},
 	{vk.AttnShape{B: 1, N: 150, Heads: 1, HeadDim: 64, FrameTokens: 50}, 3},
-	{vk.AttnShape{B: 2, N: 516, Heads: 1, HeadDim: 64, FrameTokens: 258}, 1}, // predictor, T=2
-	{vk.AttnShape{B: 1, N: 256, Heads: 22, HeadDim: 64}, 1},                  // encoder (spec §8)
+	{vk.AttnShape{B: 2, N: 516, Heads: 1, HeadDim: 64, FrameTokens: 258}, 1},  // predictor, T=2
+	{vk.AttnShape{B: 1, N: 256, Heads: 22, HeadDim: 64}, 1},                   // encoder (spec §8)
 	{vk.AttnShape{B: 1, N: 2064, Heads: 2, HeadDim: 64, FrameTokens: 258}, 1}, // predictor, T=8 (large)
 }
 
-// Tolerances against the float64 reference. Scores are f32 dot products of dh terms, so their error is
-// a few ulp of Σ|q·k|·scale (≲ 1e-6 at amp 1); softmax turns a score error δ into a relative error δ of P,
-// and o, a P-weighted mean of |v| ≲ 4·amp, inherits it. Gradients sum N such terms, several times larger.
+// Tolerances against the float64 reference, atol·amp² + rtol·|want|. Scores are f32 dot products of dh
+// terms, so their absolute error is a few ulp of Σ|q·k|·scale (≲ 1e-6 at amp 1, growing with amp²);
+// softmax turns a score error δ into a relative error δ of P, and o, a P-weighted mean of v, inherits it.
+// Gradients sum up to N such terms and are a few times larger than o.
 const (
-	attnFwdTol = 1e-5 // per unit of amp², absolute, on o and lse
-	attnBwdTol = 1e-4 // per unit of amp², absolute, on dq, dk, dv and delta
+	attnFwdATol, attnFwdRTol = 1e-5, 1e-5 // o and lse
+	attnBwdATol, attnBwdRTol = 1e-4, 1e-4 // dq, dk, dv and delta
 )
 
 func attnLarge(c attnCase) bool { return c.B*c.N*c.N*c.Heads > 2_000_000 }
 
+// attnImpl is one way of running the ops: whole, or split into one dispatch per batch element so that
+// every binding is a window at an element offset.
+type attnImpl struct {
+	name string
+	fwd  func(s *vk.Stream, o, lse, qkv vk.Tensor, sh vk.AttnShape)
+	bwd  func(s *vk.Stream, dqkv, delta, do, qkv, o, lse vk.Tensor, sh vk.AttnShape)
+}
+
+var attnImpls = []attnImpl{
+	{"whole", vk.AttentionForward, vk.AttentionBackward},
+	{"split=1",
+		func(s *vk.Stream, o, lse, qkv vk.Tensor, sh vk.AttnShape) {
+			vk.AttentionForwardChunked(s, o, lse, qkv, sh, 1)
+		},
+		func(s *vk.Stream, dqkv, delta, do, qkv, o, lse vk.Tensor, sh vk.AttnShape) {
+			vk.AttentionBackwardChunked(s, dqkv, delta, do, qkv, o, lse, sh, 1)
+		}},
+}
+
+// forAttnCases runs test on every case and implementation: the split one only where B > 1 (elsewhere
+// it is the whole one), the large cases only without -short.
+func forAttnCases(t *testing.T, test func(t *testing.T, c attnCase, impl attnImpl)) {
+	for _, c := range attnCases {
+		for _, impl := range attnImpls {
+			if (testing.Short() && attnLarge(c)) || (impl.name != "whole" && c.B == 1) {
+				continue
+			}
+			t.Run(vktest.Name("impl", impl.name)+","+c.name(), func(t *testing.T) { test(t, c, impl) })
+		}
+	}
+}
+
 func TestAttentionForward(t *testing.T) {
 	d := vktest.Device(t)
-	for _, c := range attnCases {
-		if testing.Short() && attnLarge(c) {
-			continue
-		}
-		t.Run(c.name(), func(t *testing.T) {
-			rows, dm := c.B*c.N, c.Heads*c.HeadDim
-			in := scaled(vktest.RandN(uint64(rows*dm+1), rows*3*dm), c.amp)
-			qkv := vktest.Tensor(t, d, vk.F32, in, rows, 3*dm)
-			o := vktest.Poisoned(t, d, vk.F32, rows, dm)
-			lse := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
-			s := vktest.Stream(t, d)
-			vk.AttentionForward(s, o, lse, qkv, c.AttnShape)
-			vktest.Run(t, s)
+	forAttnCases(t, func(t *testing.T, c attnCase, impl attnImpl) {
+		rows, dm := c.B*c.N, c.Heads*c.HeadDim
+		in := scaled(vktest.RandN(uint64(rows*dm+1), rows*3*dm), c.amp)
+		qkv := vktest.Tensor(t, d, vk.F32, in, rows, 3*dm)
+		o := vktest.Poisoned(t, d, vk.F32, rows, dm)
+		lse := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
+		s := vktest.Stream(t, d)
+		impl.fwd(s, o, lse, qkv, c.AttnShape)
+		vktest.Run(t, s)
 
-			wantO, wantLSE := make([]float64, rows*dm), make([]float64, c.B*c.Heads*c.N)
-			ref.Attention(wantO, wantLSE, vktest.F64(in), c.ref())
-			tol := attnFwdTol * float64(c.amp*c.amp)
-			eo := vktest.Close(t, "AttentionForward("+c.name()+") o", vktest.Download(t, d, o), wantO, 0, tol)
-			el := vktest.Close(t, "AttentionForward("+c.name()+") lse", vktest.Download(t, d, lse), wantLSE, 0, tol)
-			vktest.Close(t, "AttentionForward("+c.name()+") qkv unchanged", vktest.Download(t, d, qkv), vktest.F64(in), 0, 0)
-			t.Logf("max abs err: o %.3g, lse %.3g (tol %.1g)", eo, el, tol)
-		})
-	}
+		wantO, wantLSE := make([]float64, rows*dm), make([]float64, c.B*c.Heads*c.N)
+		ref.Attention(wantO, wantLSE, vktest.F64(in), c.ref())
+		atol := attnFwdATol * float64(c.amp*c.amp)
+		op := "AttentionForward(" + c.name() + ")"
+		eo := vktest.Close(t, op+" o", vktest.Download(t, d, o), wantO, attnFwdRTol, atol)
+		el := vktest.Close(t, op+" lse", vktest.Download(t, d, lse), wantLSE, attnFwdRTol, atol)
+		vktest.Close(t, op+" qkv unchanged", vktest.Download(t, d, qkv), vktest.F64(in), 0, 0)
+		t.Logf("max abs err: o %.3g, lse %.3g", eo, el)
+	})
 }
 
 func TestAttentionBackward(t *testing.T) {
 	d := vktest.Device(t)
-	for _, c := range attnCases {
-		if testing.Short() && attnLarge(c) {
-			continue
-		}
-		t.Run(c.name(), func(t *testing.T) {
-			rows, dm := c.B*c.N, c.Heads*c.HeadDim
-			in := scaled(vktest.RandN(uint64(rows*dm+2), rows*3*dm), c.amp)
-			gin := vktest.RandN(uint64(rows*dm+3), rows*dm)
-			qkv := vktest.Tensor(t, d, vk.F32, in, rows, 3*dm)
-			do := vktest.Tensor(t, d, vk.F32, gin, rows, dm)
-			o := vktest.Poisoned(t, d, vk.F32, rows, dm)
-			lse := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
-			dqkv := vktest.Poisoned(t, d, vk.F32, rows, 3*dm)
-			delta := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
-			s := vktest.Stream(t, d)
-			vk.AttentionForward(s, o, lse, qkv, c.AttnShape)
-			vk.AttentionBackward(s, dqkv, delta, do, qkv, o, lse, c.AttnShape)
-			vktest.Run(t, s)
+	forAttnCases(t, func(t *testing.T, c attnCase, impl attnImpl) {
+		rows, dm := c.B*c.N, c.Heads*c.HeadDim
+		in := scaled(vktest.RandN(uint64(rows*dm+2), rows*3*dm), c.amp)
+		gin := vktest.RandN(uint64(rows*dm+3), rows*dm)
+		qkv := vktest.Tensor(t, d, vk.F32, in, rows, 3*dm)
+		do := vktest.Tensor(t, d, vk.F32, gin, rows, dm)
+		o := vktest.Poisoned(t, d, vk.F32, rows, dm)
+		lse := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
+		dqkv := vktest.Poisoned(t, d, vk.F32, rows, 3*dm)
+		delta := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
+		s := vktest.Stream(t, d)
+		impl.fwd(s, o, lse, qkv, c.AttnShape)
+		impl.bwd(s, dqkv, delta, do, qkv, o, lse, c.AttnShape)
+		vktest.Run(t, s)
 
-			// The reference backward starts from the device's forward outputs, as the model does.
-			gotO, gotLSE := vktest.Download(t, d, o), vktest.Download(t, d, lse)
-			o64, lse64 := vktest.F64(gotO), vktest.F64(gotLSE)
-			want := make([]float64, rows*3*dm)
-			ref.AttentionBackward(want, vktest.F64(gin), vktest.F64(in), o64, lse64, c.ref())
-			wantDelta := make([]float64, c.B*c.Heads*c.N)
-			for b := range c.B {
-				for h := range c.Heads {
-					for i := range c.N {
-						for e := range c.HeadDim {
-							k := (b*c.N+i)*dm + h*c.HeadDim + e
-							wantDelta[(b*c.Heads+h)*c.N+i] += float64(gin[k]) * o64[k]
-						}
+		// The reference backward starts from the device's forward outputs, as the model does.
+		gotO, gotLSE := vktest.Download(t, d, o), vktest.Download(t, d, lse)
+		o64, lse64 := vktest.F64(gotO), vktest.F64(gotLSE)
+		want := make([]float64, rows*3*dm)
+		ref.AttentionBackward(want, vktest.F64(gin), vktest.F64(in), o64, lse64, c.ref())
+		wantDelta := make([]float64, c.B*c.Heads*c.N) // rowsum(do∘o) per head
+		for b := range c.B {
+			for h := range c.Heads {
+				for i := range c.N {
+					for e := range c.HeadDim {
+						k := (b*c.N+i)*dm + h*c.HeadDim + e
+						wantDelta[(b*c.Heads+h)*c.N+i] += float64(gin[k]) * o64[k]
 					}
 				}
 			}
-			tol := attnBwdTol * float64(c.amp*c.amp)
-			e := vktest.Close(t, "AttentionBackward("+c.name()+") dqkv", vktest.Download(t, d, dqkv), want, 0, tol)
-			ed := vktest.Close(t, "AttentionBackward("+c.name()+") delta", vktest.Download(t, d, delta), wantDelta, 0, tol)
-			for _, x := range []struct {
-				name string
-				t    vk.Tensor
-				want []float32
-			}{{"qkv", qkv, in}, {"do", do, gin}, {"o", o, gotO}, {"lse", lse, gotLSE}} {
-				vktest.Close(t, "AttentionBackward("+c.name()+") "+x.name+" unchanged", vktest.Download(t, d, x.t), vktest.F64(x.want), 0, 0)
-			}
-			t.Logf("max abs err: dqkv %.3g, delta %.3g (tol %.1g)", e, ed, tol)
-		})
-	}
+		}
+		atol := attnBwdATol * float64(c.amp*c.amp)
+		op := "AttentionBackward(" + c.name() + ")"
+		e := vktest.Close(t, op+" dqkv", vktest.Download(t, d, dqkv), want, attnBwdRTol, atol)
+		ed := vktest.Close(t, op+" delta", vktest.Download(t, d, delta), wantDelta, attnBwdRTol, atol)
+		for _, x := range []struct {
+			name string
+			t    vk.Tensor
+			want []float32
+		}{{"qkv", qkv, in}, {"do", do, gin}, {"o", o, gotO}, {"lse", lse, gotLSE}} {
+			vktest.Close(t, op+" "+x.name+" unchanged", vktest.Download(t, d, x.t), vktest.F64(x.want), 0, 0)
+		}
+		t.Logf("max abs err: dqkv %.3g, delta %.3g", e, ed)
+	})
 }
 
 // TestAttentionCausalIsolation fills every input of frames ≥ 1 with 1e30. The outputs of frame 0 (o, lse
@@ -195,9 +220,9 @@ func TestAttentionCausalIsolation(t *testing.T) {
 					wantDQ64 = append(wantDQ64, dqkv0[(b*f+r)*3*dm:(b*f+r)*3*dm+dm]...)
 				}
 			}
-			vktest.Close(t, "AttentionForward("+c.name()+") frame 0 o", o1, o0, 0, attnFwdTol)
-			vktest.Close(t, "AttentionForward("+c.name()+") frame 0 lse", lse1, lse0, 0, attnFwdTol)
-			vktest.Close(t, "AttentionBackward("+c.name()+") frame 0 dq", dq1, wantDQ64, 0, attnBwdTol)
+			vktest.Close(t, "AttentionForward("+c.name()+") frame 0 o", o1, o0, attnFwdRTol, attnFwdATol)
+			vktest.Close(t, "AttentionForward("+c.name()+") frame 0 lse", lse1, lse0, attnFwdRTol, attnFwdATol)
+			vktest.Close(t, "AttentionBackward("+c.name()+") frame 0 dq", dq1, wantDQ64, attnBwdRTol, attnBwdATol)
 		})
 	}
 }

@@ -44,16 +44,18 @@ func ropeAxisDim(headDim int) int { return 2 * (headDim / 3 / 2) }
 // [j·HeadDim, (j+1)·HeadDim) of each part; v untouched), N = T·(K+GridH·GridW). Tiled frequency table quirk
 // of spec §4.3; axis width 2·floor(floor(HeadDim/3)/2), tail dims unrotated; ω_i = 10000^(−i/(d/2)); fp32.
 func Rope(s *Stream, qkv Tensor, sh RopeShape) {
-	rope(s, "rope", qkv, sh)
+	rope(s, "rope", qkv, sh, 0)
 }
 
 // RopeBackward applies the transpose of Rope's linear map to dq and dk in place inside dqkv (same layout).
 // The tiled table makes the map non-orthogonal, so the transpose is not the inverse rotation.
 func RopeBackward(s *Stream, dqkv Tensor, sh RopeShape) {
-	rope(s, "rope_backward", dqkv, sh)
+	rope(s, "rope_backward", dqkv, sh, 0)
 }
 
-func rope(s *Stream, shader string, qkv Tensor, sh RopeShape) {
+// rope runs shader ("rope" or "rope_backward") over at most chunk token rows per dispatch (0: as many as
+// the device's binding range allows).
+func rope(s *Stream, shader string, qkv Tensor, sh RopeShape, chunk int) {
 	n, width := sh.N(), 3*sh.Heads*sh.HeadDim
 	if qkv.DType != F32 || qkv.Numel() != sh.B*n*width || sh.B < 0 || sh.T < 0 || sh.K < 0 || sh.GridH < 0 ||
 		sh.GridW < 0 || sh.Heads < 0 || sh.HeadDim < 0 || sh.TimeOffset < 0 {
@@ -74,9 +76,11 @@ func rope(s *Stream, shader string, qkv Tensor, sh RopeShape) {
 	for i := range half {
 		push.Omega[i] = float32(1 / math.Pow(10000, float64(float32(i)/float32(half))))
 	}
-	perRow := 2 * sh.Heads * 3 * half
+	perRow := 3 * half
 	rows := sh.B * n
-	chunk := chunkRows(s, rows, width, func(rows int) int { return rows * perRow })
+	if chunk <= 0 {
+		chunk = ropeChunk(s, rows, width, perRow)
+	}
 	for r0 := 0; r0 < rows; r0 += chunk {
 		nr := min(chunk, rows-r0)
 		win, off := s.window(qkv, r0*width, nr*width)
@@ -85,20 +89,16 @@ func rope(s *Stream, shader string, qkv Tensor, sh RopeShape) {
 	}
 }
 
-// chunkRows returns how many rows of width f32 elements one dispatch may bind: all of them when the
-// tensor fits the device's binding range, else as many as fit with room for window alignment. invocations
-// maps a row count to the 1-D invocation count, which must also stay below 2^32.
-func chunkRows(s *Stream, rows, width int, invocations func(rows int) int) int {
+// ropeChunk is how many token rows of width f32 elements one dispatch may bind: all of them when the
+// tensor fits the device's binding range, else as many as fit with room for the window's alignment, and
+// few enough that the invocation count (perRow per row) stays below 2^32.
+func ropeChunk(s *Stream, rows, width, perRow int) int {
 	rowBytes := uint64(width) * 4
-	limit := s.d.MaxBinding()
 	chunk := rows
-	if uint64(rows)*rowBytes > limit {
-		chunk = int((limit - s.d.mem.align) / max(rowBytes, 1))
+	if uint64(rows)*rowBytes > s.d.MaxBinding() {
+		chunk = int((s.d.MaxBinding() - s.d.mem.align) / rowBytes)
 	}
-	for chunk > 1 && invocations(chunk) >= math.MaxUint32 {
-		chunk /= 2
-	}
-	return max(chunk, 1)
+	return max(1, min(chunk, (math.MaxUint32-1)/perRow))
 }
 
 // window returns a view of count f32 elements of t starting at element start, widened at the front to the

@@ -58,40 +58,50 @@ func ropeTol(sh vk.RopeShape) float64 {
 	return 5 * (2.4e-7*float64(maxPos) + 2e-7)
 }
 
+// ropeImpls run the ops whole, or split into dispatches of 7 token rows so that the qkv binding is a
+// window at an element offset.
+var ropeImpls = []struct {
+	name string
+	rows int // rows per dispatch, 0 = whole
+}{{"whole", 0}, {"split=7", 7}}
+
 func TestRope(t *testing.T) {
 	d := vktest.Device(t)
 	shapes := append(ropeShapes, vk.RopeShape{B: 1, T: 2, K: 2, GridH: 2, GridW: 2, Heads: 1, HeadDim: 64, TimeOffset: 3000})
 	for _, sh := range shapes {
-		if testing.Short() && sh.B*sh.N() > 4096 {
-			continue
-		}
-		for _, backward := range []bool{false, true} {
-			op := "Rope"
-			if backward {
-				op = "RopeBackward"
-			}
-			t.Run(vktest.Name("op", op)+","+ropeName(sh), func(t *testing.T) {
-				rows, width := sh.B*sh.N(), 3*sh.Heads*sh.HeadDim
-				in := vktest.RandN(uint64(rows*width), rows*width)
-				qkv := vktest.Tensor(t, d, vk.F32, in, rows, width)
-				s := vktest.Stream(t, d)
-				want := vktest.F64(in)
+		for _, impl := range ropeImpls {
+			for _, backward := range []bool{false, true} {
+				if (testing.Short() && sh.B*sh.N() > 4096) || (impl.rows > 0 && sh.B*sh.N() > 1024) {
+					continue
+				}
+				op := "Rope"
 				if backward {
-					vk.RopeBackward(s, qkv, sh)
-					ref.RopeBackward(want, ref.RopeShape(sh))
-				} else {
-					vk.Rope(s, qkv, sh)
-					ref.Rope(want, ref.RopeShape(sh))
+					op = "RopeBackward"
 				}
-				vktest.Run(t, s)
-				tol := ropeTol(sh)
-				if sh.TimeOffset > 100 {
-					// Angles near 3000 rad: the fp32 angle itself (as in the official fp32 code) is off by up
-					// to half an ulp of 3000, 1.2e-4 rad; this case checks the range reduction, not the angle.
-					tol = 5 * 2.5e-4
-				}
-				vktest.Close(t, op+"("+ropeName(sh)+")", vktest.Download(t, d, qkv), want, 0, tol)
-			})
+				t.Run(vktest.Name("op", op, "impl", impl.name)+","+ropeName(sh), func(t *testing.T) {
+					rows, width := sh.B*sh.N(), 3*sh.Heads*sh.HeadDim
+					in := vktest.RandN(uint64(rows*width), rows*width)
+					qkv := vktest.Tensor(t, d, vk.F32, in, rows, width)
+					s := vktest.Stream(t, d)
+					want := vktest.F64(in)
+					if backward {
+						vk.RopeBackwardChunked(s, qkv, sh, impl.rows)
+						ref.RopeBackward(want, ref.RopeShape(sh))
+					} else {
+						vk.RopeChunked(s, qkv, sh, impl.rows)
+						ref.Rope(want, ref.RopeShape(sh))
+					}
+					vktest.Run(t, s)
+					tol := ropeTol(sh)
+					if sh.TimeOffset > 100 {
+						// Angles near 3000 rad: the fp32 angle itself (as in the official fp32 code) is off by
+						// up to half an ulp of 3000, 1.2e-4 rad; this case checks the range reduction.
+						tol = 5 * 2.5e-4
+					}
+					e := vktest.Close(t, op+"("+ropeName(sh)+")", vktest.Download(t, d, qkv), want, 0, tol)
+					t.Logf("max abs err %.3g (tol %.2g)", e, tol)
+				})
+			}
 		}
 	}
 }
