@@ -23,6 +23,7 @@ VARIANTS=(
   "gemm.bf16_f16 gemm.comp -DA_BF16 -DB_F16"
   "gemm.bf16_bf16 gemm.comp -DA_BF16 -DB_BF16"
   "gemm.coopmat gemm.comp -DCOOPMAT -DA_F16 -DB_F16"
+  "gemm.coopmat.f32_f16 gemm.comp -DCOOPMAT -DB_F16"
   "layernorm layernorm.comp"
   "layernorm.noaffine layernorm.comp -DNO_AFFINE"
   "layernorm_backward layernorm_backward.comp"

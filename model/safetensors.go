@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
 // This file holds the element types and tensor descriptions shared by every weights format, the float
@@ -115,78 +117,16 @@ type TensorRef interface {
 
 // Float32ToF16 rounds f to IEEE binary16 with round-to-nearest-even. Finite values beyond the half range
 // are clamped to ±65504 instead of becoming ±Inf, so that converting fp32 weights never manufactures
-// infinities; ±Inf and NaN (quieted) are kept.
-func Float32ToF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00 | uint16(mant>>13)
-		}
-		return sign | 0x7c00
-	}
-	// 65520 is the midpoint between 65504 and the next (unrepresentable) step; from there on RNE gives Inf.
-	if b&0x7fffffff >= 0x477ff000 {
-		return sign | 0x7bff
-	}
-	e := exp - 127 + 15
-	if e >= 1 { // normal half
-		out := uint32(e)<<10 | mant>>13
-		rest := mant & 0x1fff
-		if rest > 0x1000 || (rest == 0x1000 && out&1 == 1) {
-			out++ // a carry into the exponent is still the right answer
-		}
-		return sign | uint16(out)
-	}
-	if e < -10 { // below half the smallest subnormal (2^-25): rounds to zero
-		return sign
-	}
-	// Subnormal half: m16 = (1.mant · 2^23) · 2^(e-14).
-	m := mant | 0x800000
-	shift := uint(14 - e)
-	out := m >> shift
-	rest := m & (1<<shift - 1)
-	half := uint32(1) << (shift - 1)
-	if rest > half || (rest == half && out&1 == 1) {
-		out++
-	}
-	return sign | uint16(out)
-}
+// infinities; ±Inf and NaN (quieted) are kept. It is the device upload's conversion (vk.F32ToF16), so
+// a converted file and an uploaded tensor hold the same bits.
+func Float32ToF16(f float32) uint16 { return vk.F32ToF16(f) }
 
 // F16ToFloat32 widens an IEEE binary16 value exactly.
-func F16ToFloat32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp != 0:
-		return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
-	case mant == 0:
-		return math.Float32frombits(sign)
-	}
-	// Subnormal: normalize.
-	e := uint32(113)
-	for mant&0x400 == 0 {
-		mant <<= 1
-		e--
-	}
-	return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
-}
+func F16ToFloat32(h uint16) float32 { return vk.F16ToF32(h) }
 
 // Float32ToBF16 rounds f to bfloat16 with round-to-nearest-even (as torch's .bfloat16() does); NaN is
 // kept and quieted.
-func Float32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
-}
+func Float32ToBF16(f float32) uint16 { return vk.F32ToBF16(f) }
 
 // BF16ToFloat32 widens a bfloat16 value exactly.
 func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }

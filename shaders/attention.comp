@@ -1,5 +1,5 @@
 #version 450
-// attention: o_i = Σ_j softmax_j(scale·q_i·k_j + M_ij)·v_j, lse_i = log Σ_j exp(scale·q_i·k_j + M_ij) (spec §2.5, §3).
+// attention: o_i = Σ_j softmax_j(S_ij)·v_j, lse_i = log Σ_j exp(S_ij), S_ij = scale·q_i·k_j + M_ij (spec §2.5, §3).
 // bindings: 0 qkv [B·N, 3·H·DH], 1 o [B·N, H·DH], 2 lse [B, H, N] (f32 windows, offsets in push constants).
 // grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows; key tiles of BC rows.
 #include "common.glsl"

@@ -1,6 +1,6 @@
 #version 450
-// attention_backward_dkv: dv_j = Σ_i P_ij·do_i, dk_j = scale·Σ_i P_ij(do_i·v_j − Δ_i)·q_i, P_ij = exp(scale·q_i·k_j − lse_i) (spec §3 mask).
-// bindings: 0 dqkv [B·N, 3·H·DH] (dk, dv written), 1 qkv, 2 do [B·N, H·DH], 3 lse, 4 delta [B, H, N] (from attention_backward_dq).
+// attention_backward_dkv: dv_j = Σ_i P_ij·do_i, dk_j = scale·Σ_i P_ij(do_i·v_j − Δ_i)·q_i, P_ij = exp(S_ij − lse_i).
+// bindings: 0 dqkv [B·N, 3·H·DH] (dk, dv written), 1 qkv, 2 do [B·N, H·DH], 3 lse, 4 delta [B, H, N] (from _dq).
 // grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R key rows; query tiles of BQ rows.
 #include "common.glsl"
 

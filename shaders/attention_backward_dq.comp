@@ -1,6 +1,6 @@
 #version 450
-// attention_backward_dq: Δ_i = do_i·o_i; dq_i = scale·Σ_j P_ij(do_i·v_j − Δ_i)·k_j, P_ij = exp(scale·q_i·k_j − lse_i) (spec §3 mask).
-// bindings: 0 dqkv [B·N, 3·H·DH] (dq written), 1 delta [B, H, N] (written), 2 qkv, 3 o, 4 do [B·N, H·DH], 5 lse [B, H, N].
+// attention_backward_dq: Δ_i = do_i·o_i, dq_i = scale·Σ_j P_ij(do_i·v_j − Δ_i)·k_j, P_ij = exp(S_ij − lse_i).
+// bindings: 0 dqkv [B·N, 3·H·DH] (dq written), 1 delta [B, H, N], 2 qkv, 3 o, 4 do [B·N, H·DH], 5 lse [B, H, N].
 // grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows; key tiles of BC rows.
 #include "common.glsl"
 

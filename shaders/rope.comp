@@ -1,7 +1,7 @@
 #version 450
 // rope: 3-D RoPE of spec §4 in place on q and k of qkv: x0' = x0·cos α − x1·sin α, x1' = x1·cos β + x0·sin β.
 // bindings: 0 qkv [rows, 3·heads·headDim] f32, q|k|v columns (v untouched); push constants in rope.glsl.
-// grid: one invocation per token row and rotated pair of a head, rows·3·half, 1-D, folded into y past the x limit.
+// grid: one invocation per token row and pair of an axis block, rows·3·half, 1-D, folded into y past 65535.
 #include "common.glsl"
 #include "rope.glsl"
 LOCAL_SIZE_1D

@@ -1,7 +1,7 @@
 #version 450
-// rope_backward: transpose of rope's map on dq and dk in place: g0' = g0·cos α + g1·sin β, g1' = g1·cos β − g0·sin α.
+// rope_backward: transpose of rope's map, in place on dq, dk: g0' = g0·cos α + g1·sin β, g1' = g1·cos β − g0·sin α.
 // bindings: 0 dqkv [rows, 3·heads·headDim] f32, q|k|v columns (dv untouched); push constants in rope.glsl.
-// grid: one invocation per token row and rotated pair of a head, rows·3·half, 1-D, folded into y past the x limit.
+// grid: one invocation per token row and pair of an axis block, rows·3·half, 1-D, folded into y past 65535.
 #include "common.glsl"
 #include "rope.glsl"
 LOCAL_SIZE_1D

@@ -17,36 +17,6 @@ type AttnShape struct {
 // attnMaxHeadDim bounds HeadDim: each invocation keeps up to four head vectors in registers.
 const attnMaxHeadDim = 128
 
-// attnConfig is the launch shape of the attention kernels: wg invocations per workgroup, each handling
-// rows query (or key) rows, and tile rows of the other side staged in shared memory per step.
-type attnConfig struct {
-	wg, rows, tile int
-}
-
-// spec lists the specialization constants of the attention kernels: WG, R, tile, DH.
-func (c attnConfig) spec(dh int) []uint32 {
-	return []uint32{uint32(c.wg), uint32(c.rows), uint32(c.tile), uint32(dh)}
-}
-
-// attnPick chooses the launch shape for head dim dh. On a CPU device (lavapipe) every shared-memory or
-// buffer load is issued lane by lane, so an invocation takes 4 rows and reuses each loaded vec4 for all of
-// them (about 5 against 0.6 GFLOP/s per core at dh=64 with one scalar row). Above dh=64 it keeps one row:
-// the JIT's compile time grows fast with the unrolled per-invocation state (about 10 s for the backward
-// kernels at dh=64 with 4 rows). A GPU keeps one row per invocation, whose vectors live in registers. The
-// tile is the largest power of two ≤ 64 whose shared memory, tileBytes(tile, wg·rows), fits the device.
-func attnPick(d *Device, dh int, tileBytes func(tile, blockRows int) int) attnConfig {
-	c := attnConfig{wg: 64, rows: 1, tile: 64}
-	if d.Info.Type == "cpu" {
-		if dh <= 64 {
-			c.rows = 4
-		}
-	}
-	for c.tile > 1 && tileBytes(c.tile, c.wg*c.rows) > d.Info.SharedMemory {
-		c.tile /= 2
-	}
-	return c
-}
-
 // attnPush mirrors the push block of shaders/attention.glsl, shared by the three attention kernels.
 type attnPush struct {
 	N        uint32
@@ -119,6 +89,34 @@ func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnSh
 		s.dispatch("attention_backward_dq", kdq, push, sh.grid(cdq, nb), out(dqkv), out(delta), in(qkv), in(o), in(do), in(lse))
 		s.dispatch("attention_backward_dkv", kdkv, push, sh.grid(cdkv, nb), out(dqkv), in(qkv), in(do), in(lse), in(delta))
 	})
+}
+
+// attnConfig is the launch shape of the attention kernels: wg invocations per workgroup, each handling
+// rows query (or key) rows, and tile rows of the other side staged in shared memory per step.
+type attnConfig struct {
+	wg, rows, tile int
+}
+
+// spec lists the specialization constants of the attention kernels: WG, R, tile, DH.
+func (c attnConfig) spec(dh int) []uint32 {
+	return []uint32{uint32(c.wg), uint32(c.rows), uint32(c.tile), uint32(dh)}
+}
+
+// attnPick chooses the launch shape for head dim dh. On a CPU device (lavapipe) every shared-memory or
+// buffer load is issued lane by lane, so an invocation takes 4 rows and reuses each loaded vec4 for all of
+// them (about 5 against 0.6 GFLOP/s per core at dh=64 with one scalar row). Above dh=64 it keeps one row:
+// the JIT's compile time grows fast with the unrolled per-invocation state (about 10 s for the backward
+// kernels at dh=64 with 4 rows). A GPU keeps one row per invocation, whose vectors live in registers. The
+// tile is the largest power of two ≤ 64 whose shared memory, tileBytes(tile, wg·rows), fits the device.
+func attnPick(d *Device, dh int, tileBytes func(tile, blockRows int) int) attnConfig {
+	c := attnConfig{wg: 64, rows: 1, tile: 64}
+	if d.Info.Type == "cpu" && dh <= 64 {
+		c.rows = 4
+	}
+	for c.tile > 1 && tileBytes(c.tile, c.wg*c.rows) > d.Info.SharedMemory {
+		c.tile /= 2
+	}
+	return c
 }
 
 func (sh AttnShape) push() attnPush {

@@ -2,6 +2,7 @@ package vk
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 )
 
@@ -28,7 +29,9 @@ type GemmOpts struct {
 // cuts K into at most n slices of whole 32-element blocks; the slices' partial products go to the
 // workspace ([slices][Batch][M][N] f32, GemmWorkspaceSize elements) and a second kernel sums them in slice
 // order, so results are deterministic. Operands larger than the device's binding range are cut into
-// several dispatches over batches, rows of C, and (for transposed operands) K.
+// several dispatches: over batches, then rows of C (and of A stored [M,K]), columns of C (for B stored
+// [N,K]) and K (for A stored [K,M] or B stored [K,N]; K chunks after the first accumulate with β 1).
+// Views need no alignment: each binding is a window aligned down, with element offsets in push constants.
 //
 // Uses (model Linear, y = x·Wᵀ + b with W [out,in], spec §2):
 //
@@ -313,8 +316,11 @@ func (s *Stream) gemmChunked(p gemmProblem, o GemmOpts, env gemmEnv) {
 	}
 	limA, limB, limC := s.gemmLimit(p.a.DType, env.maxBinding), s.gemmLimit(p.b.DType, env.maxBinding), s.gemmLimit(F32, env.maxBinding)
 	rowsFit := func(lim, ld, width int) int { // rows of a stored matrix whose window fits
-		if lim < width {
+		switch {
+		case lim < width:
 			return 0
+		case ld == 0: // an empty K: the operand has no elements
+			return math.MaxInt
 		}
 		return (lim-width)/ld + 1
 	}
@@ -388,8 +394,13 @@ func gemmSplits(d *Device, maxBinding uint64, m, n, k, batch, want int) (splits,
 		}
 		splits = min((slots+tiles-1)/tiles, k/gemmMinSplitK, gemmMaxSplits)
 	}
-	// The workspace is one binding; and batch·splits groups must fit the grid's z.
-	splits = min(splits, int(maxBinding/4)/max(batch*m*n, 1), d.Info.MaxWorkgroupCount[2]/batch)
+	// The workspace is one binding (less a window's alignment slack); batch·splits groups must fit the
+	// grid's z.
+	wsMax := 0
+	if maxBinding > 256 {
+		wsMax = int((maxBinding - 256) / 4)
+	}
+	splits = min(splits, wsMax/max(batch*m*n, 1), d.Info.MaxWorkgroupCount[2]/max(batch, 1))
 	if splits < 2 {
 		return 1, k
 	}
@@ -417,7 +428,13 @@ func gemmCoopOK(d *Device) bool {
 
 // gemmPick chooses the shader and tile for one dispatch.
 func (s *Stream) gemmPick(p *gemmProblem, env gemmEnv) (string, gemmTile) {
-	if env.coopmat && p.a.DType == F16 && p.b.DType == F16 && p.m >= 16 && p.n >= 16 && p.k >= 16 && gemmCoopOK(s.d) {
+	// Tensor cores take f16 operands: f16 weights (the fp16 precision mode) with f16 activations, or f32
+	// activations rounded to f16 as they are staged (fp16 compute, f32 accumulation). f32·f32 and bf16
+	// products stay on the exact scalar path.
+	if env.coopmat && p.b.DType == F16 && (p.a.DType == F16 || p.a.DType == F32) && p.m >= 16 && p.n >= 16 && p.k >= 16 && gemmCoopOK(s.d) {
+		if p.a.DType == F32 {
+			return "gemm.coopmat.f32_f16", gemmCoopTile()
+		}
 		return "gemm.coopmat", gemmCoopTile()
 	}
 	name := "gemm"

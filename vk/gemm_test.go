@@ -154,9 +154,10 @@ func runGemmCase(t *testing.T, d *vk.Device, c gemmCase, impl gemmImpl) (maxErr 
 	aWhole, aT := embedded(t, d, c.dtA, av, pad, dims(na, ar, ac)...)
 	bWhole, bT := embedded(t, d, c.dtB, bv, pad+2, dims(nb, br, bc)...)
 	cWhole, cT := embedded(t, d, vk.F32, cv, pad, dims(nc, c.m, c.n)...)
-	o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, Alpha: c.alpha, Beta: c.beta, Batch: c.batch}
+	// Packed batches leave Batch 0, so that Gemm takes the count from C's leading dim; strided ones say it.
+	o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, Alpha: c.alpha, Beta: c.beta}
 	if c.padStride {
-		o.StrideA, o.StrideB, o.StrideC = sa, sb, sc
+		o.Batch, o.StrideA, o.StrideB, o.StrideC = c.batch, sa, sb, sc
 	}
 	if c.bias {
 		o.Bias = vktest.Tensor(t, d, vk.F32, biasV, c.n)
@@ -165,7 +166,7 @@ func runGemmCase(t *testing.T, d *vk.Device, c gemmCase, impl gemmImpl) (maxErr 
 		if c.splitK > 0 {
 			o.SplitK = c.splitK
 		}
-		ws := vk.GemmWorkspaceSize(d, c.m, c.n, c.k, o)
+		ws := vk.GemmWorkspaceSize(d, c.m, c.n, c.k, vk.GemmOpts{Batch: c.batch, SplitK: o.SplitK})
 		if ws == 0 {
 			t.Fatalf("GemmWorkspaceSize(%v) = 0, want a split-K workspace", c)
 		}
@@ -244,26 +245,26 @@ func abs(v []float64) []float64 {
 	return o
 }
 
-// gemmShapes are the awkward shapes every layout is tested on: 1, the scalar tiles (16, 64, 128) ± 1, primes,
-// the action encoder's K=7, LoRA's rank-r sides, and a model-sized Linear (one frame of 258 tokens).
-var gemmShapes = [][3]int{
-	{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {15, 17, 16}, {16, 16, 17}, {17, 15, 33},
-	{63, 65, 64}, {64, 64, 64}, {65, 63, 15}, {127, 129, 31}, {128, 128, 16}, {129, 127, 129},
-	{97, 61, 131}, {16, 1024, 7}, {257, 16, 192}, {300, 96, 16}, {4, 333, 520},
-}
-
 // TestGemm runs every layout on the awkward shapes (f32), every dtype pair on a prime shape, and the
 // epilogue options (alpha, beta accumulation, bias), batched products with packed and gapped strides.
 func TestGemm(t *testing.T) {
 	d := vktest.Device(t)
+	// Awkward shapes: 1, the scalar tiles (16, 64, 128) ± 1, primes, the action encoder's K=7, LoRA's
+	// rank-r sides, and an empty K (C = β·C + bias, here just 0).
+	shapes := [][3]int{
+		{1, 1, 1}, {1, 7, 3}, {5, 1, 9}, {15, 17, 16}, {16, 16, 17}, {17, 15, 33},
+		{63, 65, 64}, {64, 64, 64}, {65, 63, 15}, {127, 129, 31}, {128, 128, 16}, {129, 127, 129},
+		{97, 61, 131}, {16, 1024, 7}, {257, 16, 192}, {300, 96, 16}, {4, 333, 520}, {5, 7, 0},
+	}
 	var cases []gemmCase
 	layouts := [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}}
-	for _, sh := range gemmShapes {
+	for _, sh := range shapes {
 		for _, l := range layouts {
 			cases = append(cases, gemmCase{m: sh[0], n: sh[1], k: sh[2], transA: l[0], transB: l[1]})
 		}
 	}
-	if !testing.Short() {
+	cases = append(cases, gemmCase{m: 5, n: 7, k: 0, beta: 0.5, bias: true})
+	if !testing.Short() { // a model-sized Linear over one frame's 258 tokens (spec §2: D=1024)
 		cases = append(cases, gemmCase{m: 258, n: 1024, k: 1024, transB: true, bias: true})
 	}
 	dtypes := []vk.DType{vk.F32, vk.F16, vk.BF16}
@@ -560,5 +561,42 @@ func BenchmarkGemm(b *testing.B) {
 			sec := time.Since(start).Seconds()
 			b.ReportMetric(2*float64(c.m)*float64(c.n)*float64(c.k)*float64(b.N)/sec/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// TestGemmCoopMatF32A checks the fp16-compute path: f32 activations rounded to f16 while staged for the
+// tensor cores, times f16 weights, f32 accumulation. The reference multiplies the f16-rounded operands in
+// float64; the tolerance allows f16 rounding of A by either rounding mode GLSL permits (2^-10 relative per
+// element) on top of f32 accumulation.
+func TestGemmCoopMatF32A(t *testing.T) {
+	d := vktest.Device(t)
+	if !d.CoopMat() {
+		t.Skip("device has no cooperative matrices (" + d.Info.Name + ")")
+	}
+	for _, sh := range [][3]int{{16, 16, 16}, {37, 70, 129}, {2064, 1024, 1024}} {
+		for _, l := range [][2]bool{{false, true}, {false, false}} {
+			m, n, k := sh[0], sh[1], sh[2]
+			t.Run(vktest.Name("m", m, "n", n, "k", k, "transB", l[1]), func(t *testing.T) {
+				s := vktest.Stream(t, d)
+				av, bv := vktest.Rand(1, m*k), vktest.Rand(2, k*n)
+				bshape := []int{k, n}
+				if l[1] {
+					bshape = []int{n, k}
+				}
+				a := vktest.Tensor(t, d, vk.F32, av, m, k)
+				b := vktest.Tensor(t, d, vk.F16, bv, bshape...)
+				c := vktest.Poisoned(t, d, vk.F32, m, n)
+				vk.Gemm(s, c, a, b, vk.GemmOpts{TransB: l[1]})
+				vktest.Run(t, s)
+				ar := make([]float64, len(av))
+				for i, x := range av {
+					ar[i] = float64(vk.F16ToF32(vk.F32ToF16(x)))
+				}
+				want := make([]float64, m*n)
+				ref.Gemm(want, ar, vktest.F64(vktest.Download(t, d, b)), m, n, k, false, l[1], 1, 0, nil)
+				// |a|,|b| <= 1: the sum of |a·b| over K is at most k.
+				vktest.Close(t, "GemmCoopMatF32A", vktest.Download(t, d, c), want, 0, 1e-3*float64(k)/1024+1e-4)
+			})
+		}
 	}
 }

@@ -30,7 +30,8 @@ func TestRopeWorkedExample(t *testing.T) {
 			copy(want[row*3*64:], wantQK)
 			copy(want[row*3*64+64:], wantQK)
 			// Golden values are rounded to 6 decimals; fp32 angles and products add ~1 ulp of |x| ≤ 67.
-			vktest.Close(t, "Rope(worked example "+ropeName(sh)+")", got, want, 2e-7, 1e-5)
+			e := vktest.Close(t, "Rope(worked example "+ropeName(sh)+")", got, want, 2e-7, 1e-5)
+			t.Logf("max abs err %.3g", e)
 		})
 	}
 }

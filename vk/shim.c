@@ -133,8 +133,17 @@ VkResult vj_create_device(VkInstance inst, VkPhysicalDevice pd, uint32_t family,
 		sgf.subgroupSizeControl = 1; sgf.computeFullSubgroups = 1; sgf.pNext = chain; chain = &sgf;
 		exts[next++] = VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME;
 	}
+	// glslang compiles GL_NV_cooperative_matrix shaders under the Vulkan memory model.
+	VkPhysicalDeviceVulkanMemoryModelFeatures vmm = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES};
 	if (coopmat) {
 		cmf.cooperativeMatrix = 1; cmf.pNext = chain; chain = &cmf;
+		LOAD(inst, vkGetPhysicalDeviceFeatures2);
+		VkPhysicalDeviceVulkanMemoryModelFeatures have = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES};
+		VkPhysicalDeviceFeatures2 f2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &have};
+		vkGetPhysicalDeviceFeatures2(pd, &f2);
+		vmm.vulkanMemoryModel = have.vulkanMemoryModel;
+		vmm.vulkanMemoryModelDeviceScope = have.vulkanMemoryModelDeviceScope;
+		vmm.pNext = chain; chain = &vmm;
 		exts[next++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
 	}
 	VkDeviceCreateInfo ci = {VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, chain};
