@@ -52,7 +52,8 @@ type DeviceInfo struct {
 }
 
 // Options select and configure the device. The zero value picks the best device without validation;
-// Open also honours VJEPA_VK_DEVICE (index or name substring) and VJEPA_VK_VALIDATE=1.
+// Open also honours VJEPA_VK_DEVICE (index or name substring), VJEPA_VK_VALIDATE=1 and
+// VJEPA_VK_NO_COOPMAT=1 (scalar GEMMs only, to compare paths).
 type Options struct {
 	Device   string // index or case-insensitive name substring; "" = best
 	Validate bool
@@ -342,6 +343,9 @@ func Open(opts Options) (*Device, error) {
 	}
 	if opts.Device == "" {
 		opts.Device = os.Getenv("VJEPA_VK_DEVICE")
+	}
+	if v := os.Getenv("VJEPA_VK_NO_COOPMAT"); v == "1" || v == "true" {
+		opts.NoCoopMat = true
 	}
 	if opts.BlockBytes == 0 {
 		opts.BlockBytes = 256 << 20
