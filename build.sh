@@ -49,6 +49,8 @@ VARIANTS=(
   "convert.bf16_bf16 convert.comp -DSRC_BF16 -DDST_BF16"
   "copy_blocks copy_blocks.comp"
   "copy_blocks.accumulate copy_blocks.comp -DACCUMULATE"
+  "dropout dropout.comp"
+  "dropout.accumulate dropout.comp -DACCUMULATE"
 )
 
 mode=build
@@ -67,7 +69,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have glslc || need_pkgs+=(glslc)
 have spirv-val || need_pkgs+=(spirv-tools)
 [ -e /usr/include/vulkan/vulkan.h ] || need_pkgs+=(libvulkan-dev)
-ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1' || need_pkgs+=(libvulkan1)
+ldconfig -p 2>/dev/null | grep "libvulkan.so.1" >/dev/null || need_pkgs+=(libvulkan1)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_pkgs+=(mesa-vulkan-drivers)
 ls /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json >/dev/null 2>&1 || need_pkgs+=(vulkan-validationlayers)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -83,12 +83,39 @@ func (l *linear) free(d *vk.Device) {
 	}
 }
 
-// forward records y [rows, out] = x·Wᵀ + b (+ LoRA: scale·(x·Aᵀ)·Bᵀ, keeping t = x·Aᵀ [rows, r] for
-// backward). t is ignored without an adapter.
-func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor) {
+// dropout is PEFT's lora_dropout for the adapters of one pass: on only while training steps are
+// recorded; the mask is a stateless hash of (seed, salt, element), so backward and checkpoint recompute
+// regenerate it instead of storing it, and a replayed step gets a new mask when the host writes Seed.
+type dropout struct {
+	on      bool
+	p       float32
+	seed    vk.Tensor // U32 [1]
+	salt    uint32    // per pass; each adapter adds its index
+	scratch vk.Tensor // [rows ≥ R, max in] f32: the dropped input, then the adapter's input gradient
+}
+
+func (d dropout) saltFor(a *LoRA) uint32 { return d.salt*4096 + uint32(a.Index) }
+
+// dropped returns the adapter's input: x itself, or dropout(x) written into scratch.
+func (d dropout) dropped(s *vk.Stream, a *LoRA, x vk.Tensor) vk.Tensor {
+	if !d.on {
+		return x
+	}
+	xd := d.view(x.Shape[0], x.Shape[1])
+	vk.Dropout(s, xd, x, d.seed, d.p, d.saltFor(a))
+	return xd
+}
+
+func (d dropout) view(rows, cols int) vk.Tensor {
+	return d.scratch.Reshape(d.scratch.Numel()).Slice(0, rows*cols).Reshape(rows, cols)
+}
+
+// forward records y [rows, out] = x·Wᵀ + b (+ LoRA: scale·(drop(x)·Aᵀ)·Bᵀ, keeping t = drop(x)·Aᵀ
+// [rows, r] for backward). t is ignored without an adapter.
+func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor, drop dropout) {
 	vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
 	if a := l.lora; a != nil {
-		vk.Gemm(s, t, x, a.A, vk.GemmOpts{TransB: true})
+		vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
 		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
 	}
 }
@@ -96,7 +123,7 @@ func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor) {
 // backward records dx (overwritten, or accumulated when acc) = dy·W (+ LoRA path) and accumulates the
 // adapter's gradients: dB += scale·dyᵀ·t, dA += (scale·dy·B)ᵀ·x. dt [rows, r] is scratch. The frozen W
 // and b get no gradient.
-func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool) {
+func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, drop dropout) {
 	beta := float32(0)
 	if acc {
 		beta = 1
@@ -105,8 +132,14 @@ func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool) {
 	if a := l.lora; a != nil {
 		vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
 		vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
-		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1})
-		vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})
+		vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
+		if !drop.on {
+			vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})
+			return
+		}
+		g := drop.view(x.Shape[0], x.Shape[1]) // d(drop(x)), then masked into dx
+		vk.Gemm(s, g, dt, a.A, vk.GemmOpts{})
+		vk.DropoutBackward(s, dx, g, drop.seed, drop.p, drop.saltFor(a), true)
 	}
 }
 

@@ -16,7 +16,7 @@ var loraTargetNames = []string{"qkv", "proj", "fc1", "fc2"}
 type LoRAConfig struct {
 	R       int
 	Alpha   float64
-	Dropout float64  // PEFT's lora_dropout on the adapter input; only 0 is supported (see Validate)
+	Dropout float64  // PEFT's lora_dropout on the adapter input, in [0, 1); active only in training steps
 	Targets []string // subset of qkv, proj, fc1, fc2 (default all four)
 	RSLoRA  bool     // scale alpha/sqrt(r) (rsLoRA, the default of our configs) instead of alpha/r
 	Seed    uint64
@@ -38,8 +38,8 @@ func (c LoRAConfig) Validate() error {
 	if c.Alpha <= 0 {
 		return fmt.Errorf("model: lora.alpha must be > 0, got %g", c.Alpha)
 	}
-	if c.Dropout != 0 {
-		return fmt.Errorf("model: lora.dropout %g: adapter dropout is not supported, set 0", c.Dropout)
+	if c.Dropout < 0 || c.Dropout >= 1 {
+		return fmt.Errorf("model: lora.dropout must be in [0, 1), got %g", c.Dropout)
 	}
 	for _, t := range c.Targets {
 		if !slices.Contains(loraTargetNames, t) {
@@ -52,6 +52,7 @@ func (c LoRAConfig) Validate() error {
 // LoRA is one adapter with its gradients (f32, [r, in] and [out, r]).
 type LoRA struct {
 	Module       string // e.g. "predictor_blocks.3.attn.qkv" (PEFT key: base_model.model.<Module>.lora_A.weight)
+	Index        int    // position among the predictor's adapters (dropout salt)
 	R, In, Out   int
 	A, B         vk.Tensor
 	GradA, GradB vk.Tensor

@@ -34,6 +34,7 @@ type Pass struct {
 	nMean, nRstd   vk.Tensor // [B·T·HW]
 	owned          []vk.Tensor
 	sc             *scratch
+	drop           dropout
 }
 
 // blockActs are what one block saves for backward (llm.c's ActivationTensors, per block).
@@ -62,6 +63,7 @@ type scratch struct {
 	dh, dg     vk.Tensor // [R, Hd]
 	dt         vk.Tensor // [R, r]
 	dxn, dxp   vk.Tensor // [B·T·HW, D]
+	xd         vk.Tensor // [R, Hd] adapter-dropout scratch (only with lora.dropout > 0)
 	recompute  *blockActs
 	owned      []vk.Tensor
 	prev       *scratch // an older, smaller scratch still referenced by earlier passes
@@ -163,6 +165,8 @@ func (p *Predictor) NewPass(B, T int, checkpoint bool) (*Pass, error) {
 		return nil, err
 	}
 	ps.sc = sc
+	ps.drop = dropout{p: p.dropP, seed: p.dropSeed, salt: p.passes, scratch: sc.xd}
+	p.passes++
 	return ps, nil
 }
 
@@ -195,6 +199,9 @@ func (p *Predictor) scratchFor(R, lseN, P int) (*scratch, error) {
 	sc.dqkv, sc.delta = a.f32(R, 3*D), a.f32(lseN)
 	sc.dh, sc.dg, sc.dt = a.f32(R, Hd), a.f32(R, Hd), a.f32(R, r)
 	sc.dxn, sc.dxp = a.f32(P, D), a.f32(P, D)
+	if p.dropP > 0 {
+		sc.xd = a.f32(R, Hd)
+	}
 	sc.recompute = a.blockActs(R, D, Hd, r, lseN, len(p.LoRAs) > 0)
 	sc.owned = a.owned
 	if a.err != nil {
@@ -281,39 +288,40 @@ func (ps *Pass) patchCopy(s *vk.Stream, seq, patches vk.Tensor, back bool) {
 //	Out = predictor_proj(predictor_norm(patches of x))
 func (ps *Pass) Forward(s *vk.Stream) {
 	p := ps.p
-	p.embed.forward(s, ps.pe, ps.Z, vk.Tensor{})           // [B·T·HW, D]
-	p.actionEnc.forward(s, ps.ca, ps.Actions, vk.Tensor{}) // [B·T, D]
-	p.stateEnc.forward(s, ps.cs, ps.States, vk.Tensor{})   // [B·T, D]
+	ps.drop.on = p.training && p.dropP > 0
+	p.embed.forward(s, ps.pe, ps.Z, vk.Tensor{}, dropout{})           // [B·T·HW, D]
+	p.actionEnc.forward(s, ps.ca, ps.Actions, vk.Tensor{}, dropout{}) // [B·T, D]
+	p.stateEnc.forward(s, ps.cs, ps.States, vk.Tensor{}, dropout{})   // [B·T, D]
 	ps.condCopy(s, ps.xs[0], ps.ca, 0, false)
 	ps.condCopy(s, ps.xs[0], ps.cs, 1, false)
 	if p.Cfg.Extrinsics {
-		p.extrinsicsEnc.forward(s, ps.ce, ps.Extrinsics, vk.Tensor{})
+		p.extrinsicsEnc.forward(s, ps.ce, ps.Extrinsics, vk.Tensor{}, dropout{})
 		ps.condCopy(s, ps.xs[0], ps.ce, 2, false)
 	}
 	ps.patchCopy(s, ps.xs[0], ps.pe, false) // [R, D]
 	for i, b := range p.blocks {
-		b.forward(s, ps.xs[i+1], ps.xs[i], ps.actsFor(i), rows(ps.sc.tmp, ps.R), ps.ropeShape(), ps.attnShape())
+		b.forward(s, ps.xs[i+1], ps.xs[i], ps.actsFor(i), rows(ps.sc.tmp, ps.R), ps.ropeShape(), ps.attnShape(), ps.drop)
 	}
 	ps.patchCopy(s, ps.xs[p.Cfg.Depth], ps.xp, true)                                  // [B·T·HW, D]
 	vk.LayerNorm(s, ps.xn, ps.nMean, ps.nRstd, ps.xp, p.norm.w, p.norm.b, p.norm.eps) // [B·T·HW, D]
-	p.proj.forward(s, ps.Out, ps.xn, vk.Tensor{})                                     // [B·T·HW, E]
+	p.proj.forward(s, ps.Out, ps.xn, vk.Tensor{}, dropout{})                          // [B·T·HW, E]
 }
 
 // forward runs one pre-norm block (spec §2.4), saving activations in a; tmp [R, D] is scratch and may be y:
 //
 //	u = x + proj(attn(rope(qkv(norm1(x)))))
 //	y = u + fc2(gelu(fc1(norm2(u))))
-func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, tmp vk.Tensor, rope vk.RopeShape, attn vk.AttnShape) {
+func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, tmp vk.Tensor, rope vk.RopeShape, attn vk.AttnShape, drop dropout) {
 	vk.LayerNorm(s, a.n1, a.mean1, a.rstd1, x, b.norm1.w, b.norm1.b, b.norm1.eps) // [R, D]
-	b.qkv.forward(s, a.qkv, a.n1, a.tq)                                           // [R, 3D]
+	b.qkv.forward(s, a.qkv, a.n1, a.tq, drop)                                     // [R, 3D]
 	vk.Rope(s, a.qkv, rope)
 	vk.AttentionForward(s, a.o, a.lse, a.qkv, attn) // [R, D]
-	b.proj.forward(s, tmp, a.o, a.tp)               // [R, D]
+	b.proj.forward(s, tmp, a.o, a.tp, drop)         // [R, D]
 	vk.Add(s, a.u, x, tmp)
 	vk.LayerNorm(s, a.n2, a.mean2, a.rstd2, a.u, b.norm2.w, b.norm2.b, b.norm2.eps)
-	b.fc1.forward(s, a.h, a.n2, a.t1) // [R, Hd]
+	b.fc1.forward(s, a.h, a.n2, a.t1, drop) // [R, Hd]
 	vk.Gelu(s, a.g, a.h)
-	b.fc2.forward(s, tmp, a.g, a.t2) // [R, D]
+	b.fc2.forward(s, tmp, a.g, a.t2, drop) // [R, D]
 	vk.Add(s, y, a.u, tmp)
 }
 
@@ -322,10 +330,11 @@ func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, tmp vk.Ten
 // reverse order.
 func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	p, sc := ps.p, ps.sc
+	ps.drop.on = p.training && p.dropP > 0
 	P := ps.B * ps.T * ps.HW
 	dxn, dxp := rows(sc.dxn, P), rows(sc.dxp, P)
 	g, gNext := rows(sc.gA, ps.R), rows(sc.gB, ps.R)
-	p.proj.backward(s, dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false)
+	p.proj.backward(s, dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false, dropout{})
 	vk.LayerNormBackward(s, dxp, p.normGradW, p.normGradB, dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
 	vk.Zero(s, g) // conditioning outputs are discarded (spec §2.3 step 5): zero gradient
 	ps.patchCopy(s, g, dxp, false)
@@ -333,7 +342,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 		a := ps.actsFor(i)
 		if ps.Checkpoint {
 			tmp := rows(sc.tmp, ps.R)
-			p.blocks[i].forward(s, tmp, ps.xs[i], a, tmp, ps.ropeShape(), ps.attnShape()) // recompute the saved activations
+			p.blocks[i].forward(s, tmp, ps.xs[i], a, tmp, ps.ropeShape(), ps.attnShape(), ps.drop) // recompute the saved activations
 		}
 		ps.blockBackward(s, p.blocks[i], gNext, g, ps.xs[i], a)
 		g, gNext = gNext, g
@@ -341,7 +350,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	if wantDZ {
 		dpe := dxp
 		ps.patchCopy(s, g, dpe, true)
-		p.embed.backward(s, ps.DZ, dpe, ps.Z, vk.Tensor{}, vk.Tensor{}, false)
+		p.embed.backward(s, ps.DZ, dpe, ps.Z, vk.Tensor{}, vk.Tensor{}, false, dropout{})
 	}
 }
 
@@ -353,15 +362,15 @@ func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, dx, dy, x vk.Tensor, a *
 	dh, dg, dt := rows(sc.dh, R), rows(sc.dg, R), rows(sc.dt, R)
 	delta := rows(sc.delta, ps.B*p.Cfg.Heads*ps.N)
 	// y = u + fc2(gelu(fc1(norm2(u))))
-	b.fc2.backward(s, dg, dy, a.g, a.t2, dt, false)
+	b.fc2.backward(s, dg, dy, a.g, a.t2, dt, false, ps.drop)
 	vk.GeluBackward(s, dh, dg, a.h)
-	b.fc1.backward(s, dn, dh, a.n2, a.t1, dt, false)
+	b.fc1.backward(s, dn, dh, a.n2, a.t1, dt, false, ps.drop)
 	vk.Scale(s, dx, dy, 1) // du = dy + norm2ᵀ(dn): dx holds du from here on
 	vk.LayerNormBackward(s, dx, p.normGradW, p.normGradB, dn, a.u, b.norm2.w, a.mean2, a.rstd2, true)
 	// u = x + proj(attn(rope(qkv(norm1(x)))))
-	b.proj.backward(s, do, dx, a.o, a.tp, dt, false)
+	b.proj.backward(s, do, dx, a.o, a.tp, dt, false, ps.drop)
 	vk.AttentionBackward(s, dqkv, delta, do, a.qkv, a.o, a.lse, ps.attnShape())
 	vk.RopeBackward(s, dqkv, ps.ropeShape())
-	b.qkv.backward(s, dn, dqkv, a.n1, a.tq, dt, false)
+	b.qkv.backward(s, dn, dqkv, a.n1, a.tq, dt, false, ps.drop)
 	vk.LayerNormBackward(s, dx, p.normGradW, p.normGradB, dn, x, b.norm1.w, a.mean1, a.rstd1, true)
 }

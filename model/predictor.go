@@ -23,6 +23,10 @@ type Predictor struct {
 	normGradW, normGradB       vk.Tensor // sinks for the frozen LayerNorms' parameter gradients
 	scratch                    *scratch
 	plan                       *Plan // non-nil for a planning predictor (NewPlanPredictor): no device
+	dropP                      float32
+	dropSeed                   vk.Tensor // U32 [1], rewritten by the trainer every step
+	training                   bool      // dropout is recorded into passes recorded while true
+	passes                     uint32    // passes created so far: each gets its own dropout salt
 }
 
 // acBlock is one pre-norm transformer block (spec §2.4).
@@ -99,6 +103,7 @@ func (p *Predictor) Free() {
 	p.norm.free(d)
 	d.Free(p.normGradW)
 	d.Free(p.normGradB)
+	d.Free(p.dropSeed)
 	for sc := p.scratch; sc != nil; sc = sc.prev {
 		sc.free(d)
 	}
@@ -117,8 +122,20 @@ func (p *Predictor) AddLoRA(c LoRAConfig) error {
 	if len(targets) == 0 {
 		targets = loraTargetNames
 	}
+	if c.Dropout > 0 {
+		p.dropP = float32(c.Dropout)
+		if p.plan == nil {
+			var err error
+			if p.dropSeed, err = p.d.NewTensor(vk.U32, 1); err != nil {
+				return err
+			}
+			if err := p.d.Upload(p.dropSeed, []float32{0}); err != nil {
+				return err
+			}
+		}
+	}
 	rng := rand.New(rand.NewPCG(c.Seed, 0x10a))
-	for i, b := range p.blocks {
+	for _, b := range p.blocks {
 		for _, name := range loraTargetNames {
 			if !slices.Contains(targets, name) {
 				continue
@@ -128,7 +145,7 @@ func (p *Predictor) AddLoRA(c LoRAConfig) error {
 			if err != nil {
 				return err
 			}
-			_ = i
+			a.Index = len(p.LoRAs)
 			l.lora = a
 			p.LoRAs = append(p.LoRAs, a)
 		}
@@ -144,6 +161,14 @@ func (p *Predictor) maxLoRARank() int {
 	}
 	return r
 }
+
+// SetTraining chooses whether passes recorded from now on apply adapter dropout (training steps) or not
+// (validation, inference). It changes what is recorded, not streams already recorded.
+func (p *Predictor) SetTraining(on bool) { p.training = on }
+
+// DropoutSeed is the U32 [1] device tensor the dropout masks hash; write a new value before each
+// training step (derived from the step, so a resumed run draws the same masks). Invalid without dropout.
+func (p *Predictor) DropoutSeed() vk.Tensor { return p.dropSeed }
 
 // Device returns the predictor's device.
 func (p *Predictor) Device() *vk.Device { return p.d }

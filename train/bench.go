@@ -97,6 +97,7 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchRe
 			return nil, err
 		}
 	}
+	p.SetTraining(true) // a training step: adapter dropout on, as PEFT in train mode
 	record := func(s *vk.Stream) {
 		ZeroGrads(s, p)
 		g.Forward(s)

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -234,6 +235,8 @@ func (t *trainer) record() error {
 		return err
 	}
 	ZeroGrads(t.zeroS, t.pred)
+	t.pred.SetTraining(true) // adapter dropout in the training step only
+	defer t.pred.SetTraining(false)
 	if t.ep != nil {
 		t.ep.Forward(t.stepS)
 		vk.CopyBlocks(t.stepS, t.graph.Features, t.ep.Out, vk.CopyArgs{Count: 1, Rows: 1, Cols: t.ep.Out.Numel()})
@@ -466,6 +469,12 @@ func (t *trainer) trainStep(ctx context.Context) (StepMetrics, error) {
 	if err := t.zeroS.Run(); err != nil {
 		return StepMetrics{}, err
 	}
+	if seed := t.pred.DropoutSeed(); seed.Valid() {
+		// A new mask every step, derived from the step so that a resumed run draws the same ones.
+		if err := t.d.WriteBytes(seed, binary.LittleEndian.AppendUint32(nil, dropoutSeed(c.Training.Seed, step))); err != nil {
+			return StepMetrics{}, err
+		}
+	}
 	var ltf, lar float64
 	for k := 0; k < c.Training.GradAccum; k++ {
 		if err := t.nextBatch(ctx, step); err != nil {
@@ -649,4 +658,12 @@ func (t *trainer) export() error {
 	}
 	t.progress.Printf("exported merged predictor to %s", out)
 	return nil
+}
+
+// dropoutSeed mixes the run seed and the step (SplitMix64 finalizer) into the adapter-dropout seed.
+func dropoutSeed(seed int64, step int) uint32 {
+	z := uint64(seed)*0x9e3779b97f4a7c15 + uint64(step)
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return uint32(z ^ z>>31)
 }

@@ -19,14 +19,25 @@ type lossRun struct {
 // runLoss builds a random predictor of cfg with non-zero adapters (seeded), runs LossGraph forward and
 // backward once on seeded inputs, and returns losses and gradients.
 func runLoss(t *testing.T, d *vk.Device, cfg model.PredictorConfig, prec model.Precision, B, T, k int, checkpoint bool) lossRun {
+	return runLossDropout(t, d, cfg, prec, B, T, k, checkpoint, 0, false)
+}
+
+// runLossDropout is runLoss with adapter dropout p, recorded as a training step when training is set.
+func runLossDropout(t *testing.T, d *vk.Device, cfg model.PredictorConfig, prec model.Precision, B, T, k int, checkpoint bool, dropout float64, training bool) lossRun {
 	t.Helper()
 	p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 7), prec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Free()
-	if err := p.AddLoRA(model.LoRAConfig{R: 3, Alpha: 6, RSLoRA: true, Seed: 3}); err != nil {
+	if err := p.AddLoRA(model.LoRAConfig{R: 3, Alpha: 6, RSLoRA: true, Seed: 3, Dropout: dropout}); err != nil {
 		t.Fatal(err)
+	}
+	p.SetTraining(training)
+	if seed := p.DropoutSeed(); seed.Valid() {
+		if err := d.WriteBytes(seed, []byte{7, 0, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i, a := range p.LoRAs { // B = 0 after PEFT init would hide the adapter path: make it non-zero
 		if err := d.Upload(a.B, vktest.Rand(uint64(100+i), a.B.Numel())); err != nil {
@@ -207,4 +218,120 @@ func normRelErr(got, want []float32) float64 {
 		m = math.Max(m, math.Abs(float64(want[i])))
 	}
 	return d / m
+}
+
+// TestLoRADropout checks adapter dropout: the mask is regenerated, not stored, so checkpoint recompute
+// must give the same gradients; it changes the step when training and is absent when not.
+func TestLoRADropout(t *testing.T) {
+	d := vktest.Device(t)
+	cfg := smallConfig()
+	plain := runLossDropout(t, d, cfg, model.FP32, 2, 4, 3, false, 0, true)
+	drop := runLossDropout(t, d, cfg, model.FP32, 2, 4, 3, false, 0.3, true)
+	dropCkpt := runLossDropout(t, d, cfg, model.FP32, 2, 4, 3, true, 0.3, true)
+	eval := runLossDropout(t, d, cfg, model.FP32, 2, 4, 3, false, 0.3, false)
+	if drop.ltf == plain.ltf {
+		t.Errorf("dropout 0.3 left the teacher-forcing loss unchanged (%v)", drop.ltf)
+	}
+	if eval.ltf != plain.ltf || eval.lar != plain.lar {
+		t.Errorf("outside training, dropout changed the losses: (%v, %v) vs (%v, %v)", eval.ltf, eval.lar, plain.ltf, plain.lar)
+	}
+	if drop.ltf != dropCkpt.ltf || drop.lar != dropCkpt.lar {
+		t.Errorf("checkpointing changed the losses with dropout: (%v, %v) vs (%v, %v)", dropCkpt.ltf, dropCkpt.lar, drop.ltf, drop.lar)
+	}
+	for i := range drop.grads {
+		for j := range drop.grads[i] {
+			if drop.grads[i][j] != dropCkpt.grads[i][j] {
+				t.Fatalf("grad %d[%d] = %v with checkpointing, %v without (dropout masks must be regenerated exactly)", i, j, dropCkpt.grads[i][j], drop.grads[i][j])
+			}
+		}
+	}
+}
+
+// TestLoRADropoutGradient checks the adapter gradients of a predictor pass with dropout on against
+// central finite differences of L = Σ Out·G (G is the upstream gradient), for entries of A and B of
+// several adapters: the dropout mask must reach dA (through the dropped input) and the input gradient.
+func TestLoRADropoutGradient(t *testing.T) {
+	d := vktest.Device(t)
+	cfg := smallConfig()
+	p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 7), model.FP32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	if err := p.AddLoRA(model.LoRAConfig{R: 3, Alpha: 6, RSLoRA: true, Seed: 3, Dropout: 0.4}); err != nil {
+		t.Fatal(err)
+	}
+	p.SetTraining(true)
+	if err := d.WriteBytes(p.DropoutSeed(), []byte{9, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range p.LoRAs {
+		b := vktest.Rand(uint64(50+i), a.B.Numel())
+		for j := range b {
+			b[j] *= 0.05
+		}
+		if err := d.Upload(a.B, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, err := p.NewPass(2, 2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Free()
+	G := vktest.RandN(4, ps.DOut.Numel())
+	for i, u := range []struct {
+		t vk.Tensor
+		v []float32
+	}{{ps.Z, vktest.RandN(1, ps.Z.Numel())}, {ps.Actions, vktest.Rand(2, ps.Actions.Numel())},
+		{ps.States, vktest.Rand(3, ps.States.Numel())}, {ps.DOut, G}} {
+		if err := d.Upload(u.t, u.v); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+	}
+	full, fwd := vktest.Stream(t, d), vktest.Stream(t, d)
+	train.ZeroGrads(full, p)
+	ps.Forward(full)
+	ps.Backward(full, false)
+	ps.Forward(fwd)
+	vktest.Run(t, full)
+	loss := func() float64 {
+		vktest.Run(t, fwd)
+		out := vktest.Download(t, d, ps.Out)
+		var l float64
+		for i := range out {
+			l += float64(out[i]) * float64(G[i])
+		}
+		return l
+	}
+	const eps = 1e-2
+	worst := 0.0
+	for _, idx := range []int{0, 5, len(p.LoRAs) - 1} {
+		a := p.LoRAs[idx]
+		for _, w := range []struct {
+			name    string
+			p, grad vk.Tensor
+		}{{"A", a.A, a.GradA}, {"B", a.B, a.GradB}} {
+			vals := vktest.Download(t, d, w.p)
+			grad := vktest.Download(t, d, w.grad)
+			for _, e := range []int{0, len(vals) / 2, len(vals) - 1} {
+				orig := vals[e]
+				vals[e] = orig + eps
+				_ = d.Upload(w.p, vals)
+				lp := loss()
+				vals[e] = orig - eps
+				_ = d.Upload(w.p, vals)
+				lm := loss()
+				vals[e] = orig
+				_ = d.Upload(w.p, vals)
+				fd := (lp - lm) / (2 * eps)
+				err := math.Abs(fd-float64(grad[e])) / math.Max(math.Abs(fd), 1e-2)
+				worst = math.Max(worst, err)
+				if err > 2e-2 {
+					t.Errorf("%s.%s[%d]: gradient %.6g, finite difference %.6g", a.Module, w.name, e, grad[e], fd)
+				}
+			}
+		}
+	}
+	t.Logf("worst relative difference to finite differences: %.2e", worst)
 }

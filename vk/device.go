@@ -102,10 +102,9 @@ func loadVulkan() error {
 			loadOnce.err = fmt.Errorf("vk: cannot load libvulkan.so.1 (install libvulkan1 and a driver, e.g. mesa-vulkan-drivers)")
 			return
 		}
-		if err := vulkan.SetDefaultGetInstanceProcAddr(); err != nil {
-			loadOnce.err = fmt.Errorf("vk: %w", err)
-			return
-		}
+		// Hand vulkan-go the loader we opened: its own default looks for the unversioned libvulkan.so,
+		// which only the -dev package installs.
+		vulkan.SetGetInstanceProcAddr(C.vj_gipa())
 		if err := vulkan.Init(); err != nil {
 			loadOnce.err = fmt.Errorf("vk: init loader: %w", err)
 		}

@@ -14,6 +14,8 @@ int vj_load(void) {
 	return gipa != 0;
 }
 
+void* vj_gipa(void) { return (void*)gipa; }
+
 #define LOAD(inst, name) PFN_##name name = (PFN_##name)gipa(inst, #name)
 
 static int has_ext(VkInstance inst, VkPhysicalDevice pd, const char* want) {

@@ -30,6 +30,7 @@ typedef struct {
 } vj_caps;
 
 int vj_load(void);
+void* vj_gipa(void);
 void vj_query_caps(VkInstance inst, VkPhysicalDevice pd, vj_caps* out);
 VkResult vj_create_device(VkInstance inst, VkPhysicalDevice pd, uint32_t family, int f16, int storage16,
                           int coopmat, int subgroup_control, VkDevice* out);
