@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -112,11 +113,24 @@ func NewMetricsWriter(dir string, o MetricsOptions) (*MetricsWriter, error) {
 			}
 		}
 		now := m.now()
-		m.eventsPath = filepath.Join(dir, fmt.Sprintf("events.out.tfevents.%d.%s", now.Unix(), host))
-		f, err := os.OpenFile(m.eventsPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			m.Close()
-			return nil, fmt.Errorf("train: open metrics: %w", err)
+		// A run resumed within the same second must not reuse its predecessor's file: TensorBoard reads
+		// every file whose name contains "tfevents", so a numeric suffix keeps both.
+		var f *os.File
+		for i := 0; ; i++ {
+			name := fmt.Sprintf("events.out.tfevents.%d.%s", now.Unix(), host)
+			if i > 0 {
+				name += fmt.Sprintf(".%d", i)
+			}
+			m.eventsPath = filepath.Join(dir, name)
+			var err error
+			f, err = os.OpenFile(m.eventsPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, fs.ErrExist) || i >= 100 {
+				m.Close()
+				return nil, fmt.Errorf("train: open metrics: %w", err)
+			}
 		}
 		m.events, m.eventsBuf = f, bufio.NewWriter(f)
 		first := appendEvent(nil, wallTime(now), 0, "brain.Event:2", nil)

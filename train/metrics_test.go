@@ -304,3 +304,25 @@ func TestMaskedCRC(t *testing.T) {
 		t.Errorf("maskedCRC(123456789) = %08x, want c78ab0e5", got)
 	}
 }
+
+// TestMetricsWriterSameSecond opens two writers in one folder within the same second (a quick resume):
+// each gets its own event file.
+func TestMetricsWriterSameSecond(t *testing.T) {
+	dir := t.TempDir()
+	now := func() time.Time { return time.Unix(1700000000, 0) }
+	a, err := NewMetricsWriter(dir, MetricsOptions{TensorBoard: true, Now: now, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewMetricsWriter(dir, MetricsOptions{TensorBoard: true, Now: now, Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, pa := a.Paths()
+	_, pb := b.Paths()
+	if pa == pb {
+		t.Fatalf("both writers use %s", pa)
+	}
+}
