@@ -39,6 +39,7 @@ type linear struct {
 	in, out int
 	w, b    vk.Tensor // w [out, in] in the base precision; b [out] f32
 	lora    *LoRA
+	gw, gb  vk.Tensor // f32 gradients of w and b, accumulated; only after Predictor.EnableWeightGrads
 }
 
 // loadLinear uploads name.weight and name.bias.
@@ -81,6 +82,8 @@ func (l *linear) free(d *vk.Device) {
 	if l.lora != nil {
 		l.lora.free(d)
 	}
+	d.Free(l.gw)
+	d.Free(l.gb)
 }
 
 // dropout is PEFT's lora_dropout for the adapters of one pass: on only while training steps are
@@ -128,6 +131,10 @@ func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, dr
 	if acc {
 		beta = 1
 	}
+	if l.gw.Valid() {
+		vk.Gemm(s, l.gw, dy, x, vk.GemmOpts{TransA: true, Beta: 1}) // dW += dyᵀ·x
+		vk.BiasGradient(s, l.gb, dy)
+	}
 	vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
 	if a := l.lora; a != nil {
 		vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
@@ -145,8 +152,18 @@ func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, dr
 
 // layerNorm is an affine LayerNorm (eps 1e-6 in the model, spec §2.4).
 type layerNorm struct {
-	w, b vk.Tensor
-	eps  float32
+	w, b   vk.Tensor
+	eps    float32
+	gw, gb vk.Tensor // f32 gradients, only after Predictor.EnableWeightGrads
+}
+
+// grads returns where backward accumulates the parameter gradients: the norm's own, or the predictor's
+// shared sinks when weight gradients are off.
+func (n layerNorm) grads(sinkW, sinkB vk.Tensor) (vk.Tensor, vk.Tensor) {
+	if n.gw.Valid() {
+		return n.gw, n.gb
+	}
+	return sinkW, sinkB
 }
 
 func loadLayerNorm(d *vk.Device, src WeightSource, name string, dim int) (layerNorm, error) {
@@ -165,4 +182,6 @@ func loadLayerNorm(d *vk.Device, src WeightSource, name string, dim int) (layerN
 func (n layerNorm) free(d *vk.Device) {
 	d.Free(n.w)
 	d.Free(n.b)
+	d.Free(n.gw)
+	d.Free(n.gb)
 }

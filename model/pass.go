@@ -64,6 +64,7 @@ type scratch struct {
 	dt         vk.Tensor // [R, r]
 	dxn, dxp   vk.Tensor // [B·T·HW, D]
 	xd         vk.Tensor // [R, Hd] adapter-dropout scratch (only with lora.dropout > 0)
+	dcond      vk.Tensor // [B·T, D] conditioning-token gradients (weight gradients of their encoders)
 	recompute  *blockActs
 	owned      []vk.Tensor
 	prev       *scratch // an older, smaller scratch still referenced by earlier passes
@@ -199,6 +200,7 @@ func (p *Predictor) scratchFor(R, lseN, P int) (*scratch, error) {
 	sc.dqkv, sc.delta = a.f32(R, 3*D), a.f32(lseN)
 	sc.dh, sc.dg, sc.dt = a.f32(R, Hd), a.f32(R, Hd), a.f32(R, r)
 	sc.dxn, sc.dxp = a.f32(P, D), a.f32(P, D)
+	sc.dcond = a.f32(P/(c.Grid*c.Grid), D)
 	if p.dropP > 0 {
 		sc.xd = a.f32(R, Hd)
 	}
@@ -335,7 +337,8 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	dxn, dxp := rows(sc.dxn, P), rows(sc.dxp, P)
 	g, gNext := rows(sc.gA, ps.R), rows(sc.gB, ps.R)
 	p.proj.backward(s, dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false, dropout{})
-	vk.LayerNormBackward(s, dxp, p.normGradW, p.normGradB, dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
+	nw, nb := p.norm.grads(p.normGradW, p.normGradB)
+	vk.LayerNormBackward(s, dxp, nw, nb, dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
 	vk.Zero(s, g) // conditioning outputs are discarded (spec §2.3 step 5): zero gradient
 	ps.patchCopy(s, g, dxp, false)
 	for i := p.Cfg.Depth - 1; i >= 0; i-- {
@@ -347,10 +350,28 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 		ps.blockBackward(s, p.blocks[i], gNext, g, ps.xs[i], a)
 		g, gNext = gNext, g
 	}
-	if wantDZ {
+	if p.embed.gw.Valid() { // weight gradients of the conditioning encoders (their outputs' rows of g)
+		encs := []*linear{p.actionEnc, p.stateEnc}
+		ins := []vk.Tensor{ps.Actions, ps.States}
+		if p.Cfg.Extrinsics {
+			encs, ins = append(encs, p.extrinsicsEnc), append(ins, ps.Extrinsics)
+		}
+		dc := rows(sc.dcond, ps.B*ps.T)
+		for slot, l := range encs {
+			ps.condCopy(s, g, dc, slot, true)
+			vk.Gemm(s, l.gw, dc, ins[slot], vk.GemmOpts{TransA: true, Beta: 1})
+			vk.BiasGradient(s, l.gb, dc)
+		}
+	}
+	if wantDZ || p.embed.gw.Valid() {
 		dpe := dxp
 		ps.patchCopy(s, g, dpe, true)
-		p.embed.backward(s, ps.DZ, dpe, ps.Z, vk.Tensor{}, vk.Tensor{}, false, dropout{})
+		if wantDZ {
+			p.embed.backward(s, ps.DZ, dpe, ps.Z, vk.Tensor{}, vk.Tensor{}, false, dropout{})
+		} else {
+			vk.Gemm(s, p.embed.gw, dpe, ps.Z, vk.GemmOpts{TransA: true, Beta: 1})
+			vk.BiasGradient(s, p.embed.gb, dpe)
+		}
 	}
 }
 
@@ -366,11 +387,13 @@ func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, dx, dy, x vk.Tensor, a *
 	vk.GeluBackward(s, dh, dg, a.h)
 	b.fc1.backward(s, dn, dh, a.n2, a.t1, dt, false, ps.drop)
 	vk.Scale(s, dx, dy, 1) // du = dy + norm2ᵀ(dn): dx holds du from here on
-	vk.LayerNormBackward(s, dx, p.normGradW, p.normGradB, dn, a.u, b.norm2.w, a.mean2, a.rstd2, true)
+	n2w, n2b := b.norm2.grads(p.normGradW, p.normGradB)
+	vk.LayerNormBackward(s, dx, n2w, n2b, dn, a.u, b.norm2.w, a.mean2, a.rstd2, true)
 	// u = x + proj(attn(rope(qkv(norm1(x)))))
 	b.proj.backward(s, do, dx, a.o, a.tp, dt, false, ps.drop)
 	vk.AttentionBackward(s, dqkv, delta, do, a.qkv, a.o, a.lse, ps.attnShape())
 	vk.RopeBackward(s, dqkv, ps.ropeShape())
 	b.qkv.backward(s, dn, dqkv, a.n1, a.tq, dt, false, ps.drop)
-	vk.LayerNormBackward(s, dx, p.normGradW, p.normGradB, dn, x, b.norm1.w, a.mean1, a.rstd1, true)
+	n1w, n1b := b.norm1.grads(p.normGradW, p.normGradB)
+	vk.LayerNormBackward(s, dx, n1w, n1b, dn, x, b.norm1.w, a.mean1, a.rstd1, true)
 }

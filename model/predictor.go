@@ -204,3 +204,86 @@ func (b *acBlock) free(d *vk.Device) {
 		}
 	}
 }
+
+// NamedGrad is one weight gradient under its state_dict name.
+type NamedGrad struct {
+	Name string
+	Grad vk.Tensor // f32, shape of the weight
+}
+
+// EnableWeightGrads allocates f32 gradients (zeroed) for every predictor weight, bias and LayerNorm
+// parameter; from then on recorded backward passes accumulate into them (full fine-tuning, or
+// analysis). Adapter gradients are unaffected. extrinsics_encoder gets a gradient only with Extrinsics.
+func (p *Predictor) EnableWeightGrads() error {
+	if p.embed.gw.Valid() {
+		return nil
+	}
+	d := p.d
+	alloc := func(shape ...int) (vk.Tensor, error) {
+		t, err := d.NewTensor(vk.F32, shape...)
+		if err != nil {
+			return vk.Tensor{}, err
+		}
+		return t, d.WriteBytes(t, make([]byte, t.Bytes()))
+	}
+	var err error
+	lin := func(l *linear) {
+		if err == nil {
+			if l.gw, err = alloc(l.out, l.in); err == nil {
+				l.gb, err = alloc(l.out)
+			}
+		}
+	}
+	norm := func(n *layerNorm) {
+		if err == nil {
+			if n.gw, err = alloc(n.w.Shape...); err == nil {
+				n.gb, err = alloc(n.b.Shape...)
+			}
+		}
+	}
+	for _, l := range []*linear{p.embed, p.actionEnc, p.stateEnc, p.extrinsicsEnc, p.proj} {
+		lin(l)
+	}
+	for _, b := range p.blocks {
+		norm(&b.norm1)
+		norm(&b.norm2)
+		for _, l := range []*linear{b.qkv, b.proj, b.fc1, b.fc2} {
+			lin(l)
+		}
+	}
+	norm(&p.norm)
+	if err != nil {
+		return fmt.Errorf("model: allocate weight gradients: %w", err)
+	}
+	return nil
+}
+
+// WeightGrads lists the weight gradients in state_dict order (empty before EnableWeightGrads).
+func (p *Predictor) WeightGrads() []NamedGrad {
+	if !p.embed.gw.Valid() {
+		return nil
+	}
+	var out []NamedGrad
+	lin := func(name string, l *linear) {
+		out = append(out, NamedGrad{name + ".weight", l.gw}, NamedGrad{name + ".bias", l.gb})
+	}
+	norm := func(name string, n layerNorm) {
+		out = append(out, NamedGrad{name + ".weight", n.gw}, NamedGrad{name + ".bias", n.gb})
+	}
+	lin("predictor_embed", p.embed)
+	lin("action_encoder", p.actionEnc)
+	lin("state_encoder", p.stateEnc)
+	lin("extrinsics_encoder", p.extrinsicsEnc)
+	for i, b := range p.blocks {
+		pre := fmt.Sprintf("predictor_blocks.%d.", i)
+		norm(pre+"norm1", b.norm1)
+		lin(pre+"attn.qkv", b.qkv)
+		lin(pre+"attn.proj", b.proj)
+		norm(pre+"norm2", b.norm2)
+		lin(pre+"mlp.fc1", b.fc1)
+		lin(pre+"mlp.fc2", b.fc2)
+	}
+	norm("predictor_norm", p.norm)
+	lin("predictor_proj", p.proj)
+	return out
+}
