@@ -458,10 +458,18 @@ func (t *trainer) run(ctx context.Context) error {
 
 // trainStep runs one optimizer step: grad_accum micro-batches of forward+backward, the global gradient
 // norm (inf/nan check, clipping), then AdamW.
-func (t *trainer) trainStep(ctx context.Context) (StepMetrics, error) {
+func (t *trainer) trainStep(ctx context.Context) (_ StepMetrics, err error) {
 	c := t.cfg
 	start := time.Now()
 	step := t.step + 1
+	// A step that does not finish (an error, or SIGINT while waiting for data) must not move the data
+	// position that a checkpoint of the previous step records: a resume re-reads these batches.
+	startBatches := t.batches
+	defer func() {
+		if err != nil {
+			t.batches = startBatches
+		}
+	}()
 	scale := t.scaler.Factor()
 	if err := t.d.Upload(t.graph.DLoss, []float32{float32(scale)}); err != nil {
 		return StepMetrics{}, err
@@ -469,14 +477,15 @@ func (t *trainer) trainStep(ctx context.Context) (StepMetrics, error) {
 	if err := t.zeroS.Run(); err != nil {
 		return StepMetrics{}, err
 	}
-	if seed := t.pred.DropoutSeed(); seed.Valid() {
-		// A new mask every step, derived from the step so that a resumed run draws the same ones.
-		if err := t.d.WriteBytes(seed, binary.LittleEndian.AppendUint32(nil, dropoutSeed(c.Training.Seed, step))); err != nil {
-			return StepMetrics{}, err
-		}
-	}
 	var ltf, lar float64
 	for k := 0; k < c.Training.GradAccum; k++ {
+		if seed := t.pred.DropoutSeed(); seed.Valid() {
+			// New masks every micro-batch, derived from the step so that a resumed run draws the same ones.
+			micro := (step-1)*c.Training.GradAccum + k
+			if err := t.d.WriteBytes(seed, binary.LittleEndian.AppendUint32(nil, dropoutSeed(c.Training.Seed, micro))); err != nil {
+				return StepMetrics{}, err
+			}
+		}
 		if err := t.nextBatch(ctx, step); err != nil {
 			return StepMetrics{}, err
 		}
