@@ -104,7 +104,7 @@ type gemmEnv struct {
 
 // gemmTile is one shader configuration: workgroup size and the specialization constants 0..5.
 // Scalar path: WG, BM, BN, BK, TM, TN with WG = (BM/TM)·(BN/TN). COOPMAT: WG, BM, BN, BK, WM, WN with
-// WG = 32·(BM/WM)·(BN/WN).
+// WG = 32·(BM/WM)·(BN/WN), then TRANS_A and TRANS_B (appended per dispatch).
 type gemmTile struct {
 	wg, bm, bn, bk, t1, t2 int
 	coop                   bool
@@ -115,10 +115,14 @@ func (t gemmTile) spec() []uint32 {
 }
 
 // shared is the tile's shared-memory footprint in bytes (see the shared declarations of gemm.comp and
-// gemm_coopmat.glsl).
+// gemm_coopmat.glsl). COOPMAT: two staging buffers per operand, rows padded by 8 halves, in whichever
+// layout needs more (it depends on the transposes), or the epilogue scratch reusing them if larger.
 func (t gemmTile) shared() int {
 	if t.coop {
-		return 2*2*(t.bm*(t.bk+8)+t.bk*(t.bn+8)) + (t.wg/32)*256*4
+		buf := func(mn int) int { return 16 * max(mn*(t.bk/8+1), t.bk*(mn/8+1)) }
+		staging := 2 * (buf(t.bm) + buf(t.bn))
+		scratch := (t.wg / 32) * 16 * (t.t2/4 + 1) * 16
+		return max(staging, scratch)
 	}
 	return 16 * t.bk * (t.bm/4 + 1 + t.bn/4 + 1)
 }
@@ -148,10 +152,13 @@ func gemmScalarTiles(cpu bool) gemmTileSet {
 	}
 }
 
-// gemmCoopTile is the cooperative-matrix tile: 4 subgroups of 32, each 64×64 of a 128×128 tile (4×4
-// fragments of 16×16), K steps of 32 through two shared buffers: 41 KiB of the 48 KiB NVIDIA offers.
+// gemmCoopTile is the cooperative-matrix tile: 8 subgroups of 32 in a 2×4 grid, each 64×32 of a 128×128
+// tile (4×2 fragments of 16×16: 64 accumulator registers per invocation, leaving room for the prefetched
+// chunks without spilling), K steps of 32 through two shared buffers: 40 KiB of the 48 KiB NVIDIA offers.
+// The shader also takes the transposes as specialization constants 6 and 7 (gemmRun appends them), so
+// that fragment loads get the constant layout SPIR-V requires and each layout compiles to its own code.
 func gemmCoopTile() gemmTile {
-	return gemmTile{wg: 128, bm: 128, bn: 128, bk: 32, t1: 64, t2: 64, coop: true}
+	return gemmTile{wg: 256, bm: 128, bn: 128, bk: 32, t1: 64, t2: 32, coop: true}
 }
 
 // gemmProblem is one (sub-)product: the whole tensors, and element offsets of its first elements.
@@ -415,7 +422,8 @@ func gemmSplits(d *Device, maxBinding uint64, m, n, k, batch, want int) (splits,
 // gemmCoopOK reports whether the cooperative-matrix path can run on d: NV cooperative matrices with a
 // 16×16×16 f16·f16+f32 shape, 32-wide subgroups (the shader's subgroup arithmetic), enough shared memory.
 func gemmCoopOK(d *Device) bool {
-	if !d.CoopMat() || d.Info.SubgroupSize != 32 || d.Info.SharedMemory < gemmCoopTile().shared() {
+	t := gemmCoopTile()
+	if !d.CoopMat() || d.Info.SubgroupSize != 32 || d.Info.SharedMemory < t.shared() || d.Info.MaxWorkgroupInvoc < t.wg {
 		return false
 	}
 	for _, sh := range d.Info.CoopMatShapes {
@@ -472,6 +480,14 @@ func (s *Stream) gemmWindow(t Tensor, lo, hi int) (Tensor, uint32) {
 	return v, uint32((start - base) / es)
 }
 
+// b32 is a boolean specialization constant's value (VkBool32).
+func b32(v bool) uint32 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
 // gemmRun records one product whose operands fit the binding range: the tiled kernel, directly into C
 // or, with split-K, into the workspace followed by gemm_reduce.
 func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
@@ -520,6 +536,9 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	}
 	groups := [3]int{(p.n + tile.bn - 1) / tile.bn, (p.m + tile.bm - 1) / tile.bm, p.batch * splits}
 	k := kernel{shader, tile.spec()}
+	if tile.coop {
+		k.spec = append(k.spec, b32(p.transA), b32(p.transB))
+	}
 	if splits == 1 {
 		s.dispatch("gemm", k, push, groups, in(aw), in(bw), out(cw), in(biasW))
 		return

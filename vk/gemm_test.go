@@ -364,7 +364,7 @@ func TestGemmLarge(t *testing.T) {
 func TestGemmCoopMat(t *testing.T) {
 	d := vktest.Device(t)
 	if !d.CoopMat() {
-		t.Skip("device has no cooperative matrices (" + d.Info.Name + ")")
+		t.Skip("cooperative-matrix GEMM off on " + d.Info.Name + " (needs NV cooperative matrices and VJEPA_VK_COOPMAT=1)")
 	}
 	var cases []gemmCase
 	for _, sh := range [][3]int{{16, 16, 16}, {17, 31, 33}, {128, 128, 32}, {129, 255, 100}, {97, 61, 131}, {2064, 1024, 1024}} {
@@ -571,7 +571,7 @@ func BenchmarkGemm(b *testing.B) {
 func TestGemmCoopMatF32A(t *testing.T) {
 	d := vktest.Device(t)
 	if !d.CoopMat() {
-		t.Skip("device has no cooperative matrices (" + d.Info.Name + ")")
+		t.Skip("cooperative-matrix GEMM off on " + d.Info.Name + " (needs NV cooperative matrices and VJEPA_VK_COOPMAT=1)")
 	}
 	for _, sh := range [][3]int{{16, 16, 16}, {37, 70, 129}, {2064, 1024, 1024}} {
 		for _, l := range [][2]bool{{false, true}, {false, false}} {

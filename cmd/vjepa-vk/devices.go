@@ -28,7 +28,7 @@ func runDevices(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	chosen := d.Info.Index
+	chosen, coop := d.Info.Index, d.CoopMat()
 	d.Close()
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
@@ -56,6 +56,9 @@ func runDevices(ctx context.Context, args []string) error {
 				shapes = append(shapes, fmt.Sprintf("%dx%dx%d %s·%s+%s", s.M, s.N, s.K, s.AType, s.BType, s.CType))
 			}
 			fmt.Printf("    NV cooperative matrix: %s\n", strings.Join(shapes, ", "))
+			if in.Index == chosen && !coop {
+				fmt.Printf("    (tensor-core GEMM is opt-in: VJEPA_VK_COOPMAT=1)\n")
+			}
 		} else {
 			fmt.Printf("    NV cooperative matrix: no (scalar GEMM path)\n")
 		}
