@@ -329,7 +329,7 @@ func (s *Syncer) listRemote(ctx context.Context) (map[string]remoteObject, error
 		}
 		rel := strings.TrimPrefix(a.Name, q.Prefix)
 		if rel == "" || strings.HasSuffix(rel, "/") {
-			continue // folder placeholder objects
+			continue // zero-byte "dir/" marker objects that consoles create
 		}
 		out[rel] = remoteObject{size: a.Size, crc: a.CRC32C}
 	}

@@ -510,7 +510,7 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	aw, offA := s.gemmWindow(p.a, p.offA, p.offA+p.extentA())
 	bw, offB := s.gemmWindow(p.b, p.offB, p.offB+p.extentB())
 	cw, offC := s.gemmWindow(p.c, p.offC, p.offC+p.extentC())
-	biasW, offBias := cw, uint32(0) // unread placeholder when there is no bias
+	biasW, offBias := cw, uint32(0) // bound but unread when there is no bias (every binding needs a buffer)
 	flags := uint32(0)
 	if p.transA {
 		flags |= gemmTransA
