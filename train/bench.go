@@ -2,7 +2,7 @@ package train
 
 import (
 	"fmt"
-	"math"
+	"math/rand/v2"
 	"sort"
 	"time"
 
@@ -229,20 +229,12 @@ func StepFlops(c model.PredictorConfig, loras []*model.LoRA, B, T, autoSteps int
 	return total
 }
 
+// randn returns n seeded standard-normal values: benchmark inputs only need to be reproducible.
 func randn(seed uint64, n int) []float32 {
-	// A fixed LCG + Box-Muller: inputs only need to be reproducible, not high quality.
+	r := rand.New(rand.NewPCG(seed, 0xbe4c))
 	v := make([]float32, n)
-	x := seed*6364136223846793005 + 1442695040888963407
-	next := func() float64 {
-		x = x*6364136223846793005 + 1442695040888963407
-		return (float64(x>>11) + 0.5) / (1 << 53)
-	}
 	for i := range v {
-		v[i] = float32(gaussian(next(), next()))
+		v[i] = float32(r.NormFloat64())
 	}
 	return v
-}
-
-func gaussian(u1, u2 float64) float64 {
-	return math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
 }

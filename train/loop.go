@@ -554,31 +554,16 @@ func (t *trainer) checkpoint() (*Checkpoint, error) {
 		LossScale: *t.scaler, Config: cfgYAML.String(), ValLoss: t.valLoss,
 		Extra: map[string]json.RawMessage{"adam_steps": steps},
 	}}
-	for _, pr := range t.opt.params {
-		parts := []struct {
-			name string
-			t    vk.Tensor
-		}{{pr.name, pr.p}, {"opt." + pr.name + ".m", pr.m}, {"opt." + pr.name + ".v", pr.v}}
-		if t.opt.eightBit {
-			parts = append(parts, struct {
-				name string
-				t    vk.Tensor
-			}{"opt." + pr.name + ".m_scale", pr.mScale}, struct {
-				name string
-				t    vk.Tensor
-			}{"opt." + pr.name + ".v_scale", pr.vSc})
+	for _, st := range t.opt.state() {
+		raw, err := t.d.ReadBytes(st.t)
+		if err != nil {
+			return nil, err
 		}
-		for _, p := range parts {
-			raw, err := t.d.ReadBytes(p.t)
-			if err != nil {
-				return nil, err
-			}
-			dt := DType("F32")
-			if p.t.DType == vk.U8 {
-				dt = DType("U8")
-			}
-			ck.Tensors = append(ck.Tensors, Tensor{Name: p.name, DType: dt, Shape: p.t.Shape, Data: raw})
+		dt := DType("F32")
+		if st.t.DType == vk.U8 {
+			dt = DType("U8")
 		}
+		ck.Tensors = append(ck.Tensors, Tensor{Name: st.name, DType: dt, Shape: st.t.Shape, Data: raw})
 	}
 	return ck, nil
 }
@@ -609,23 +594,16 @@ func (t *trainer) resume(ctx context.Context) error {
 	if err := json.Unmarshal(ck.Header.Extra["adam_steps"], &t.opt.steps); err != nil {
 		return fmt.Errorf("train: resume %s: adam_steps: %w", path, err)
 	}
-	for _, pr := range t.opt.params {
-		names := map[string]vk.Tensor{pr.name: pr.p, "opt." + pr.name + ".m": pr.m, "opt." + pr.name + ".v": pr.v}
-		if t.opt.eightBit {
-			names["opt."+pr.name+".m_scale"] = pr.mScale
-			names["opt."+pr.name+".v_scale"] = pr.vSc
+	for _, st := range t.opt.state() {
+		src, ok := ck.Tensor(st.name)
+		if !ok {
+			return fmt.Errorf("train: resume %s: no tensor %q (was it written with another lora/optimizer config?)", path, st.name)
 		}
-		for name, dst := range names {
-			src, ok := ck.Tensor(name)
-			if !ok {
-				return fmt.Errorf("train: resume %s: no tensor %q (was it written with another lora/optimizer config?)", path, name)
-			}
-			if uint64(len(src.Data)) != dst.Bytes() {
-				return fmt.Errorf("train: resume %s: %s: %d bytes, want %d (shape %v)", path, name, len(src.Data), dst.Bytes(), dst.Shape)
-			}
-			if err := t.d.WriteBytes(dst, src.Data); err != nil {
-				return err
-			}
+		if uint64(len(src.Data)) != st.t.Bytes() {
+			return fmt.Errorf("train: resume %s: %s: %d bytes, want %d (shape %v)", path, st.name, len(src.Data), st.t.Bytes(), st.t.Shape)
+		}
+		if err := t.d.WriteBytes(st.t, src.Data); err != nil {
+			return err
 		}
 	}
 	t.step, t.batches = ck.Header.Step, pos.Batches

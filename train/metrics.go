@@ -16,12 +16,9 @@ package train
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -34,6 +31,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
 )
 
 // MetricsFile is the JSONL file name inside the run folder.
@@ -171,7 +170,7 @@ func (m *MetricsWriter) log(kind string, step int, rec any) error {
 }
 
 func (m *MetricsWriter) writeEvent(ev []byte) error {
-	appendTFRecord(m.eventsBuf, ev)
+	m.eventsBuf.Write(data.AppendRecord(nil, ev)) // TFRecord framing, shared with the RLDS reader
 	if err := m.eventsBuf.Flush(); err != nil {
 		return fmt.Errorf("train: write %s: %w", m.eventsPath, err)
 	}
@@ -407,24 +406,4 @@ func appendEvent(b []byte, wall float64, step int64, fileVersion string, values 
 		b = protowire.AppendBytes(b, sum)
 	}
 	return b
-}
-
-// appendTFRecord frames one record: uint64 length, masked CRC-32C of the length bytes, data, masked
-// CRC-32C of the data (all little-endian). Errors surface at the caller's Flush.
-func appendTFRecord(w io.Writer, data []byte) {
-	var hdr [12]byte
-	binary.LittleEndian.PutUint64(hdr[:8], uint64(len(data)))
-	binary.LittleEndian.PutUint32(hdr[8:], maskedCRC(hdr[:8]))
-	var ftr [4]byte
-	binary.LittleEndian.PutUint32(ftr[:], maskedCRC(data))
-	w.Write(hdr[:])
-	w.Write(data)
-	w.Write(ftr[:])
-}
-
-// maskedCRC is TFRecord's CRC-32C rotated right by 15 bits plus a constant, so that a CRC stored inside
-// the data it covers does not checksum to a fixed value.
-func maskedCRC(b []byte) uint32 {
-	c := crc32.Checksum(b, castagnoli)
-	return (c>>15 | c<<17) + 0xa282ead8
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
 )
 
 // fakeClock advances by step on every call.
@@ -299,8 +301,10 @@ func TestMaskedCRC(t *testing.T) {
 	if got := crc32.Checksum([]byte("123456789"), castagnoli); got != 0xe3069283 {
 		t.Fatalf("crc32c(123456789) = %08x, want e3069283", got)
 	}
-	// rotr15(0xe3069283) = 0x2507c60d; + 0xa282ead8 = 0xc78ab0e5.
-	if got := maskedCRC([]byte("123456789")); got != 0xc78ab0e5 {
+	// rotr15(0xe3069283) = 0x2507c60d; + 0xa282ead8 = 0xc78ab0e5: the data CRC that ends the event-file
+	// record framing "123456789" (written by data.AppendRecord).
+	rec := data.AppendRecord(nil, []byte("123456789"))
+	if got := binary.LittleEndian.Uint32(rec[len(rec)-4:]); got != 0xc78ab0e5 {
 		t.Errorf("maskedCRC(123456789) = %08x, want c78ab0e5", got)
 	}
 }

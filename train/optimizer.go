@@ -109,19 +109,6 @@ func (o *optimizer) free() {
 	o.owned = nil
 }
 
-// stateBytes is the optimizer state's device memory.
-func (o *optimizer) stateBytes() uint64 {
-	var n uint64
-	for _, pr := range o.params {
-		for _, t := range []vk.Tensor{pr.m, pr.v, pr.mScale, pr.vSc} {
-			if t.Valid() {
-				n += t.Bytes()
-			}
-		}
-	}
-	return n
-}
-
 // recordNorm records acc = [Σ g², non-finite] over every gradient.
 func (o *optimizer) recordNorm(s *vk.Stream) {
 	vk.Zero(s, o.acc)
@@ -139,4 +126,24 @@ func (o *optimizer) recordUpdate(s *vk.Stream) {
 			vk.AdamW(s, pr.p, pr.m, pr.v, pr.g, o.hyper, pr.decay)
 		}
 	}
+}
+
+// namedTensor is one tensor of the trained state under its checkpoint name.
+type namedTensor struct {
+	name string
+	t    vk.Tensor
+}
+
+// state lists what a checkpoint must hold to resume exactly: each LoRA tensor under its PEFT name, and
+// its AdamW state under "opt.<name>.m", ".v" (and ".m_scale", ".v_scale" for 8-bit moments).
+func (o *optimizer) state() []namedTensor {
+	var out []namedTensor
+	for _, pr := range o.params {
+		opt := "opt." + pr.name
+		out = append(out, namedTensor{pr.name, pr.p}, namedTensor{opt + ".m", pr.m}, namedTensor{opt + ".v", pr.v})
+		if o.eightBit {
+			out = append(out, namedTensor{opt + ".m_scale", pr.mScale}, namedTensor{opt + ".v_scale", pr.vSc})
+		}
+	}
+	return out
 }

@@ -4,88 +4,11 @@ package vk
 // and the chunked dispatch, so they open their own validated device (vktest imports vk).
 
 import (
-	"encoding/binary"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/vjepa-vk/vjepa-vk/shaders"
 )
-
-// spirvBlockOffsets returns the member offsets of the block a shader module declares in storage class
-// class (9 push constant, 12 storage buffer), at descriptor binding binding for storage buffers.
-func spirvBlockOffsets(t *testing.T, module string, class uint32, binding int) []uint32 {
-	t.Helper()
-	code, err := shaders.SPIRV(module)
-	if err != nil {
-		t.Fatal(err)
-	}
-	words := make([]uint32, len(code)/4)
-	for i := range words {
-		words[i] = binary.LittleEndian.Uint32(code[4*i:])
-	}
-	const (
-		opTypeStruct, opTypePointer, opVariable, opDecorate, opMemberDecorate = 30, 32, 59, 71, 72
-		decBinding, decOffset                                                 = 33, 35
-	)
-	bindings := map[uint32]int{}
-	offsets := map[uint32]map[uint32]uint32{}
-	members := map[uint32]int{}
-	pointee := map[uint32]uint32{}
-	var vars [][2]uint32 // pointer type, variable id
-	for i := 5; i < len(words); {
-		op, n := words[i]&0xffff, int(words[i]>>16)
-		w := words[i : i+n]
-		switch op {
-		case opDecorate:
-			if w[2] == decBinding {
-				bindings[w[1]] = int(w[3])
-			}
-		case opMemberDecorate:
-			if w[3] == decOffset {
-				if offsets[w[1]] == nil {
-					offsets[w[1]] = map[uint32]uint32{}
-				}
-				offsets[w[1]][w[2]] = w[4]
-			}
-		case opTypeStruct:
-			members[w[1]] = n - 2
-		case opTypePointer:
-			if w[2] == class {
-				pointee[w[1]] = w[3]
-			}
-		case opVariable:
-			if w[3] == class {
-				vars = append(vars, [2]uint32{w[1], w[2]})
-			}
-		}
-		i += n
-	}
-	for _, v := range vars {
-		if b, ok := bindings[v[1]]; class == 12 && (!ok || b != binding) {
-			continue
-		}
-		st := pointee[v[0]]
-		out := make([]uint32, members[st])
-		for m := range out {
-			out[m] = offsets[st][uint32(m)]
-		}
-		return out
-	}
-	t.Fatalf("%s.spv: no block in storage class %d at binding %d", module, class, binding)
-	return nil
-}
-
-// goOffsets lists the byte offsets of a struct's fields, the layout encodePush writes.
-func goOffsets(v any) []uint32 {
-	ty := reflect.TypeOf(v)
-	out := make([]uint32, ty.NumField())
-	for i := range out {
-		out[i] = uint32(ty.Field(i).Offset)
-	}
-	return out
-}
 
 // TestAdamWLayout checks the push struct and the hyper buffer against both shaders' SPIR-V.
 func TestAdamWLayout(t *testing.T) {
@@ -100,10 +23,12 @@ func TestAdamWLayout(t *testing.T) {
 		module       string
 		hyperBinding int
 	}{{"adamw", 4}, {"adamw8bit", 6}} {
-		if got, want := spirvBlockOffsets(t, c.module, 9, 0), goOffsets(adamwPush{}); !slices.Equal(got, want) {
-			t.Errorf("%s.spv push block offsets %v, adamwPush offsets %v", c.module, got, want)
+		checkPushLayout(t, c.module, adamwPush{})
+		var got []uint32
+		for _, m := range spirvBlock(t, c.module, spirvStorageBuffer, c.hyperBinding) {
+			got = append(got, uint32(m.offset))
 		}
-		if got := spirvBlockOffsets(t, c.module, 12, c.hyperBinding); !slices.Equal(got, hyperWant) {
+		if !slices.Equal(got, hyperWant) {
 			t.Errorf("%s.spv hyper block (binding %d) offsets %v, want %v", c.module, c.hyperBinding, got, hyperWant)
 		}
 	}

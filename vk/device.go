@@ -330,13 +330,6 @@ func (d *Device) TakeMessages() []string {
 	return m
 }
 
-// SetMessageHandler replaces the validation message handler (nil collects messages for TakeMessages).
-func (d *Device) SetMessageHandler(f func(severity, msg string)) {
-	d.mu.Lock()
-	d.onMsg = f
-	d.mu.Unlock()
-}
-
 // Open creates the instance and the logical device chosen by opts and the environment.
 func Open(opts Options) (*Device, error) {
 	if v := os.Getenv("VJEPA_VK_VALIDATE"); v == "1" || v == "true" {

@@ -5,8 +5,3 @@ package vk
 func GemmWithLimits(s *Stream, c, a, b Tensor, o GemmOpts, maxBinding uint64, coopmat bool) {
 	s.gemm(c, a, b, o, gemmEnv{maxBinding: maxBinding, coopmat: coopmat})
 }
-
-// GemmPushStructs returns the push-constant structs of gemm.go by shader module, for the layout check.
-func GemmPushStructs() map[string]any {
-	return map[string]any{"gemm": gemmPush{}, "gemm_reduce": gemmReducePush{}, "gemm.coopmat": gemmPush{}}
-}

@@ -1,15 +1,12 @@
 package vk_test
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vjepa-vk/vjepa-vk/shaders"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 	"github.com/vjepa-vk/vjepa-vk/vk/ref"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
@@ -407,101 +404,6 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
-}
-
-// TestGemmPushLayout checks each push struct of gemm.go against the push-constant block of its SPIR-V
-// module: same member count, 4-byte offsets in order, and uint/float kinds member for member.
-func TestGemmPushLayout(t *testing.T) {
-	for module, push := range vk.GemmPushStructs() {
-		code, err := shaders.SPIRV(module)
-		if err != nil {
-			t.Fatal(err)
-		}
-		members, err := spirvPushBlock(code)
-		if err != nil {
-			t.Fatalf("%s: %v", module, err)
-		}
-		typ := reflect.TypeOf(push)
-		if typ.NumField() != len(members) {
-			t.Fatalf("%s: Go %s has %d fields, shader push block %d members", module, typ.Name(), typ.NumField(), len(members))
-		}
-		for i, m := range members {
-			f := typ.Field(i)
-			kind := map[reflect.Kind]string{reflect.Uint32: "uint", reflect.Int32: "int", reflect.Float32: "float"}[f.Type.Kind()]
-			if m.offset != 4*i || m.kind != kind {
-				t.Errorf("%s: member %d: shader %s at offset %d, Go %s %s at offset %d", module, i, m.kind, m.offset, f.Name, kind, 4*i)
-			}
-		}
-	}
-}
-
-type spirvMember struct {
-	offset int
-	kind   string // "uint", "int", "float" (32-bit) or "other"
-}
-
-// spirvPushBlock returns the members of the module's push-constant block from its decorations.
-func spirvPushBlock(code []byte) ([]spirvMember, error) {
-	if len(code) < 20 || len(code)%4 != 0 {
-		return nil, fmt.Errorf("spir-v: %d bytes, want a header and whole words", len(code))
-	}
-	w := make([]uint32, len(code)/4)
-	for i := range w {
-		w[i] = binary.LittleEndian.Uint32(code[4*i:])
-	}
-	const (
-		opTypeInt, opTypeFloat, opTypeStruct, opTypePointer, opMemberDecorate = 21, 22, 30, 32, 72
-		storagePushConstant, decorationOffset                                 = 9, 35
-	)
-	kinds := map[uint32]string{}
-	structs := map[uint32][]uint32{}
-	offsets := map[uint32]map[uint32]int{}
-	var block uint32
-	for i := 5; i < len(w); {
-		op, n := w[i]&0xffff, int(w[i]>>16)
-		if n == 0 || i+n > len(w) {
-			return nil, fmt.Errorf("spir-v: bad instruction at word %d", i)
-		}
-		args := w[i+1 : i+n]
-		switch op {
-		case opTypeInt:
-			kinds[args[0]] = map[bool]string{true: "int", false: "uint"}[args[2] == 1]
-			if args[1] != 32 {
-				kinds[args[0]] = "other"
-			}
-		case opTypeFloat:
-			kinds[args[0]] = "float"
-			if args[1] != 32 {
-				kinds[args[0]] = "other"
-			}
-		case opTypeStruct:
-			structs[args[0]] = append([]uint32(nil), args[1:]...)
-		case opTypePointer:
-			if _, isStruct := structs[args[2]]; isStruct && args[1] == storagePushConstant {
-				block = args[2]
-			}
-		case opMemberDecorate:
-			if args[2] == decorationOffset {
-				if offsets[args[0]] == nil {
-					offsets[args[0]] = map[uint32]int{}
-				}
-				offsets[args[0]][args[1]] = int(args[3])
-			}
-		}
-		i += n
-	}
-	types, ok := structs[block]
-	if !ok {
-		return nil, fmt.Errorf("spir-v: no push-constant block")
-	}
-	members := make([]spirvMember, len(types))
-	for i, ty := range types {
-		members[i] = spirvMember{offset: offsets[block][uint32(i)], kind: kinds[ty]}
-		if members[i].kind == "" {
-			members[i].kind = "other"
-		}
-	}
-	return members, nil
 }
 
 // BenchmarkGemm reports GFLOP/s (2·m·n·k per product) at the model's shapes: the qkv and fc1 Linear

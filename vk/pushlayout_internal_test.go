@@ -8,24 +8,42 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/shaders"
 )
 
-// pushMember is one member of a shader's push-constant block: byte offset and size.
-type pushMember struct{ offset, size int }
+// SPIR-V storage classes of the blocks the layout checks read.
+const (
+	spirvPushConstant  = 9
+	spirvStorageBuffer = 12
+)
+
+// blockMember is one member of a shader block: byte offset, byte size (−1 when the member's type is not
+// one this reader sizes, e.g. a runtime array) and kind ("uint", "int", "float" for 32-bit scalars,
+// "other" for anything else).
+type blockMember struct {
+	offset, size int
+	kind         string
+}
 
 // checkPushLayout fails unless the Go struct push has the members of the push-constant block of the
-// compiled shader, in order, at the same offsets and with the same sizes.
+// compiled shader, in order, at the same offsets, with the same sizes and, for 32-bit scalars, the same
+// kind (uint32 ↔ uint, int32 ↔ int, float32 ↔ float).
 func checkPushLayout(t *testing.T, shader string, push any) {
 	t.Helper()
-	want := spirvPushLayout(t, shader)
+	want := spirvBlock(t, shader, spirvPushConstant, 0)
 	typ := reflect.TypeOf(push)
 	if typ.NumField() != len(want) {
 		t.Fatalf("%s: Go push struct %s has %d fields, shader push block has %d members", shader, typ, typ.NumField(), len(want))
 	}
+	kinds := map[reflect.Kind]string{reflect.Uint32: "uint", reflect.Int32: "int", reflect.Float32: "float"}
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		got := pushMember{int(f.Offset), int(f.Type.Size())}
-		if got != want[i] {
+		if want[i].size < 0 {
+			t.Fatalf("%s: push member %d has a type this check does not size", shader, i)
+		}
+		if off, size := int(f.Offset), int(f.Type.Size()); off != want[i].offset || size != want[i].size {
 			t.Errorf("%s: push field %d (%s) at offset %d size %d, shader member at offset %d size %d",
-				shader, i, f.Name, got.offset, got.size, want[i].offset, want[i].size)
+				shader, i, f.Name, off, size, want[i].offset, want[i].size)
+		}
+		if k, scalar := kinds[f.Type.Kind()]; scalar && want[i].kind != "other" && k != want[i].kind {
+			t.Errorf("%s: push field %d (%s) is %s, shader member is %s", shader, i, f.Name, k, want[i].kind)
 		}
 	}
 	if n := binary.Size(push); n > pushBytes {
@@ -33,9 +51,10 @@ func checkPushLayout(t *testing.T, shader string, push any) {
 	}
 }
 
-// spirvPushLayout reads the member offsets and sizes of the push-constant block of an embedded SPIR-V
-// module (scalars, vectors of scalars and arrays of scalars, which is what our push blocks use).
-func spirvPushLayout(t *testing.T, shader string) []pushMember {
+// spirvBlock reads the members of the block an embedded SPIR-V module declares in storage class class
+// (for storage buffers: the one at descriptor binding binding). It sizes scalars, vectors of scalars and
+// arrays of scalars, which is what our push blocks use.
+func spirvBlock(t *testing.T, shader string, class uint32, binding int) []blockMember {
 	t.Helper()
 	code, err := shaders.SPIRV(shader)
 	if err != nil {
@@ -51,22 +70,31 @@ func spirvPushLayout(t *testing.T, shader string) []pushMember {
 		opTypePointer, opConstant            = 32, 43
 		opVariable, opDecorate               = 59, 71
 		opMemberDecorate, decArrayStride     = 72, 6
-		decOffset, storagePushConstant       = 35, 9
+		decBinding, decOffset                = 33, 35
 	)
 	size := map[uint32]int{}         // type id -> byte size of scalar and vector types
+	kind := map[uint32]string{}      // type id -> kind of 32-bit scalars
 	constant := map[uint32]int{}     // constant id -> value
 	arrays := map[uint32][2]uint32{} // array type -> (element type, length constant)
 	stride := map[uint32]int{}       // array type -> ArrayStride
 	structs := map[uint32][]uint32{}
-	pointee := map[uint32]uint32{} // push-constant pointer type -> pointee
+	pointee := map[uint32]uint32{} // pointer type in class -> pointee
+	bindings := map[uint32]int{}   // variable id -> descriptor binding
 	offsets := map[uint32]map[uint32]int{}
-	var block uint32
+	var vars [][2]uint32 // (pointer type, variable id) in class
 	for i := 5; i < len(words); {
 		op, wc := words[i]&0xffff, int(words[i]>>16)
+		if wc == 0 || i+wc > len(words) {
+			t.Fatalf("%s: bad SPIR-V instruction at word %d", shader, i)
+		}
 		a := words[i+1 : i+wc]
 		switch op {
-		case opTypeInt, opTypeFloat:
+		case opTypeInt:
 			size[a[0]] = int(a[1]) / 8
+			kind[a[0]] = map[bool]string{true: "int", false: "uint"}[a[2] == 1]
+		case opTypeFloat:
+			size[a[0]] = int(a[1]) / 8
+			kind[a[0]] = "float"
 		case opTypeVector:
 			size[a[0]] = size[a[1]] * int(a[2])
 		case opTypeArray:
@@ -74,18 +102,21 @@ func spirvPushLayout(t *testing.T, shader string) []pushMember {
 		case opTypeStruct:
 			structs[a[0]] = append([]uint32(nil), a[1:]...)
 		case opTypePointer:
-			if a[1] == storagePushConstant {
+			if a[1] == class {
 				pointee[a[0]] = a[2]
 			}
 		case opConstant:
 			constant[a[1]] = int(a[2])
 		case opVariable:
-			if a[2] == storagePushConstant {
-				block = pointee[a[0]]
+			if a[2] == class {
+				vars = append(vars, [2]uint32{a[0], a[1]})
 			}
 		case opDecorate:
-			if a[1] == decArrayStride {
+			switch a[1] {
+			case decArrayStride:
 				stride[a[0]] = int(a[2])
+			case decBinding:
+				bindings[a[0]] = int(a[2])
 			}
 		case opMemberDecorate:
 			if a[2] == decOffset {
@@ -97,20 +128,29 @@ func spirvPushLayout(t *testing.T, shader string) []pushMember {
 		}
 		i += wc
 	}
-	if block == 0 {
-		t.Fatalf("%s: no push-constant block", shader)
-	}
-	var out []pushMember
-	for m, ty := range structs[block] {
-		sz, ok := size[ty]
-		if arr, isArr := arrays[ty]; isArr {
-			// Arrays in our push structs are packed: the Go array's size must equal stride·length.
-			sz, ok = stride[ty]*constant[arr[1]], size[arr[0]] == stride[ty]
+	for _, v := range vars {
+		if b, ok := bindings[v[1]]; class == spirvStorageBuffer && (!ok || b != binding) {
+			continue
 		}
-		if !ok {
-			t.Fatalf("%s: push member %d has a type this check does not size", shader, m)
+		block := pointee[v[0]]
+		var out []blockMember
+		for m, ty := range structs[block] {
+			sz, ok := size[ty]
+			if arr, isArr := arrays[ty]; isArr {
+				// Arrays in our push structs are packed: the Go array's size must equal stride·length.
+				sz, ok = stride[ty]*constant[arr[1]], size[arr[0]] == stride[ty]
+			}
+			if !ok {
+				sz = -1
+			}
+			k := kind[ty]
+			if k == "" || size[ty] != 4 {
+				k = "other"
+			}
+			out = append(out, blockMember{offsets[block][uint32(m)], sz, k})
 		}
-		out = append(out, pushMember{offsets[block][uint32(m)], sz})
+		return out
 	}
-	return out
+	t.Fatalf("%s: no block in storage class %d (binding %d)", shader, class, binding)
+	return nil
 }
