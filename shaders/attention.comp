@@ -1,14 +1,15 @@
 #version 450
 // attention: o_i = Σ_j softmax_j(S_ij)·v_j, lse_i = log Σ_j exp(S_ij), S_ij = scale·q_i·k_j + M_ij (spec §2.5, §3).
 // bindings: 0 qkv [B·N, 3·H·DH], 1 o [B·N, H·DH], 2 lse [B, H, N] (f32 windows, offsets in push constants).
-// grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows; key tiles of BC rows.
+// grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows (COOPMAT: 16 per warp of
+// 32, R = 1); key tiles of BC rows.
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup
-layout(constant_id = 1) const uint R = 1;    // query rows per invocation: q0 + tid + r·WG
-layout(constant_id = 2) const uint BC = 32;  // keys per shared-memory tile
-layout(constant_id = 3) const uint DH = 64;  // head dim
+layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup (COOPMAT: a multiple of 32)
+layout(constant_id = 1) const uint R = 1;    // query rows per invocation: q0 + tid + r·WG (1 with COOPMAT)
+layout(constant_id = 2) const uint BC = 32;  // keys per shared-memory tile (COOPMAT: a multiple of 16)
+layout(constant_id = 3) const uint DH = 64;  // head dim (COOPMAT: a multiple of 16)
 
 #include "attention.glsl"
 
@@ -19,6 +20,10 @@ layout(std430, binding = 1) writeonly buffer O4 { vec4 o4[]; };
 layout(std430, binding = 2) writeonly buffer LSE { float lse[]; };
 DEFINE_LOAD4(loadQKV, qkv, qkv4)
 DEFINE_STORE4(storeO, o, o4)
+
+#ifdef COOPMAT
+#include "attention_coopmat.glsl"
+#else
 
 shared vec4 Ks[BC * D4];
 shared vec4 Vs[BC * D4];
@@ -101,3 +106,4 @@ void main() {
         }
     }
 }
+#endif

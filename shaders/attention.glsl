@@ -1,6 +1,7 @@
 // attention.glsl: push constants, indexing and vec4 row access shared by attention.comp,
 // attention_backward_dq.comp and attention_backward_dkv.comp (flash attention, spec §2.5, with the
-// block-causal mask of spec §3). Include it after the specialization constant DH (head dim).
+// block-causal mask of spec §3). Include it after the specialization constant DH (head dim). The COOPMAT
+// variants (tensor cores, f16 operands) have their mains in attention*_coopmat.glsl.
 //
 // Layouts (f32): qkv [B·N, 3·H·DH] with columns [q | k | v], head h at [h·DH, (h+1)·DH) of each part;
 // o, do [B·N, H·DH]; lse, delta [B, H, N]. Each binding is a window whose batch element 0 starts at the

@@ -1,14 +1,15 @@
 #version 450
 // attention_backward_dkv: dv_j = Σ_i P_ij·do_i, dk_j = scale·Σ_i P_ij(do_i·v_j − Δ_i)·q_i, P_ij = exp(S_ij − lse_i).
 // bindings: 0 dqkv [B·N, 3·H·DH] (dk, dv written), 1 qkv, 2 do [B·N, H·DH], 3 lse, 4 delta [B, H, N] (from _dq).
-// grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R key rows; query tiles of BQ rows.
+// grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R key rows (COOPMAT: 16 per
+// warp of 32, R = 1); query tiles of BQ rows.
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup
-layout(constant_id = 1) const uint R = 1;    // key rows per invocation: k0 + tid + r·WG
-layout(constant_id = 2) const uint BQ = 32;  // queries per shared-memory tile
-layout(constant_id = 3) const uint DH = 64;  // head dim
+layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup (COOPMAT: a multiple of 32)
+layout(constant_id = 1) const uint R = 1;    // key rows per invocation: k0 + tid + r·WG (1 with COOPMAT)
+layout(constant_id = 2) const uint BQ = 32;  // queries per shared-memory tile (COOPMAT: a multiple of 16)
+layout(constant_id = 3) const uint DH = 64;  // head dim (COOPMAT: a multiple of 16)
 
 #include "attention.glsl"
 
@@ -23,6 +24,10 @@ layout(std430, binding = 4) readonly buffer Delta { float delta[]; };
 DEFINE_LOAD4(loadQKV, qkv, qkv4)
 DEFINE_LOAD4(loadDO, dout, dout4)
 DEFINE_STORE4(storeDQKV, dqkv, dqkv4)
+
+#ifdef COOPMAT
+#include "attention_backward_dkv_coopmat.glsl"
+#else
 
 shared vec4 Qs[BQ * D4];
 shared vec4 Gs[BQ * D4];  // do rows
@@ -98,3 +103,4 @@ void main() {
         }
     }
 }
+#endif

@@ -1,14 +1,15 @@
 #version 450
 // attention_backward_dq: Δ_i = do_i·o_i, dq_i = scale·Σ_j P_ij(do_i·v_j − Δ_i)·k_j, P_ij = exp(S_ij − lse_i).
 // bindings: 0 dqkv [B·N, 3·H·DH] (dq written), 1 delta [B, H, N], 2 qkv, 3 o, 4 do [B·N, H·DH], 5 lse [B, H, N].
-// grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows; key tiles of BC rows.
+// grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows (COOPMAT: 16 per
+// warp of 32, R = 1); key tiles of BC rows.
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup
-layout(constant_id = 1) const uint R = 1;    // query rows per invocation: q0 + tid + r·WG
-layout(constant_id = 2) const uint BC = 32;  // keys per shared-memory tile
-layout(constant_id = 3) const uint DH = 64;  // head dim
+layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup (COOPMAT: a multiple of 32)
+layout(constant_id = 1) const uint R = 1;    // query rows per invocation: q0 + tid + r·WG (1 with COOPMAT)
+layout(constant_id = 2) const uint BC = 32;  // keys per shared-memory tile (COOPMAT: a multiple of 16)
+layout(constant_id = 3) const uint DH = 64;  // head dim (COOPMAT: a multiple of 16)
 
 #include "attention.glsl"
 
@@ -26,6 +27,10 @@ DEFINE_LOAD4(loadQKV, qkv, qkv4)
 DEFINE_LOAD4(loadO, o, o4)
 DEFINE_LOAD4(loadDO, dout, dout4)
 DEFINE_STORE4(storeDQKV, dqkv, dqkv4)
+
+#ifdef COOPMAT
+#include "attention_backward_dq_coopmat.glsl"
+#else
 
 shared vec4 Ks[BC * D4];
 shared vec4 Vs[BC * D4];
@@ -91,3 +96,4 @@ void main() {
         }
     }
 }
+#endif

@@ -1,6 +1,8 @@
 #version 450
-// gemm: C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] + bias, f32 accumulation; A, B f32/f16/bf16 (A_F16, ...).
-// bindings: 0 A [m,k] or [k,m], 1 B [k,n] or [n,k], 2 C [m,n] f32 (or split-K workspace), 3 bias [n] f32.
+// gemm: C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] + bias, f32 accumulation; A, B f32/f16/bf16 (A_F16, ...);
+// LOWRANK: + lowAlpha·keep⊙(U·op(V)), a fused LoRA path (gemm.glsl).
+// bindings: 0 A [m,k] or [k,m], 1 B [k,n] or [n,k], 2 C [m,n] f32 (or split-K workspace), 3 bias [n] f32;
+// LOWRANK: 4 U [m,r] f32, 5 V [r,n] or [n,r] f32, 6 dropout seed [1].
 // grid: (ceil(n/BN), ceil(m/BM), batch·splits) workgroups of WG invocations (spec constant 0).
 #include "common.glsl"
 #include "gemm.glsl"
@@ -28,17 +30,81 @@ const uint RB = BN / 4 + 1;
 shared vec4 As[BK * RA];
 shared vec4 Bs[BK * RB];
 
+// Per invocation: its TM×TN accumulators and place in the tile (set once by main).
+float acc[TM * TN];
+uint tid, tx, ty;
+
+// multiplyStaged adds the staged BK-deep tiles' product to acc.
+void multiplyStaged() {
+    [[dont_unroll]] for (uint kk = 0; kk < BK; kk++) {
+        vec4 av[TM / 4], bv[TN / 4];
+        [[unroll]] for (uint i = 0; i < TM / 4; i++) av[i] = As[kk * RA + ty * (TM / 4) + i];
+        [[unroll]] for (uint j = 0; j < TN / 4; j++) bv[j] = Bs[kk * RB + tx * (TN / 4) + j];
+        [[unroll]] for (uint i = 0; i < TM; i++)
+            [[unroll]] for (uint j = 0; j < TN; j++) acc[i * TN + j] = fma(av[i / 4][i % 4], bv[j / 4][j % 4], acc[i * TN + j]);
+    }
+}
+
+#if defined(LOWRANK) && !defined(LOWRANK_EPILOGUE)
+// lowRankFirst puts the low-rank term into acc, scaled so that storeC's alpha·acc gives lowAlpha·term,
+// before the main loop adds the base product: the term goes through the shared tiles like K steps of U
+// and V (as loads of a K-deep product cost per FMA, not 2·rank loads per element as lowRankAt's), and
+// the dropout mask, applying to the term alone, can still be applied to it.
+void lowRankFirst(uint m0, uint n0) {
+    const bool transV = (p.flags & GEMM_LOWRANK_TRANS_V) != 0u;
+    for (uint k0 = 0; k0 < p.rank; k0 += BK) {
+        [[dont_unroll]] for (uint r = 0; r < BM * BK / WG; r++) {
+            const uint i = r * WG + tid;
+            const uint mm = i / BK, kk = i % BK, gm = m0 + mm, gk = k0 + kk;
+            As[kk * RA + mm / 4][mm % 4] = gm < p.m && gk < p.rank ? lowU[p.offU + gm * p.ldu + gk] : 0.0;
+        }
+        [[dont_unroll]] for (uint r = 0; r < BK * BN / WG; r++) {
+            const uint i = r * WG + tid;
+            const uint nn = transV ? i / BK : i % BN, kk = transV ? i % BK : i / BN;
+            const uint gn = n0 + nn, gk = k0 + kk;
+            float v = 0.0;
+            if (gn < p.n && gk < p.rank) v = lowV[p.offV + (transV ? gn * p.ldv + gk : gk * p.ldv + gn)];
+            Bs[kk * RB + nn / 4][nn % 4] = v;
+        }
+        barrier();
+        multiplyStaged();
+        barrier();
+    }
+    const float f = p.lowAlpha / p.alpha;
+    if ((p.flags & GEMM_LOWRANK_MASK) == 0u) {
+        [[unroll]] for (uint i = 0; i < TM * TN; i++) acc[i] *= f;
+        return;
+    }
+    // Row by row with the rows rotated through acc[0..TN), as the store loop, to keep indices constant.
+    [[dont_unroll]] for (uint i = 0; i < TM; i++) {
+        const uint row = m0 + ty * TM + i;
+        float first[TN];
+        [[unroll]] for (uint j = 0; j < TN; j++) {
+            const uint col = n0 + tx * TN + j;
+            // A select, not a multiply by the mask: a dropped element is 0 even when the term is not finite.
+            first[j] = dropoutKeep(maskSeed[0], p.maskSalt, p.maskFirst + row * p.maskLd + col, p.maskThreshold) ? acc[j] * f : 0.0;
+        }
+        [[unroll]] for (uint r = 0; r < TM - 1; r++)
+            [[unroll]] for (uint j = 0; j < TN; j++) acc[r * TN + j] = acc[(r + 1) * TN + j];
+        [[unroll]] for (uint j = 0; j < TN; j++) acc[(TM - 1) * TN + j] = first[j];
+    }
+}
+#endif
+
 void main() {
-    const uint tid = gl_LocalInvocationID.x;
-    const uint tx = tid % TX, ty = tid / TX;
+    tid = gl_LocalInvocationID.x;
+    tx = tid % TX;
+    ty = tid / TX;
     const uint batch = gl_WorkGroupID.z / p.splits, slice = gl_WorkGroupID.z % p.splits;
     const uint m0 = gl_WorkGroupID.y * BM, n0 = gl_WorkGroupID.x * BN;
     const uint kBegin = slice * p.kSplit, kEnd = min(p.k, kBegin + p.kSplit);
     const uint baseA = p.offA + batch * p.sa, baseB = p.offB + batch * p.sb;
     const bool transA = (p.flags & GEMM_TRANS_A) != 0u, transB = (p.flags & GEMM_TRANS_B) != 0u;
 
-    float acc[TM * TN];
     [[unroll]] for (uint i = 0; i < TM * TN; i++) acc[i] = 0.0;
+#if defined(LOWRANK) && !defined(LOWRANK_EPILOGUE)
+    lowRankFirst(m0, n0);
+#endif
 
     for (uint k0 = kBegin; k0 < kEnd; k0 += BK) {
         // Consecutive invocations load consecutive addresses of the stored layout.
@@ -59,13 +125,7 @@ void main() {
             Bs[kk * RB + nn / 4][nn % 4] = v;
         }
         barrier();
-        [[dont_unroll]] for (uint kk = 0; kk < BK; kk++) {
-            vec4 av[TM / 4], bv[TN / 4];
-            [[unroll]] for (uint i = 0; i < TM / 4; i++) av[i] = As[kk * RA + ty * (TM / 4) + i];
-            [[unroll]] for (uint j = 0; j < TN / 4; j++) bv[j] = Bs[kk * RB + tx * (TN / 4) + j];
-            [[unroll]] for (uint i = 0; i < TM; i++)
-                [[unroll]] for (uint j = 0; j < TN; j++) acc[i * TN + j] = fma(av[i / 4][i % 4], bv[j / 4][j % 4], acc[i * TN + j]);
-        }
+        multiplyStaged();
         barrier();
     }
 

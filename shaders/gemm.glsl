@@ -1,5 +1,6 @@
 // gemm.glsl: what every gemm variant shares: the push block (mirrored by gemmPush in vk/gemm.go), the
-// bindings, dtype-converting loads of A and B, and the epilogue C = alpha·acc + beta·C + bias.
+// bindings, dtype-converting loads of A and B, and the epilogue C = alpha·acc + beta·C + bias (+ LOWRANK:
+// the low-rank term lowAlpha·keep⊙(U·op(V)), a LoRA path summed into the base product's output).
 #extension GL_EXT_control_flow_attributes : enable
 
 // Flags; beta == 0 must not read C (it may hold NaN, and NaN·0 is NaN), so BETA is a flag.
@@ -7,6 +8,8 @@
 #define GEMM_TRANS_B 2u
 #define GEMM_BIAS 4u
 #define GEMM_BETA 8u
+#define GEMM_LOWRANK_TRANS_V 16u // V stored [n, rank], else [rank, n]
+#define GEMM_LOWRANK_MASK 32u    // the low-rank term is masked by dropoutKeep
 
 layout(push_constant) uniform P {
     uint m, n, k;          // this dispatch's product: op(A) [m,k], op(B) [k,n]
@@ -19,6 +22,11 @@ layout(push_constant) uniform P {
     uint splits;           // K slices; gl_WorkGroupID.z = batch·splits + slice
     uint flags;            // GEMM_*
     float alpha, beta;
+    // LOWRANK: U [m, rank] (row length ldu) · op(V) [rank, n] (V row length ldv), both f32 at element offsets
+    // offU, offV; element (row, col) of the term has dropout index maskFirst + row·maskLd + col.
+    uint rank, ldu, ldv, offU, offV;
+    uint maskFirst, maskLd, maskSalt, maskThreshold;
+    float lowAlpha;
 } p;
 
 // A and B are read as 32-bit words whatever their dtype, so that f16 and bf16 need no 16-bit storage
@@ -35,6 +43,29 @@ layout(std430, binding = 1) readonly buffer BufB { float b[]; };
 #endif
 layout(std430, binding = 2) buffer BufC { float c[]; };
 layout(std430, binding = 3) readonly buffer BufBias { float bias[]; };
+
+#ifdef LOWRANK
+#include "dropout.glsl"
+layout(std430, binding = 4) readonly buffer BufU { float lowU[]; };
+layout(std430, binding = 5) readonly buffer BufV { float lowV[]; };
+layout(std430, binding = 6) readonly buffer BufSeed { uint maskSeed[]; };
+
+// lowRankAt is element (row, col) of the low-rank term, added by storeC in the COOPMAT variant (whose
+// accumulators are opaque fragments; the scalar variant stages the term through its tiles, gemm.comp's
+// lowRankFirst) and in the LOWRANK_EPILOGUE variant, the scalar twin that tests it on any device. It
+// costs 2·rank loads per element; the rows of U and V it reads are shared by a tile and stay in cache.
+float lowRankAt(uint row, uint col) {
+    if ((p.flags & GEMM_LOWRANK_MASK) != 0u && !dropoutKeep(maskSeed[0], p.maskSalt, p.maskFirst + row * p.maskLd + col, p.maskThreshold))
+        return 0.0;
+    const bool transV = (p.flags & GEMM_LOWRANK_TRANS_V) != 0u;
+    const uint eu = p.offU + row * p.ldu;
+    const uint ev = transV ? p.offV + col * p.ldv : p.offV + col;
+    const uint sv = transV ? 1u : p.ldv;
+    float t = 0.0;
+    for (uint j = 0; j < p.rank; j++) t = fma(lowU[eu + j], lowV[ev + j * sv], t);
+    return p.lowAlpha * t;
+}
+#endif
 
 float f16At(uint w, uint e) { return unpackHalf2x16(w)[e & 1u]; }
 float bf16At(uint w, uint e) { return uintBitsToFloat((e & 1u) != 0u ? (w & 0xffff0000u) : (w << 16)); }
@@ -61,10 +92,14 @@ float loadB(uint e) {
 
 // storeC writes element (row, col) of output matrix `batch` (slice `slice` of a split-K workspace when
 // splitStride != 0; the host then clears alpha's and beta's flags and the reduce kernel applies them).
+// The host never splits K or batches a LOWRANK product.
 void storeC(uint batch, uint slice, uint row, uint col, float acc) {
     uint e = p.offC + slice * p.splitStride + batch * p.sc + row * p.ldc + col;
     float v = p.alpha * acc;
     if ((p.flags & GEMM_BETA) != 0u) v += p.beta * c[e];
     if ((p.flags & GEMM_BIAS) != 0u) v += bias[p.offBias + col];
+#if defined(LOWRANK) && (defined(COOPMAT) || defined(LOWRANK_EPILOGUE))
+    v += lowRankAt(row, col);
+#endif
     c[e] = v;
 }

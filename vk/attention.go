@@ -34,14 +34,16 @@ type attnPush struct {
 // AttentionForward: o[b·N+i, h·dh:(h+1)·dh] = softmax_j(q_i·k_j·scale + mask) v_j, reading q, k, v from
 // qkv [B·N, 3·H·dh] (f32); o [B·N, H·dh] f32; lse [B, H, N] f32 saves the per-row log-sum-exp for backward.
 // Flash-style: online softmax in f32, no N×N matrix in memory; key blocks wholly above the block-causal
-// diagonal are skipped (not masked).
+// diagonal are skipped (not masked). Where the cooperative-matrix path is on (Device.CoopMat) and dh is a
+// multiple of 16, q, k, v and P are rounded to f16 for the tensor cores (f32 accumulation and softmax
+// statistics); otherwise everything is f32.
 func AttentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape) {
-	attentionForward(s, o, lse, qkv, sh, 0)
+	attentionForward(s, o, lse, qkv, sh, 0, s.attnDefaultPath(sh))
 }
 
 // attentionForward is AttentionForward with at most nb batch elements per dispatch (0: as many as the
-// device's binding range allows).
-func attentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape, nb int) {
+// device's binding range allows) on the given path.
+func attentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape, nb int, path attnPath) {
 	d := sh.Heads * sh.HeadDim
 	args := []attnArg{{"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0}}
 	sh.check("AttentionForward", args)
@@ -49,7 +51,10 @@ func attentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape, nb int) {
 	// bytes of one head row as vec4s.
 	row := 16 * ((sh.HeadDim + 3) / 4)
 	c := attnPick(s.d, sh.HeadDim, func(tile, blockRows int) int { return tile * (2*row + 4*blockRows) })
-	k := kernel{"attention", c.spec(sh.HeadDim)}
+	if path.coop {
+		c = path.config(s.d, "attention", sh.HeadDim)
+	}
+	k := kernel{path.shader("attention"), c.spec(sh.HeadDim)}
 	sh.chunks(s, args, nb, func(nb int, w []Tensor, off []int) {
 		push := sh.push()
 		push.QKVOff, push.OOff, push.LSEOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
@@ -62,13 +67,16 @@ func attentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape, nb int) {
 //
 // FlashAttention-2 without float atomics: a first kernel over query blocks computes delta and dq, a second
 // over key blocks recomputes P from lse and computes dk and dv. Both skip the blocks the mask hides.
+//
+// On the cooperative-matrix path (as for AttentionForward) q, k, v, do, P and dS are rounded to f16 for the
+// products; delta, P's statistics and every accumulation stay f32.
 func AttentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnShape) {
-	attentionBackward(s, dqkv, delta, do, qkv, o, lse, sh, 0)
+	attentionBackward(s, dqkv, delta, do, qkv, o, lse, sh, 0, s.attnDefaultPath(sh))
 }
 
 // attentionBackward is AttentionBackward with at most nb batch elements per dispatch (0: as many as the
-// device's binding range allows).
-func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnShape, nb int) {
+// device's binding range allows) on the given path.
+func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnShape, nb int, path attnPath) {
 	d := sh.Heads * sh.HeadDim
 	args := []attnArg{
 		{"dqkv", dqkv, 3 * d}, {"delta", delta, 0}, {"do", do, d}, {"qkv", qkv, 3 * d}, {"o", o, d}, {"lse", lse, 0},
@@ -79,8 +87,12 @@ func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnSh
 	row := 16 * ((sh.HeadDim + 3) / 4)
 	cdq := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * 2 * row })
 	cdkv := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * (2*row + 8) })
-	kdq := kernel{"attention_backward_dq", cdq.spec(sh.HeadDim)}
-	kdkv := kernel{"attention_backward_dkv", cdkv.spec(sh.HeadDim)}
+	if path.coop {
+		cdq = path.config(s.d, "attention_backward_dq", sh.HeadDim)
+		cdkv = path.config(s.d, "attention_backward_dkv", sh.HeadDim)
+	}
+	kdq := kernel{path.shader("attention_backward_dq"), cdq.spec(sh.HeadDim)}
+	kdkv := kernel{path.shader("attention_backward_dkv"), cdkv.spec(sh.HeadDim)}
 	sh.chunks(s, args, nb, func(nb int, w []Tensor, off []int) {
 		push := sh.push()
 		push.DQKVOff, push.DeltaOff, push.DOOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
@@ -92,14 +104,24 @@ func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnSh
 }
 
 // attnConfig is the launch shape of the attention kernels: wg invocations per workgroup, each handling
-// rows query (or key) rows, and tile rows of the other side staged in shared memory per step.
+// rows query (or key) rows, and tile rows of the other side staged in shared memory per step. The
+// cooperative-matrix kernels (coop) give each warp of 32 invocations 16 rows instead, with rows = 1.
 type attnConfig struct {
 	wg, rows, tile int
+	coop           bool
 }
 
 // spec lists the specialization constants of the attention kernels: WG, R, tile, DH.
 func (c attnConfig) spec(dh int) []uint32 {
 	return []uint32{uint32(c.wg), uint32(c.rows), uint32(c.tile), uint32(dh)}
+}
+
+// blockRows is the number of query (or key) rows a workgroup handles.
+func (c attnConfig) blockRows() int {
+	if c.coop {
+		return c.wg / 32 * 16
+	}
+	return c.wg * c.rows
 }
 
 // attnPick chooses the launch shape for head dim dh. On a CPU device (lavapipe) every shared-memory or
@@ -131,9 +153,9 @@ func (sh AttnShape) push() attnPush {
 	return attnPush{N: uint32(sh.N), Heads: uint32(sh.Heads), Frame: uint32(frame), Scale: scale}
 }
 
-// grid covers nb batch elements: one workgroup per block of wg·rows rows, head and batch element.
+// grid covers nb batch elements: one workgroup per block of rows, head and batch element.
 func (sh AttnShape) grid(c attnConfig, nb int) [3]int {
-	br := c.wg * c.rows
+	br := c.blockRows()
 	return [3]int{(sh.N + br - 1) / br, sh.Heads, nb}
 }
 
@@ -193,4 +215,119 @@ func (sh AttnShape) chunks(s *Stream, args []attnArg, nb int, fn func(nb int, wi
 		}
 		fn(n, win, off)
 	}
+}
+
+// attnPath is how one call runs: the scalar kernels, or (coop) the cooperative-matrix ones of
+// attention*_coopmat.glsl, emulated: their COOPMAT_EMULATE build, which any device runs and the tests use
+// where there are no tensor cores. warps and tile force the launch shape (0: attnCoopPick's).
+type attnPath struct {
+	coop, emulated bool
+	warps, tile    int
+}
+
+// attnDefaultPath is the path of the public ops: cooperative matrices where the device has them enabled,
+// the head dim is a multiple of the fragment size and every kernel has a launch shape that fits, else the
+// scalar kernels.
+func (s *Stream) attnDefaultPath(sh AttnShape) attnPath {
+	return attnPath{coop: attnCoopUsable(s.d, sh.HeadDim)}
+}
+
+// attnCoopUsable reports whether the public ops take the cooperative-matrix path on d for head dim dh.
+func attnCoopUsable(d *Device, dh int) bool {
+	if dh%16 != 0 || !attnCoopOK(d) {
+		return false
+	}
+	for _, k := range []string{"attention", "attention_backward_dq", "attention_backward_dkv"} {
+		if _, ok := attnCoopPick(d, k, dh, false, attnCoopShapes); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// shader is the compiled module of kernel on this path: kernel, kernel.coopmat or kernel.coopmat.emulated.
+func (p attnPath) shader(kernel string) string {
+	switch {
+	case p.coop && p.emulated:
+		return kernel + ".coopmat.emulated"
+	case p.coop:
+		return kernel + ".coopmat"
+	}
+	return kernel
+}
+
+// config is the cooperative-matrix launch shape of kernel for head dim dh: the forced one, or the first
+// of attnCoopShapes that fits the device.
+func (p attnPath) config(d *Device, kernel string, dh int) attnConfig {
+	if dh%16 != 0 {
+		panic(fmt.Sprintf("vk: %s: cooperative-matrix path needs HeadDim a multiple of 16, got %d", kernel, dh))
+	}
+	shapes := attnCoopShapes
+	if p.warps > 0 {
+		shapes = [][2]int{{p.warps, p.tile}}
+	}
+	c, ok := attnCoopPick(d, kernel, dh, p.emulated, shapes)
+	if !ok {
+		panic(fmt.Sprintf("vk: %s: no cooperative-matrix launch shape among %v fits %d bytes of shared memory for HeadDim %d",
+			kernel, shapes, d.Info.SharedMemory, dh))
+	}
+	return c
+}
+
+// attnCoopPick returns the first of shapes (warps, tile) whose kernel fits d at head dim dh.
+func attnCoopPick(d *Device, kernel string, dh int, lazy bool, shapes [][2]int) (attnConfig, bool) {
+	for _, wt := range shapes {
+		if attnCoopShared(kernel, dh, wt[0], wt[1], lazy) <= d.Info.SharedMemory && 32*wt[0] <= d.Info.MaxWorkgroupInvoc {
+			return attnConfig{wg: 32 * wt[0], rows: 1, tile: wt[1], coop: true}, true
+		}
+	}
+	return attnConfig{}, false
+}
+
+// attnCoopShapes are the cooperative-matrix launch shapes (warps of 32 invocations, tile rows) in order of
+// preference: more warps share each staged tile, longer tiles take fewer barriers. On a 48 KiB device at
+// dh = 64 the forward kernel gets 4×64, the backward ones 4×32.
+var attnCoopShapes = [][2]int{{4, 64}, {4, 32}, {2, 64}, {2, 32}, {4, 16}, {2, 16}, {1, 16}}
+
+// attnCoopOK reports whether the real cooperative-matrix kernels can run on d: NV cooperative matrices
+// enabled with a 16×16×16 f16·f16+f32 shape, and 32-wide subgroups (a warp is a subgroup).
+func attnCoopOK(d *Device) bool {
+	if !d.CoopMat() || d.Info.SubgroupSize != 32 {
+		return false
+	}
+	for _, sh := range d.Info.CoopMatShapes {
+		if sh.M == 16 && sh.N == 16 && sh.K == 16 && sh.AType == "f16" && sh.BType == "f16" && sh.CType == "f32" && sh.DType == "f32" {
+			return true
+		}
+	}
+	return false
+}
+
+// attnCoopShared is the shared memory in bytes of cooperative-matrix kernel ("attention",
+// "attention_backward_dq" or "attention_backward_dkv") at head dim dh, warps and tile, as its main in
+// shaders/<kernel>_coopmat.glsl lays it out. Head rows are f16 padded by 8 halves; scratch rows f32 padded
+// by 4 floats. The operands a warp keeps for the whole kernel (q for the forward, q and do for dq, k and v
+// for dkv) have their own space when lazy (the emulation reads operands from shared memory); on NV they
+// are loaded into registers and the tiles reuse their space.
+func attnCoopShared(kernel string, dh, warps, tile int, lazy bool) int {
+	const word = 16 // bytes of a uvec4
+	block := 16 * warps
+	hs := dh/8 + 1            // f16 head row, uvec4s
+	ss := max(tile, dh)/4 + 1 // f32 scratch row wide enough for a tile or an output row
+	sp := tile/4 + 1          // f32 scratch row of a tile
+	var keep, rest, extra int // uvec4s, uvec4s, bytes
+	switch kernel {
+	case "attention": // q; k, v tiles; S/P/o scratch; lHalf, rescale
+		keep, rest, extra = block*hs, 2*tile*hs+warps*16*ss, 4*2*block+4
+	case "attention_backward_dq": // q, do; k, v tiles; S/dS/dq and dP scratch; dHalf
+		keep, rest, extra = 2*block*hs, 2*tile*hs+warps*16*(ss+sp), 4*2*block
+	case "attention_backward_dkv": // k, v; q, do tiles; Sᵀ/Pᵀ/dk/dv and dPᵀ/dSᵀ scratch; (lse, delta) per query
+		keep, rest, extra = 2*block*hs, 2*tile*hs+warps*16*(ss+sp), 8*tile
+	default:
+		panic("vk: attnCoopShared: unknown kernel " + kernel)
+	}
+	if lazy {
+		return word*(keep+rest) + extra
+	}
+	return word*max(keep, rest) + extra
 }

@@ -53,7 +53,7 @@ type DeviceInfo struct {
 
 // Options select and configure the device. The zero value picks the best device without validation;
 // Open also honours VJEPA_VK_DEVICE (index or name substring), VJEPA_VK_VALIDATE=1 and
-// VJEPA_VK_COOPMAT=1 (tensor-core GEMMs, see CoopMat).
+// VJEPA_VK_COOPMAT=1 (tensor-core kernels, see CoopMat).
 type Options struct {
 	Device   string // index or case-insensitive name substring; "" = best
 	Validate bool
@@ -62,9 +62,11 @@ type Options struct {
 	OnMessage func(severity, msg string)
 	// BlockBytes is the size of each device-local block tensors are carved from (default 256 MiB).
 	BlockBytes uint64
-	// CoopMat enables the cooperative-matrix (tensor-core) GEMM where the device has it. It is opt-in:
-	// the current kernel is 1.6× faster per training step on an H100 but its GPU test has not completed
-	// on real hardware yet (it passed in emulation); the scalar path is verified on every device.
+	// CoopMat enables the cooperative-matrix (tensor-core) kernels where the device has them: GEMMs with
+	// f16 weights, and flash attention with f16 operands (f32 statistics and accumulation). It is opt-in:
+	// the GEMM made a training step 1.6× faster on an H100, but the current GEMM and attention kernels
+	// have passed their tests only in emulation (tools/gpu/check.sh runs them on hardware); the scalar
+	// paths are verified on every device.
 	CoopMat bool
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+
+	"github.com/vjepa-vk/vjepa-vk/vk/ref"
 )
 
 // GemmOpts: C = Alpha·op(A)·op(B) + Beta·C (+ Bias broadcast over rows). Alpha 0 means 1 (so the zero
@@ -19,6 +21,22 @@ type GemmOpts struct {
 	StrideA, StrideB, StrideC int
 	SplitK                    int
 	Workspace                 Tensor // optional f32 scratch for split-K partials; if absent and split-K would help, no split
+	LowRank                   GemmLowRank
+}
+
+// GemmLowRank is a rank-r term summed into a GEMM's output by its epilogue: a LoRA path fused into the base
+// product instead of run as a second GEMM over C. C += Alpha·keep⊙(U·op(V)), U [M, r] f32, op(V) [r, N] f32
+// stored [r, N] or, with TransV, [N, r]. With a Seed, element (i, j) of the term is kept where
+// Dropout(seed, Salt, P) keeps element i·N + j (the index of a contiguous [M, N] tensor) and scaled by
+// 1/(1−P): the gradient of a dropped-out input, DropoutBackward, without writing it out. The zero value
+// (U invalid) is no term. The product must not be batched; split-K is off for it.
+type GemmLowRank struct {
+	U, V   Tensor
+	TransV bool
+	Alpha  float32 // 0 means 1
+	Seed   Tensor  // optional one-element 32-bit device tensor, as Dropout's
+	P      float32
+	Salt   uint32
 }
 
 // Gemm computes C[M,N] (f32) = α·op(A)·op(B) + β·C + bias, op(A) [M,K] stored [M,K] or, with TransA,
@@ -65,6 +83,10 @@ type gemmPush struct {
 	Splits                 uint32
 	Flags                  uint32
 	Alpha, Beta            float32
+	// LOWRANK variants only (see gemmLow).
+	Rank, LdU, LdV, OffU, OffV              uint32
+	MaskFirst, MaskLd, MaskSalt, MaskThresh uint32
+	LowAlpha                                float32
 }
 
 // gemmReducePush mirrors the push block of shaders/gemm_reduce.comp.
@@ -83,6 +105,8 @@ const (
 	gemmTransB
 	gemmBias
 	gemmBeta
+	gemmLowRankTransV
+	gemmLowRankMask
 )
 
 // Split-K policy: split only when the output has fewer nominal 64×64 tiles than the device has
@@ -100,6 +124,9 @@ const (
 type gemmEnv struct {
 	maxBinding uint64
 	coopmat    bool
+	// lowRankEpilogue runs a scalar low-rank product with the term added per element by storeC, as the
+	// COOPMAT variant adds it, so that tests check that code on devices without cooperative matrices.
+	lowRankEpilogue bool
 }
 
 // gemmTile is one shader configuration: workgroup size and the specialization constants 0..5.
@@ -170,6 +197,28 @@ type gemmProblem struct {
 	sa, sb, sc                int
 	offA, offB, offC, offBias int
 	alpha, beta               float32
+	low                       *gemmLow // nil: no low-rank term (or a K chunk after the first)
+}
+
+// gemmLow is the low-rank term of one (sub-)product: whole tensors and element offsets of its first
+// elements, like gemmProblem's.
+type gemmLow struct {
+	u, v, seed        Tensor // seed invalid: no mask
+	rank, ldu, ldv    int
+	offU, offV        int
+	transV            bool
+	alpha             float32 // includes the dropout scale
+	salt, threshold   uint32
+	maskFirst, maskLd int
+}
+
+func (l *gemmLow) extentU(m int) int { return extent(1, 0, m, l.rank, l.ldu) }
+
+func (l *gemmLow) extentV(n int) int {
+	if l.transV {
+		return extent(1, 0, n, l.rank, l.ldv)
+	}
+	return extent(1, 0, l.rank, n, l.ldv)
 }
 
 // extent is the number of elements from an operand's first element to one past its last, over all
@@ -270,10 +319,55 @@ func (s *Stream) gemm(c, a, b Tensor, o GemmOpts, env gemmEnv) {
 	if o.Workspace.Valid() && o.Workspace.DType != F32 {
 		panic("vk: gemm: workspace must be f32, got " + o.Workspace.String())
 	}
+	if o.LowRank.U.Valid() {
+		p.low = newGemmLow(&p, o.LowRank, a)
+	}
 	if p.m == 0 || p.n == 0 || p.batch == 0 {
 		return
 	}
 	s.gemmChunked(p, o, env)
+}
+
+// newGemmLow checks a low-rank term against its product and returns its plan.
+func newGemmLow(p *gemmProblem, lr GemmLowRank, a Tensor) *gemmLow {
+	if p.batch > 1 {
+		panic(fmt.Sprintf("vk: gemm: a low-rank term needs an unbatched product, got batch %d", p.batch))
+	}
+	if a.DType != F32 {
+		panic("vk: gemm: a low-rank term needs an f32 A, got " + a.String())
+	}
+	u, v := lr.U, lr.V
+	if u.DType != F32 || v.DType != F32 || len(u.Shape) != 2 || len(v.Shape) != 2 {
+		panic(fmt.Sprintf("vk: gemm: low-rank U %v and V %v must be f32 matrices", u, v))
+	}
+	l := &gemmLow{u: u, v: v, rank: u.Shape[1], ldu: u.Shape[1], ldv: v.Shape[1], transV: lr.TransV, alpha: lr.Alpha}
+	vr, vn := v.Shape[0], v.Shape[1]
+	if lr.TransV {
+		vr, vn = vn, vr
+	}
+	if u.Shape[0] != p.m || vr != l.rank || vn != p.n {
+		panic(fmt.Sprintf("vk: gemm: low-rank U %v · op(V %v) (transV=%v) for C [%d, %d]: want U [%d, r] and op(V) [r, %d]",
+			u.Shape, v.Shape, lr.TransV, p.m, p.n, p.m, p.n))
+	}
+	if l.alpha == 0 {
+		l.alpha = 1
+	}
+	if lr.Seed.Valid() {
+		checkNumel("gemm low-rank mask", "seed", lr.Seed, 1)
+		if lr.Seed.DType.Size() != 4 {
+			panic(fmt.Sprintf("vk: gemm: low-rank mask seed %v, want a 32-bit dtype", lr.Seed))
+		}
+		if !(lr.P >= 0 && lr.P < 1) {
+			panic(fmt.Sprintf("vk: gemm: low-rank mask p = %v, want 0 <= p < 1", lr.P))
+		}
+		if uint64(p.m)*uint64(p.n) > 1<<32 {
+			panic(fmt.Sprintf("vk: gemm: masked low-rank term of %d×%d elements exceeds the hash index range", p.m, p.n))
+		}
+		l.seed, l.salt, l.maskLd = lr.Seed, lr.Salt, p.n
+		l.threshold = ref.DropoutThreshold(float64(lr.P))
+		l.alpha *= float32(ref.DropoutScale(float64(lr.P)))
+	}
+	return l
 }
 
 // gemmLimit is the most elements of dtype dt one window may span under maxBinding, leaving room for the
@@ -375,8 +469,19 @@ func (s *Stream) gemmChunked(p gemmProblem, o GemmOpts, env gemmEnv) {
 				}
 				q.offC += m0*p.ldc + n0
 				q.offBias += n0
+				if p.low != nil {
+					l := *p.low
+					l.offU += m0 * l.ldu
+					if l.transV {
+						l.offV += n0 * l.ldv
+					} else {
+						l.offV += n0
+					}
+					l.maskFirst += m0*l.maskLd + n0
+					q.low = &l
+				}
 				if k0 > 0 { // later K chunks add to the first one's result
-					q.beta, q.bias = 1, Tensor{}
+					q.beta, q.bias, q.low = 1, Tensor{}, nil
 				}
 				s.gemmRun(q, o, env)
 			}
@@ -440,14 +545,22 @@ func (s *Stream) gemmPick(p *gemmProblem, env gemmEnv) (string, gemmTile) {
 	// activations rounded to f16 as they are staged (fp16 compute, f32 accumulation). f32·f32 and bf16
 	// products stay on the exact scalar path.
 	if env.coopmat && p.b.DType == F16 && (p.a.DType == F16 || p.a.DType == F32) && p.m >= 16 && p.n >= 16 && p.k >= 16 && gemmCoopOK(s.d) {
-		if p.a.DType == F32 {
+		switch {
+		case p.low != nil:
+			return "gemm.coopmat.lowrank.f32_f16", gemmCoopTile()
+		case p.a.DType == F32:
 			return "gemm.coopmat.f32_f16", gemmCoopTile()
 		}
 		return "gemm.coopmat", gemmCoopTile()
 	}
 	name := "gemm"
+	if p.low != nil && env.lowRankEpilogue && p.b.DType == F16 {
+		name = "gemm.lowrank_epilogue"
+	} else if p.low != nil {
+		name += ".lowrank" // A is f32
+	}
 	if p.a.DType != F32 || p.b.DType != F32 {
-		name = "gemm." + p.a.DType.String() + "_" + p.b.DType.String()
+		name += "." + p.a.DType.String() + "_" + p.b.DType.String()
 	}
 	set := gemmScalarTiles(s.d.Info.Type == "cpu")
 	t := set.medium
@@ -493,6 +606,9 @@ func b32(v bool) uint32 {
 func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	shader, tile := s.gemmPick(&p, env)
 	splits, kSplit := gemmSplits(s.d, env.maxBinding, p.m, p.n, p.k, p.batch, o.SplitK)
+	if p.low != nil {
+		splits, kSplit = 1, p.k
+	}
 	need := splits * p.batch * p.m * p.n
 	if splits > 1 && (!o.Workspace.Valid() || o.Workspace.Numel() < need) {
 		if o.SplitK > 1 {
@@ -538,6 +654,24 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	k := kernel{shader, tile.spec()}
 	if tile.coop {
 		k.spec = append(k.spec, b32(p.transA), b32(p.transB))
+	}
+	if p.low != nil {
+		l := p.low
+		uw, offU := s.gemmWindow(l.u, l.offU, l.offU+l.extentU(p.m))
+		vw, offV := s.gemmWindow(l.v, l.offV, l.offV+l.extentV(p.n))
+		seedW := uw // bound but unread without a mask
+		push.Rank, push.LdU, push.LdV, push.OffU, push.OffV = uint32(l.rank), uint32(l.ldu), uint32(l.ldv), offU, offV
+		push.LowAlpha = l.alpha
+		if l.transV {
+			push.Flags |= gemmLowRankTransV
+		}
+		if l.seed.Valid() {
+			seedW = l.seed
+			push.Flags |= gemmLowRankMask
+			push.MaskFirst, push.MaskLd, push.MaskSalt, push.MaskThresh = uint32(l.maskFirst), uint32(l.maskLd), l.salt, l.threshold
+		}
+		s.dispatch("gemm.lowrank", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(uw), in(vw), in(seedW))
+		return
 	}
 	if splits == 1 {
 		s.dispatch("gemm", k, push, groups, in(aw), in(bw), out(cw), in(biasW))
