@@ -92,7 +92,7 @@ func (e *Encoder) newPass(a *tensorAlloc, B, F, H, W int) (*EncoderPass, error) 
 	ep.x, ep.y, ep.tmp = a.f32(R, c.Dim), a.f32(R, c.Dim), a.f32(R, c.Dim)
 	ep.Out, ep.OutLN = a.f32(R, c.Dim), a.f32(R, c.Dim)
 	ep.mean, ep.rstd = a.f32(R), a.f32(R)
-	ep.acts = a.blockActs(R, c.Dim, c.MLPHidden, 1, B*c.Heads*tok, false)
+	ep.acts = a.blockActs(R, c.Dim, c.MLPHidden, B*c.Heads*tok)
 	ep.owned = a.owned
 	if a.err != nil {
 		ep.Free()
@@ -123,7 +123,7 @@ func (ep *EncoderPass) Forward(s *vk.Stream) {
 	attn := vk.AttnShape{B: ep.B, N: ep.Tokens, Heads: c.Heads, HeadDim: c.Dim / c.Heads}
 	x, y := ep.x, ep.y
 	for _, b := range e.blocks {
-		b.forward(s, y, x, ep.acts, ep.tmp, rope, attn, dropout{})
+		b.forward(s, y, x, ep.acts, ep.tmp, rope, attn, dropout{}, nil)
 		x, y = y, x
 	}
 	vk.LayerNorm(s, ep.Out, ep.mean, ep.rstd, x, e.norm.w, e.norm.b, e.norm.eps)

@@ -39,6 +39,7 @@ type linear struct {
 	in, out int
 	w, b    vk.Tensor // w [out, in] in the base precision; b [out] f32
 	lora    *LoRA
+	thin    bool      // run the adapter as separate GEMMs over the output (LoRAThin) instead of fused
 	gw, gb  vk.Tensor // f32 gradients of w and b, accumulated; only after Predictor.EnableWeightGrads
 }
 
@@ -114,18 +115,28 @@ func (d dropout) view(rows, cols int) vk.Tensor {
 }
 
 // forward records y [rows, out] = x·Wᵀ + b (+ LoRA: scale·(drop(x)·Aᵀ)·Bᵀ, keeping t = drop(x)·Aᵀ
-// [rows, r] for backward). t is ignored without an adapter.
+// [rows, r] for backward). t is ignored without an adapter. Fused, the adapter's second product is the
+// base GEMM's low-rank epilogue; thin, it is a GEMM of its own that reads and writes y again.
 func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor, drop dropout) {
-	vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
-	if a := l.lora; a != nil {
-		vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
-		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
+	a := l.lora
+	if a == nil {
+		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
+		return
 	}
+	vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
+	if l.thin {
+		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
+		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
+		return
+	}
+	vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b,
+		LowRank: vk.GemmLowRank{U: t, V: a.B, TransV: true, Alpha: a.Scale}})
 }
 
 // backward records dx (overwritten, or accumulated when acc) = dy·W (+ LoRA path) and accumulates the
 // adapter's gradients: dB += scale·dyᵀ·t, dA += (scale·dy·B)ᵀ·x. dt [rows, r] is scratch. The frozen W
-// and b get no gradient.
+// and b get no gradient. Fused, the adapter's input gradient keep⊙(dt·A)/(1−p) is the dx GEMM's masked
+// low-rank epilogue; thin, it is a GEMM (and, with dropout, a masking pass) of its own.
 func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, drop dropout) {
 	beta := float32(0)
 	if acc {
@@ -135,19 +146,30 @@ func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, dr
 		vk.Gemm(s, l.gw, dy, x, vk.GemmOpts{TransA: true, Beta: 1}) // dW += dyᵀ·x
 		vk.BiasGradient(s, l.gb, dy)
 	}
-	vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
-	if a := l.lora; a != nil {
-		vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
-		vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
-		vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
-		if !drop.on {
-			vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})
-			return
-		}
-		g := drop.view(x.Shape[0], x.Shape[1]) // d(drop(x)), then masked into dx
-		vk.Gemm(s, g, dt, a.A, vk.GemmOpts{})
-		vk.DropoutBackward(s, dx, g, drop.seed, drop.p, drop.saltFor(a), true)
+	a := l.lora
+	if a == nil {
+		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
+		return
 	}
+	vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
+	vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
+	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
+	if !l.thin {
+		low := vk.GemmLowRank{U: dt, V: a.A}
+		if drop.on {
+			low.Seed, low.P, low.Salt = drop.seed, drop.p, drop.saltFor(a)
+		}
+		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta, LowRank: low})
+		return
+	}
+	vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
+	if !drop.on {
+		vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})
+		return
+	}
+	g := drop.view(x.Shape[0], x.Shape[1]) // d(drop(x)), then masked into dx
+	vk.Gemm(s, g, dt, a.A, vk.GemmOpts{})
+	vk.DropoutBackward(s, dx, g, drop.seed, drop.p, drop.saltFor(a), true)
 }
 
 // layerNorm is an affine LayerNorm (eps 1e-6 in the model, spec §2.4).

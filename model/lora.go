@@ -20,7 +20,21 @@ type LoRAConfig struct {
 	Targets []string // subset of qkv, proj, fc1, fc2 (default all four)
 	RSLoRA  bool     // scale alpha/sqrt(r) (rsLoRA, the default of our configs) instead of alpha/r
 	Seed    uint64
+	Path    LoRAPath // how the adapters are computed; "" is LoRAFused
 }
+
+// LoRAPath says how an adapter's product reaches its layer's output. Both compute the same function, to
+// rounding; they differ in passes over the output.
+type LoRAPath string
+
+const (
+	// LoRAFused sums scale·(x·Aᵀ)·Bᵀ into the base GEMM's epilogue, and the adapter's input gradient
+	// (masked by dropout) into the dx GEMM's: no GEMM over the layer's output or input of its own.
+	LoRAFused LoRAPath = "fused"
+	// LoRAThin runs those two products as separate thin GEMMs accumulating into y and dx (and, with
+	// dropout, writes the input gradient out and masks it in a pass of its own).
+	LoRAThin LoRAPath = "thin"
+)
 
 // Scale is the factor on the adapter path.
 func (c LoRAConfig) Scale() float64 {
@@ -40,6 +54,9 @@ func (c LoRAConfig) Validate() error {
 	}
 	if c.Dropout < 0 || c.Dropout >= 1 {
 		return fmt.Errorf("model: lora.dropout must be in [0, 1), got %g", c.Dropout)
+	}
+	if c.Path != "" && c.Path != LoRAFused && c.Path != LoRAThin {
+		return fmt.Errorf("model: lora.path must be %q or %q, got %q", LoRAFused, LoRAThin, c.Path)
 	}
 	for _, t := range c.Targets {
 		if !slices.Contains(loraTargetNames, t) {

@@ -8,7 +8,8 @@ import (
 
 // Pass holds the device tensors of one predictor forward/backward over B clips of T frames: its inputs,
 // its output, the activations saved for backward and the input gradient. A training step records several
-// passes (teacher forcing, rollout steps) into one stream.
+// passes (teacher forcing, rollout steps) into one stream, all on one Arena: each tensor lives only in
+// the phases that use it, and tensors of disjoint lifetimes share memory (arena.go).
 //
 // Token layout (spec §2.3): per clip, T frames of [action, state, (extrinsics), HW patches], N = T·(K+HW)
 // tokens, R = B·N rows.
@@ -24,20 +25,29 @@ type Pass struct {
 
 	Out  vk.Tensor // [B·T·HW, EmbedDim] predictor output (before the loss's parameter-free LayerNorm)
 	DOut vk.Tensor // [B·T·HW, EmbedDim] gradient of the loss w.r.t. Out, written by the caller
-	DZ   vk.Tensor // [B·T·HW, EmbedDim] gradient w.r.t. Z, computed by Backward
+	DZ   vk.Tensor // [B·T·HW, EmbedDim] gradient w.r.t. Z, computed by Backward (absent if not planned)
 
 	p              *Predictor
+	ar             *Arena      // the arena the pass's tensors live on
+	own            bool        // ar belongs to the pass (NewPass), not to a caller (NewPassIn)
+	fwd, bwd       int         // first of the three phases of Forward and of Backward on ar
+	weightGrads    bool        // planned for frozen-weight gradients: Z, Actions, States and xn kept for backward
 	pe, ca, cs, ce vk.Tensor   // embedded patches [B·T·HW, D]; cond tokens [B·T, D]
 	xs             []vk.Tensor // block inputs xs[i] [R, D]; xs[Depth] is the last block's output
 	acts           []*blockActs
 	xp, xn         vk.Tensor // gathered patch outputs and predictor_norm output [B·T·HW, D]
 	nMean, nRstd   vk.Tensor // [B·T·HW]
-	owned          []vk.Tensor
-	sc             *scratch
+	dres           vk.Tensor // gradient of the residual stream [R, D], updated in place block by block
+	dxn, dxp       vk.Tensor // [B·T·HW, D]
+	dcond          vk.Tensor // [B·T, D] conditioning-token gradients (weight gradients of their encoders)
+	ws             *Arena    // one block's workspace, laid out over the block's sub-phases
+	w              blockActs // workspace activations: all of them with Checkpoint, else only n1, n2
+	sc             blockScratch
 	drop           dropout
 }
 
-// blockActs are what one block saves for backward (llm.c's ActivationTensors, per block).
+// blockActs are what one block saves for backward (llm.c's ActivationTensors, per block). n1 and n2 are
+// not kept between forward and backward: backward recomputes them (one LayerNorm each) from x and u.
 type blockActs struct {
 	n1, mean1, rstd1 vk.Tensor // norm1 output [R, D], stats [R]
 	qkv              vk.Tensor // [R, 3D], after RoPE
@@ -50,78 +60,95 @@ type blockActs struct {
 	t1, t2           vk.Tensor // LoRA hiddens of fc1, fc2
 }
 
-// scratch is shared by the passes of one predictor (they run one after another on one stream): backward
-// temporaries and, with checkpointing, the recomputed block activations.
-type scratch struct {
-	rows, lseN int
-	rank       int       // LoRA rank the adapter scratch was sized for (0: no adapters)
-	tmp        vk.Tensor // [R, D] attn proj / fc2 outputs
-	gA, gB     vk.Tensor // residual-stream gradients, ping-pong [R, D]
-	dn, do     vk.Tensor // [R, D]
-	dqkv       vk.Tensor // [R, 3D]
-	delta      vk.Tensor // [B·H·N]
-	dh, dg     vk.Tensor // [R, Hd]
-	dt         vk.Tensor // [R, r]
-	dxn, dxp   vk.Tensor // [B·T·HW, D]
-	xd         vk.Tensor // [R, Hd] adapter-dropout scratch (only with lora.dropout > 0)
-	dcond      vk.Tensor // [B·T, D] conditioning-token gradients (weight gradients of their encoders)
-	recompute  *blockActs
-	owned      []vk.Tensor
-	prev       *scratch // an older, smaller scratch still referenced by earlier passes
+// blockScratch are one block's temporaries, all in the workspace (the adapter-dropout scratch
+// [R, max(D, Hd)] too: it is the pass's dropout.scratch).
+type blockScratch struct {
+	tmp    vk.Tensor // [R, D] attn proj / fc2 outputs
+	dn, do vk.Tensor // [R, D]
+	dqkv   vk.Tensor // [R, 3D]
+	delta  vk.Tensor // [B·H·N]
+	dh, dg vk.Tensor // [R, Hd]
+	dt     vk.Tensor // [R, r]
 }
 
-func (sc *scratch) free(d *vk.Device) {
-	for _, t := range sc.owned {
-		d.Free(t)
-	}
-	sc.owned = nil
+// The sub-phases of one block, the timeline of its workspace: forward, then backward in mirror order
+// (with checkpointing, backward first runs the forward sub-phases again). Backward recomputes n1 and n2
+// (subLN1Again, subLN2Again) instead of keeping them across the block.
+const (
+	subLN1      = iota // n1, mean1, rstd1 = norm1(x)
+	subQKV             // qkv, tq
+	subAttn            // RoPE, attention: o, lse
+	subProj            // tmp, tp
+	subRes1            // u = x + tmp
+	subLN2             // n2, mean2, rstd2 = norm2(u)
+	subFC1             // h, t1
+	subGelu            // g = gelu(h)
+	subFC2             // tmp, t2
+	subRes2            // y = u + tmp
+	subFC2Back         // dg
+	subGeluBack        // dh
+	subLN2Again        // n2 = norm2(u)
+	subFC1Back         // dn
+	subLN2Back         // du = dy + norm2ᵀ(dn), in place
+	subProjBack        // do
+	subAttnBack        // dqkv, delta; RoPE backward
+	subLN1Again        // n1 = norm1(x)
+	subQKVBack         // dn
+	subLN1Back         // dx = du + norm1ᵀ(dn), in place
+	subPhases
+)
+
+// PassLives places a pass on a caller's arena: the first phases of its Forward and Backward (from
+// Arena.ForwardPhases and Arena.BackwardPhases) and the lifetimes of the tensors the caller writes or
+// reads. In covers Z, Actions, States and Extrinsics from the caller's writes to the Forward's first
+// phase; Out from Forward's last phase to the caller's last read; DOut from the caller's write to
+// Backward's first phase; DZ from Backward's last phase to the caller's last read. A nil lifetime makes
+// the tensor persistent. Without WantDZ there is no DZ, and Backward must not be asked for one.
+type PassLives struct {
+	Name              string // prefixes the names of the pass's tensors in the arena's report
+	Forward, Backward int
+	In, Out, DOut, DZ []Life
+	WantDZ            bool
 }
 
-// tensorAlloc allocates tensors, remembering the first error and every allocation. With a plan it
-// allocates nothing and only counts bytes, so that memory plans run the very code that allocates.
-type tensorAlloc struct {
-	d     *vk.Device
-	plan  *Plan
-	err   error
-	owned []vk.Tensor
+// ForwardPhases appends the three phases of a pass's Forward (embedding, blocks, output) and returns the
+// first.
+func (a *Arena) ForwardPhases(name string) int {
+	f := a.Phase(name + ".forward.in")
+	a.Phase(name + ".forward.blocks")
+	a.Phase(name + ".forward.out")
+	return f
 }
 
-func (a *tensorAlloc) f32(shape ...int) vk.Tensor {
-	if a.err != nil {
-		return vk.Tensor{}
-	}
-	if a.plan != nil {
-		n := int64(4)
-		for _, s := range shape {
-			n *= int64(s)
-		}
-		a.plan.add(n)
-		return vk.Tensor{DType: vk.F32, Shape: shape}
-	}
-	t, err := a.d.NewTensor(vk.F32, shape...)
-	if err != nil {
-		a.err = err
-		return vk.Tensor{}
-	}
-	a.owned = append(a.owned, t)
-	return t
+// BackwardPhases appends the three phases of a pass's Backward (output, blocks, embedding) and returns the
+// first.
+func (a *Arena) BackwardPhases(name string) int {
+	b := a.Phase(name + ".backward.in")
+	a.Phase(name + ".backward.blocks")
+	a.Phase(name + ".backward.out")
+	return b
 }
 
-func (a *tensorAlloc) blockActs(R, D, Hd, r, lse int, lora bool) *blockActs {
-	ba := &blockActs{
-		n1: a.f32(R, D), mean1: a.f32(R), rstd1: a.f32(R),
-		qkv: a.f32(R, 3*D), o: a.f32(R, D), lse: a.f32(lse),
-		u: a.f32(R, D), n2: a.f32(R, D), mean2: a.f32(R), rstd2: a.f32(R),
-		h: a.f32(R, Hd), g: a.f32(R, Hd),
-	}
-	if lora {
-		ba.tq, ba.tp, ba.t1, ba.t2 = a.f32(R, r), a.f32(R, r), a.f32(R, r), a.f32(R, r)
-	}
-	return ba
-}
-
-// NewPass allocates a pass over B clips of T frames. Add LoRA adapters before creating passes.
+// NewPass allocates a pass over B clips of T frames with an arena of its own: its inputs, outputs and
+// gradients persist between runs, its other tensors live only where Forward and Backward use them. Add
+// LoRA adapters (and enable weight gradients) before creating passes.
 func (p *Predictor) NewPass(B, T int, checkpoint bool) (*Pass, error) {
+	ar := p.NewArena(fmt.Sprintf("pass B=%d T=%d", B, T))
+	l := PassLives{Name: "pass", Forward: ar.ForwardPhases("pass"), Backward: ar.BackwardPhases("pass"), WantDZ: true}
+	ps, err := p.NewPassIn(ar, B, T, checkpoint, l)
+	if err != nil {
+		return nil, err
+	}
+	if err := ar.Allocate(); err != nil {
+		return nil, fmt.Errorf("model: allocate pass B=%d T=%d: %w", B, T, err)
+	}
+	ps.own = true
+	return ps, nil
+}
+
+// NewPassIn declares a pass over B clips of T frames on the caller's arena, with the phases and
+// lifetimes of l. Its tensors are valid once the caller allocates the arena; the arena owns them.
+func (p *Predictor) NewPassIn(ar *Arena, B, T int, checkpoint bool, l PassLives) (*Pass, error) {
 	c := p.Cfg
 	if B < 1 || T < 1 {
 		return nil, fmt.Errorf("model: pass B=%d T=%d: both must be >= 1", B, T)
@@ -134,92 +161,150 @@ func (p *Predictor) NewPass(B, T int, checkpoint bool) (*Pass, error) {
 	N := T * (K + HW)
 	R := B * N
 	D, E, Hd := c.Dim, c.EmbedDim, c.MLPHidden()
-	r := p.maxLoRARank()
-	lora := len(p.LoRAs) > 0
-	ps := &Pass{B: B, T: T, K: K, HW: HW, N: N, R: R, Checkpoint: checkpoint, p: p}
-	a := &tensorAlloc{d: p.d, plan: p.plan}
 	P := B * T * HW
-	ps.Z, ps.Out, ps.DOut, ps.DZ = a.f32(P, E), a.f32(P, E), a.f32(P, E), a.f32(P, E)
-	ps.Actions, ps.States = a.f32(B*T, ActionDim), a.f32(B*T, ActionDim)
+	lseN := B * c.Heads * N
+	F, Bw := l.Forward, l.Backward
+	ps := &Pass{B: B, T: T, K: K, HW: HW, N: N, R: R, Checkpoint: checkpoint, p: p, ar: ar, fwd: F, bwd: Bw,
+		weightGrads: p.embed != nil && p.embed.gw.Valid()}
+	inout := func(dst *vk.Tensor, name string, lives []Life, shape ...int) {
+		if lives == nil {
+			ar.Persistent(dst, l.Name+" "+name, shape...)
+			return
+		}
+		ar.F32(dst, l.Name+" "+name, lives, shape...)
+	}
+	f32 := func(dst *vk.Tensor, name string, lives []Life, shape ...int) {
+		ar.F32(dst, l.Name+" "+name, lives, shape...)
+	}
+	in := l.In
+	if in != nil && ps.weightGrads { // the encoders' weight gradients read their inputs at the end of backward
+		in = append(append([]Life(nil), in...), Life{F, Bw + 2})
+	}
+	inout(&ps.Z, "Z", in, P, E)
+	inout(&ps.Actions, "actions", in, B*T, ActionDim)
+	inout(&ps.States, "states", in, B*T, ActionDim)
 	if c.Extrinsics {
-		ps.Extrinsics = a.f32(B*T, ExtrinsicsDim)
-		ps.ce = a.f32(B*T, D)
+		inout(&ps.Extrinsics, "extrinsics", in, B*T, ExtrinsicsDim)
+		f32(&ps.ce, "extrinsics tokens", At(F), B*T, D)
 	}
-	ps.pe, ps.ca, ps.cs = a.f32(P, D), a.f32(B*T, D), a.f32(B*T, D)
-	for i := 0; i <= c.Depth; i++ {
-		ps.xs = append(ps.xs, a.f32(R, D))
+	inout(&ps.Out, "out", l.Out, P, E)
+	inout(&ps.DOut, "dout", l.DOut, P, E)
+	if l.WantDZ {
+		inout(&ps.DZ, "dz", l.DZ, P, E)
 	}
+	f32(&ps.pe, "embedded patches", At(F), P, D)
+	f32(&ps.ca, "action tokens", At(F), B*T, D)
+	f32(&ps.cs, "state tokens", At(F), B*T, D)
+	ps.xs = make([]vk.Tensor, c.Depth+1)
+	for i := range ps.xs {
+		life := During(F+1, Bw+1)
+		switch i {
+		case 0:
+			life = During(F, Bw+1)
+		case c.Depth:
+			life = During(F+1, F+2)
+		}
+		f32(&ps.xs[i], fmt.Sprintf("block %d input", i), life, R, D)
+	}
+	lora := len(p.LoRAs) > 0
+	r := p.maxLoRARank()
 	if !checkpoint {
+		saved := During(F+1, Bw+1)
 		for i := 0; i < c.Depth; i++ {
-			ps.acts = append(ps.acts, a.blockActs(R, D, Hd, r, B*c.Heads*N, lora))
+			a := &blockActs{}
+			t := func(dst *vk.Tensor, name string, shape ...int) {
+				f32(dst, fmt.Sprintf("block %d %s", i, name), saved, shape...)
+			}
+			t(&a.mean1, "mean1", R)
+			t(&a.rstd1, "rstd1", R)
+			t(&a.qkv, "qkv", R, 3*D)
+			t(&a.o, "o", R, D)
+			t(&a.lse, "lse", lseN)
+			t(&a.u, "u", R, D)
+			t(&a.mean2, "mean2", R)
+			t(&a.rstd2, "rstd2", R)
+			t(&a.h, "h", R, Hd)
+			t(&a.g, "g", R, Hd)
+			if lora {
+				t(&a.tq, "tq", R, r)
+				t(&a.tp, "tp", R, r)
+				t(&a.t1, "t1", R, r)
+				t(&a.t2, "t2", R, r)
+			}
+			ps.acts = append(ps.acts, a)
 		}
 	}
-	ps.xp, ps.xn, ps.nMean, ps.nRstd = a.f32(P, D), a.f32(P, D), a.f32(P), a.f32(P)
-	ps.owned = a.owned
-	if a.err != nil {
-		ps.Free()
-		return nil, fmt.Errorf("model: allocate pass B=%d T=%d: %w", B, T, a.err)
-	}
-	sc, err := p.scratchFor(R, B*c.Heads*N, P)
-	if err != nil {
-		ps.Free()
-		return nil, err
-	}
-	ps.sc = sc
-	ps.drop = dropout{p: p.dropP, seed: p.dropSeed, salt: p.passes, scratch: sc.xd}
+	ps.drop = dropout{p: p.dropP, seed: p.dropSeed, salt: p.passes}
 	p.passes++
+	ps.ws = ar.Nested(l.Name+" block workspace", At(F+1, Bw+1))
+	ps.declareWorkspace(R, D, Hd, r, lseN, lora)
+	f32(&ps.xp, "gathered patches", During(F+2, Bw), P, D)
+	xn := At(F + 2)
+	if ps.weightGrads { // predictor_proj's weight gradient reads its input
+		xn = During(F+2, Bw)
+	}
+	f32(&ps.xn, "predictor_norm output", xn, P, D)
+	f32(&ps.nMean, "predictor_norm mean", During(F+2, Bw), P)
+	f32(&ps.nRstd, "predictor_norm rstd", During(F+2, Bw), P)
+	f32(&ps.dres, "residual gradient", During(Bw, Bw+2), R, D)
+	f32(&ps.dxn, "predictor_norm output gradient", At(Bw), P, D)
+	f32(&ps.dxp, "patch gradient", At(Bw, Bw+2), P, D)
+	f32(&ps.dcond, "conditioning gradient", At(Bw+2), B*T, D)
 	return ps, nil
 }
 
-// Free releases the pass's own tensors (scratch belongs to the predictor).
-func (ps *Pass) Free() {
-	if ps.p.d == nil {
+// declareWorkspace lays out one block's activations (with checkpointing) and temporaries over the
+// block's sub-phases: each lives from the sub-phase that writes it to the last that reads it.
+func (ps *Pass) declareWorkspace(R, D, Hd, r, lseN int, lora bool) {
+	w, a, sc := ps.ws, &ps.w, &ps.sc
+	for _, n := range [subPhases]string{"ln1", "qkv", "attention", "proj", "residual1", "ln2", "fc1", "gelu",
+		"fc2", "residual2", "fc2.backward", "gelu.backward", "ln2.again", "fc1.backward", "ln2.backward",
+		"proj.backward", "attention.backward", "ln1.again", "qkv.backward", "ln1.backward"} {
+		w.Phase(n)
+	}
+	w.F32(&a.n1, "n1", append(During(subLN1, subQKV), During(subLN1Again, subQKVBack)...), R, D)
+	w.F32(&a.n2, "n2", append(During(subLN2, subFC1), During(subLN2Again, subFC1Back)...), R, D)
+	w.F32(&sc.tmp, "tmp", append(During(subProj, subRes1), During(subFC2, subRes2)...), R, D)
+	w.F32(&sc.dg, "dg", During(subFC2Back, subGeluBack), R, Hd)
+	w.F32(&sc.dh, "dh", During(subGeluBack, subFC1Back), R, Hd)
+	w.F32(&sc.dn, "dn", append(During(subFC1Back, subLN2Back), During(subQKVBack, subLN1Back)...), R, D)
+	w.F32(&sc.do, "do", During(subProjBack, subAttnBack), R, D)
+	w.F32(&sc.dqkv, "dqkv", During(subAttnBack, subQKVBack), R, 3*D)
+	w.F32(&sc.delta, "delta", At(subAttnBack), lseN)
+	if lora {
+		w.F32(&sc.dt, "dt", At(subFC2Back, subFC1Back, subProjBack, subQKVBack), R, r)
+	}
+	if ps.p.dropP > 0 { // the dropped adapter input (and, thin, its gradient) inside each linear
+		linears := At(subQKV, subProj, subFC1, subFC2, subFC2Back, subFC1Back, subProjBack, subQKVBack)
+		w.F32(&ps.drop.scratch, "dropout", linears, R, max(D, Hd))
+	}
+	if !ps.Checkpoint {
 		return
 	}
-	for _, t := range ps.owned {
-		ps.p.d.Free(t)
+	w.F32(&a.mean1, "mean1", During(subLN1, subLN1Back), R)
+	w.F32(&a.rstd1, "rstd1", During(subLN1, subLN1Back), R)
+	w.F32(&a.qkv, "qkv", During(subQKV, subAttnBack), R, 3*D)
+	w.F32(&a.o, "o", During(subAttn, subAttnBack), R, D)
+	w.F32(&a.lse, "lse", During(subAttn, subAttnBack), lseN)
+	w.F32(&a.u, "u", During(subRes1, subLN2Back), R, D)
+	w.F32(&a.mean2, "mean2", During(subLN2, subLN2Back), R)
+	w.F32(&a.rstd2, "rstd2", During(subLN2, subLN2Back), R)
+	w.F32(&a.h, "h", During(subFC1, subGeluBack), R, Hd)
+	w.F32(&a.g, "g", During(subGelu, subFC2Back), R, Hd)
+	if lora {
+		w.F32(&a.tq, "tq", During(subQKV, subQKVBack), R, r)
+		w.F32(&a.tp, "tp", During(subProj, subProjBack), R, r)
+		w.F32(&a.t1, "t1", During(subFC1, subFC1Back), R, r)
+		w.F32(&a.t2, "t2", During(subFC2, subFC2Back), R, r)
 	}
-	ps.owned = nil
 }
 
-// scratchFor returns a scratch with room for R rows, growing (and keeping the old one alive for the
-// passes that recorded it) when needed.
-func (p *Predictor) scratchFor(R, lseN, P int) (*scratch, error) {
-	rank := 0
-	if len(p.LoRAs) > 0 {
-		rank = p.maxLoRARank()
+// Free releases the pass's memory if the pass owns its arena (NewPass); a caller's arena is freed by
+// the caller.
+func (ps *Pass) Free() {
+	if ps.own && ps.p.d != nil {
+		ps.ar.Free()
 	}
-	if sc := p.scratch; sc != nil && sc.rows >= R && sc.lseN >= lseN && sc.rank == rank {
-		return sc, nil
-	}
-	c := p.Cfg
-	D, Hd, r := c.Dim, c.MLPHidden(), p.maxLoRARank()
-	a := &tensorAlloc{d: p.d, plan: p.plan}
-	sc := &scratch{rows: R, lseN: lseN, rank: rank, prev: p.scratch}
-	sc.tmp, sc.gA, sc.gB, sc.dn, sc.do = a.f32(R, D), a.f32(R, D), a.f32(R, D), a.f32(R, D), a.f32(R, D)
-	sc.dqkv, sc.delta = a.f32(R, 3*D), a.f32(lseN)
-	sc.dh, sc.dg, sc.dt = a.f32(R, Hd), a.f32(R, Hd), a.f32(R, r)
-	sc.dxn, sc.dxp = a.f32(P, D), a.f32(P, D)
-	sc.dcond = a.f32(P/(c.Grid*c.Grid), D)
-	if p.dropP > 0 {
-		sc.xd = a.f32(R, Hd)
-	}
-	sc.recompute = a.blockActs(R, D, Hd, r, lseN, len(p.LoRAs) > 0)
-	sc.owned = a.owned
-	if a.err != nil {
-		sc.free(p.d)
-		return nil, fmt.Errorf("model: allocate predictor scratch for %d rows: %w", R, a.err)
-	}
-	p.scratch = sc
-	return sc, nil
-}
-
-// rows returns a view of the first n rows of a scratch tensor sized for more rows.
-func rows(t vk.Tensor, n int) vk.Tensor {
-	if t.Shape[0] == n {
-		return t
-	}
-	return t.Slice(0, n)
 }
 
 func (ps *Pass) ropeShape() vk.RopeShape {
@@ -232,25 +317,15 @@ func (ps *Pass) attnShape() vk.AttnShape {
 	return vk.AttnShape{B: ps.B, N: ps.N, Heads: c.Heads, HeadDim: c.Dim / c.Heads, FrameTokens: ps.K + ps.HW}
 }
 
-// actsFor returns block i's saved activations, or the shared recompute set with checkpointing. Views
-// of scratch sized for more rows are cut to this pass's R rows.
+// actsFor returns block i's activations: the workspace's with checkpointing, else the saved ones with the
+// workspace's n1 and n2.
 func (ps *Pass) actsFor(i int) *blockActs {
-	if !ps.Checkpoint {
-		return ps.acts[i]
+	if ps.Checkpoint {
+		return &ps.w
 	}
-	s := ps.sc.recompute
-	R, lse := ps.R, ps.B*ps.p.Cfg.Heads*ps.N
-	cut := func(t vk.Tensor) vk.Tensor {
-		if !t.Valid() {
-			return t
-		}
-		return rows(t, R)
-	}
-	return &blockActs{
-		n1: cut(s.n1), mean1: cut(s.mean1), rstd1: cut(s.rstd1), qkv: cut(s.qkv), tq: cut(s.tq),
-		o: cut(s.o), lse: rows(s.lse, lse), tp: cut(s.tp), u: cut(s.u), n2: cut(s.n2),
-		mean2: cut(s.mean2), rstd2: cut(s.rstd2), h: cut(s.h), g: cut(s.g), t1: cut(s.t1), t2: cut(s.t2),
-	}
+	a := *ps.acts[i]
+	a.n1, a.n2 = ps.w.n1, ps.w.n2
+	return &a
 }
 
 // condCopy interleaves (or, with back, gathers) one conditioning token per frame at slot ℓ.
@@ -291,6 +366,7 @@ func (ps *Pass) patchCopy(s *vk.Stream, seq, patches vk.Tensor, back bool) {
 func (ps *Pass) Forward(s *vk.Stream) {
 	p := ps.p
 	ps.drop.on = p.training && p.dropP > 0
+	ps.ar.Enter(s, ps.fwd)
 	p.embed.forward(s, ps.pe, ps.Z, vk.Tensor{}, dropout{})           // [B·T·HW, D]
 	p.actionEnc.forward(s, ps.ca, ps.Actions, vk.Tensor{}, dropout{}) // [B·T, D]
 	p.stateEnc.forward(s, ps.cs, ps.States, vk.Tensor{}, dropout{})   // [B·T, D]
@@ -301,70 +377,91 @@ func (ps *Pass) Forward(s *vk.Stream) {
 		ps.condCopy(s, ps.xs[0], ps.ce, 2, false)
 	}
 	ps.patchCopy(s, ps.xs[0], ps.pe, false) // [R, D]
+	ps.ar.Enter(s, ps.fwd+1)
 	for i, b := range p.blocks {
-		b.forward(s, ps.xs[i+1], ps.xs[i], ps.actsFor(i), rows(ps.sc.tmp, ps.R), ps.ropeShape(), ps.attnShape(), ps.drop)
+		b.forward(s, ps.xs[i+1], ps.xs[i], ps.actsFor(i), ps.sc.tmp, ps.ropeShape(), ps.attnShape(), ps.drop, ps.ws)
 	}
+	ps.ar.Enter(s, ps.fwd+2)
 	ps.patchCopy(s, ps.xs[p.Cfg.Depth], ps.xp, true)                                  // [B·T·HW, D]
 	vk.LayerNorm(s, ps.xn, ps.nMean, ps.nRstd, ps.xp, p.norm.w, p.norm.b, p.norm.eps) // [B·T·HW, D]
 	p.proj.forward(s, ps.Out, ps.xn, vk.Tensor{}, dropout{})                          // [B·T·HW, E]
 }
 
-// forward runs one pre-norm block (spec §2.4), saving activations in a; tmp [R, D] is scratch and may be y:
+// forward runs one pre-norm block (spec §2.4), saving activations in a; tmp [R, D] is scratch and may be
+// y; y may be absent (the recompute of checkpointing needs only the activations). w, if not nil, is the
+// workspace whose sub-phases the block enters:
 //
 //	u = x + proj(attn(rope(qkv(norm1(x)))))
 //	y = u + fc2(gelu(fc1(norm2(u))))
-func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, tmp vk.Tensor, rope vk.RopeShape, attn vk.AttnShape, drop dropout) {
+func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, tmp vk.Tensor, rope vk.RopeShape, attn vk.AttnShape, drop dropout, w *Arena) {
+	w.Enter(s, subLN1)
 	vk.LayerNorm(s, a.n1, a.mean1, a.rstd1, x, b.norm1.w, b.norm1.b, b.norm1.eps) // [R, D]
-	b.qkv.forward(s, a.qkv, a.n1, a.tq, drop)                                     // [R, 3D]
+	w.Enter(s, subQKV)
+	b.qkv.forward(s, a.qkv, a.n1, a.tq, drop) // [R, 3D]
+	w.Enter(s, subAttn)
 	vk.Rope(s, a.qkv, rope)
 	vk.AttentionForward(s, a.o, a.lse, a.qkv, attn) // [R, D]
-	b.proj.forward(s, tmp, a.o, a.tp, drop)         // [R, D]
+	w.Enter(s, subProj)
+	b.proj.forward(s, tmp, a.o, a.tp, drop) // [R, D]
+	w.Enter(s, subRes1)
 	vk.Add(s, a.u, x, tmp)
+	w.Enter(s, subLN2)
 	vk.LayerNorm(s, a.n2, a.mean2, a.rstd2, a.u, b.norm2.w, b.norm2.b, b.norm2.eps)
+	w.Enter(s, subFC1)
 	b.fc1.forward(s, a.h, a.n2, a.t1, drop) // [R, Hd]
+	w.Enter(s, subGelu)
 	vk.Gelu(s, a.g, a.h)
+	w.Enter(s, subFC2)
 	b.fc2.forward(s, tmp, a.g, a.t2, drop) // [R, D]
-	vk.Add(s, y, a.u, tmp)
+	w.Enter(s, subRes2)
+	if y.Valid() {
+		vk.Add(s, y, a.u, tmp)
+	}
 }
 
 // Backward records the gradients of the loss (given in DOut) w.r.t. the adapters (accumulated into each
 // LoRA's GradA/GradB) and, with wantDZ, w.r.t. the input Z (DZ, overwritten). It mirrors Forward in
 // reverse order.
 func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
-	p, sc := ps.p, ps.sc
+	p := ps.p
+	if wantDZ && ps.DZ.Shape == nil { // not planned: NewPassIn without WantDZ
+		panic("model: Backward with wantDZ on a pass planned without DZ")
+	}
+	if p.embed.gw.Valid() != ps.weightGrads {
+		panic("model: weight gradients were enabled or disabled after the pass was planned")
+	}
 	ps.drop.on = p.training && p.dropP > 0
-	P := ps.B * ps.T * ps.HW
-	dxn, dxp := rows(sc.dxn, P), rows(sc.dxp, P)
-	g, gNext := rows(sc.gA, ps.R), rows(sc.gB, ps.R)
-	p.proj.backward(s, dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false, dropout{})
+	ps.ar.Enter(s, ps.bwd)
+	p.proj.backward(s, ps.dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false, dropout{})
 	nw, nb := p.norm.grads(p.normGradW, p.normGradB)
-	vk.LayerNormBackward(s, dxp, nw, nb, dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
-	vk.Zero(s, g) // conditioning outputs are discarded (spec §2.3 step 5): zero gradient
-	ps.patchCopy(s, g, dxp, false)
+	vk.LayerNormBackward(s, ps.dxp, nw, nb, ps.dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
+	vk.Zero(s, ps.dres) // conditioning outputs are discarded (spec §2.3 step 5): zero gradient
+	ps.patchCopy(s, ps.dres, ps.dxp, false)
+	ps.ar.Enter(s, ps.bwd+1)
 	for i := p.Cfg.Depth - 1; i >= 0; i-- {
 		a := ps.actsFor(i)
 		if ps.Checkpoint {
-			tmp := rows(sc.tmp, ps.R)
-			p.blocks[i].forward(s, tmp, ps.xs[i], a, tmp, ps.ropeShape(), ps.attnShape(), ps.drop) // recompute the saved activations
+			// recompute the saved activations
+			p.blocks[i].forward(s, vk.Tensor{}, ps.xs[i], a, ps.sc.tmp, ps.ropeShape(), ps.attnShape(), ps.drop, ps.ws)
 		}
-		ps.blockBackward(s, p.blocks[i], gNext, g, ps.xs[i], a)
-		g, gNext = gNext, g
+		ps.blockBackward(s, p.blocks[i], ps.dres, ps.xs[i], a)
 	}
+	ps.ar.Enter(s, ps.bwd+2)
+	g := ps.dres
 	if p.embed.gw.Valid() { // weight gradients of the conditioning encoders (their outputs' rows of g)
 		encs := []*linear{p.actionEnc, p.stateEnc}
 		ins := []vk.Tensor{ps.Actions, ps.States}
 		if p.Cfg.Extrinsics {
 			encs, ins = append(encs, p.extrinsicsEnc), append(ins, ps.Extrinsics)
 		}
-		dc := rows(sc.dcond, ps.B*ps.T)
 		for slot, l := range encs {
-			ps.condCopy(s, g, dc, slot, true)
-			vk.Gemm(s, l.gw, dc, ins[slot], vk.GemmOpts{TransA: true, Beta: 1})
-			vk.BiasGradient(s, l.gb, dc)
+			ps.condCopy(s, g, ps.dcond, slot, true)
+			vk.Gemm(s, l.gw, ps.dcond, ins[slot], vk.GemmOpts{TransA: true, Beta: 1})
+			vk.BiasGradient(s, l.gb, ps.dcond)
 		}
 	}
 	if wantDZ || p.embed.gw.Valid() {
-		dpe := dxp
+		dpe := ps.dxp
 		ps.patchCopy(s, g, dpe, true)
 		if wantDZ {
 			p.embed.backward(s, ps.DZ, dpe, ps.Z, vk.Tensor{}, vk.Tensor{}, false, dropout{})
@@ -375,25 +472,34 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	}
 }
 
-// blockBackward computes dx (overwritten) from dy for one block, accumulating adapter gradients.
-func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, dx, dy, x vk.Tensor, a *blockActs) {
-	sc, p := ps.sc, ps.p
-	R := ps.R
-	dn, do, dqkv := rows(sc.dn, R), rows(sc.do, R), rows(sc.dqkv, R)
-	dh, dg, dt := rows(sc.dh, R), rows(sc.dg, R), rows(sc.dt, R)
-	delta := rows(sc.delta, ps.B*p.Cfg.Heads*ps.N)
+// blockBackward turns g, the gradient w.r.t. the block's output y, into the gradient w.r.t. its input x,
+// in place (the residual connections carry it through: du = dy + norm2ᵀ(…), dx = du + norm1ᵀ(…)), and
+// accumulates the adapter gradients. It mirrors acBlock.forward.
+func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *blockActs) {
+	p, w, sc, drop := ps.p, ps.ws, &ps.sc, ps.drop
 	// y = u + fc2(gelu(fc1(norm2(u))))
-	b.fc2.backward(s, dg, dy, a.g, a.t2, dt, false, ps.drop)
-	vk.GeluBackward(s, dh, dg, a.h)
-	b.fc1.backward(s, dn, dh, a.n2, a.t1, dt, false, ps.drop)
-	vk.Scale(s, dx, dy, 1) // du = dy + norm2ᵀ(dn): dx holds du from here on
+	w.Enter(s, subFC2Back)
+	b.fc2.backward(s, sc.dg, g, a.g, a.t2, sc.dt, false, drop)
+	w.Enter(s, subGeluBack)
+	vk.GeluBackward(s, sc.dh, sc.dg, a.h)
+	w.Enter(s, subLN2Again) // the same kernel on the same input: bit-identical to the forward's n2
+	vk.LayerNorm(s, a.n2, a.mean2, a.rstd2, a.u, b.norm2.w, b.norm2.b, b.norm2.eps)
+	w.Enter(s, subFC1Back)
+	b.fc1.backward(s, sc.dn, sc.dh, a.n2, a.t1, sc.dt, false, drop)
+	w.Enter(s, subLN2Back)
 	n2w, n2b := b.norm2.grads(p.normGradW, p.normGradB)
-	vk.LayerNormBackward(s, dx, n2w, n2b, dn, a.u, b.norm2.w, a.mean2, a.rstd2, true)
+	vk.LayerNormBackward(s, g, n2w, n2b, sc.dn, a.u, b.norm2.w, a.mean2, a.rstd2, true) // g = du
 	// u = x + proj(attn(rope(qkv(norm1(x)))))
-	b.proj.backward(s, do, dx, a.o, a.tp, dt, false, ps.drop)
-	vk.AttentionBackward(s, dqkv, delta, do, a.qkv, a.o, a.lse, ps.attnShape())
-	vk.RopeBackward(s, dqkv, ps.ropeShape())
-	b.qkv.backward(s, dn, dqkv, a.n1, a.tq, dt, false, ps.drop)
+	w.Enter(s, subProjBack)
+	b.proj.backward(s, sc.do, g, a.o, a.tp, sc.dt, false, drop)
+	w.Enter(s, subAttnBack)
+	vk.AttentionBackward(s, sc.dqkv, sc.delta, sc.do, a.qkv, a.o, a.lse, ps.attnShape())
+	vk.RopeBackward(s, sc.dqkv, ps.ropeShape())
+	w.Enter(s, subLN1Again)
+	vk.LayerNorm(s, a.n1, a.mean1, a.rstd1, x, b.norm1.w, b.norm1.b, b.norm1.eps)
+	w.Enter(s, subQKVBack)
+	b.qkv.backward(s, sc.dn, sc.dqkv, a.n1, a.tq, sc.dt, false, drop)
+	w.Enter(s, subLN1Back)
 	n1w, n1b := b.norm1.grads(p.normGradW, p.normGradB)
-	vk.LayerNormBackward(s, dx, n1w, n1b, dn, x, b.norm1.w, a.mean1, a.rstd1, true)
+	vk.LayerNormBackward(s, g, n1w, n1b, sc.dn, x, b.norm1.w, a.mean1, a.rstd1, true) // g = dx
 }

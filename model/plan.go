@@ -20,6 +20,46 @@ func (p *Plan) add(n int64) {
 // Add counts n more bytes (used by callers that plan their own tensors).
 func (p *Plan) Add(n int64) { p.add(n) }
 
+// tensorAlloc allocates tensors, remembering the first error and every allocation. With a plan it
+// allocates nothing and only counts bytes, so that memory plans run the very code that allocates.
+type tensorAlloc struct {
+	d     *vk.Device
+	plan  *Plan
+	err   error
+	owned []vk.Tensor
+}
+
+func (a *tensorAlloc) f32(shape ...int) vk.Tensor {
+	if a.err != nil {
+		return vk.Tensor{}
+	}
+	if a.plan != nil {
+		n := int64(4)
+		for _, s := range shape {
+			n *= int64(s)
+		}
+		a.plan.add(n)
+		return vk.Tensor{DType: vk.F32, Shape: shape}
+	}
+	t, err := a.d.NewTensor(vk.F32, shape...)
+	if err != nil {
+		a.err = err
+		return vk.Tensor{}
+	}
+	a.owned = append(a.owned, t)
+	return t
+}
+
+// blockActs allocates one block's activations (the encoder's forward-only pass reuses one set).
+func (a *tensorAlloc) blockActs(R, D, Hd, lse int) *blockActs {
+	return &blockActs{
+		n1: a.f32(R, D), mean1: a.f32(R), rstd1: a.f32(R),
+		qkv: a.f32(R, 3*D), o: a.f32(R, D), lse: a.f32(lse),
+		u: a.f32(R, D), n2: a.f32(R, D), mean2: a.f32(R), rstd2: a.f32(R),
+		h: a.f32(R, Hd), g: a.f32(R, Hd),
+	}
+}
+
 // NewPlanPredictor returns a predictor that allocates nothing: NewPass on it counts bytes into the
 // returned Plan. lora.R > 0 plans adapters on lora.Targets (default all four).
 func NewPlanPredictor(cfg PredictorConfig, lora LoRAConfig) (*Predictor, *Plan, error) {

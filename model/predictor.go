@@ -21,8 +21,8 @@ type Predictor struct {
 	norm                       layerNorm
 	proj                       *linear
 	normGradW, normGradB       vk.Tensor // sinks for the frozen LayerNorms' parameter gradients
-	scratch                    *scratch
-	plan                       *Plan // non-nil for a planning predictor (NewPlanPredictor): no device
+	plan                       *Plan     // non-nil for a planning predictor (NewPlanPredictor): no device
+	checkLifetimes             bool      // arenas share nothing and poison tensors outside their lifetimes
 	dropP                      float32
 	dropSeed                   vk.Tensor // U32 [1], rewritten by the trainer every step
 	training                   bool      // dropout is recorded into passes recorded while true
@@ -86,7 +86,7 @@ func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Pre
 	return p, nil
 }
 
-// Free releases every device tensor of the predictor, its adapters and scratch.
+// Free releases every device tensor of the predictor and its adapters (passes free their own arenas).
 func (p *Predictor) Free() {
 	d := p.d
 	if d == nil {
@@ -104,9 +104,6 @@ func (p *Predictor) Free() {
 	d.Free(p.normGradW)
 	d.Free(p.normGradB)
 	d.Free(p.dropSeed)
-	for sc := p.scratch; sc != nil; sc = sc.prev {
-		sc.free(d)
-	}
 	*p = Predictor{d: d}
 }
 
@@ -146,7 +143,7 @@ func (p *Predictor) AddLoRA(c LoRAConfig) error {
 				return err
 			}
 			a.Index = len(p.LoRAs)
-			l.lora = a
+			l.lora, l.thin = a, c.Path == LoRAThin
 			p.LoRAs = append(p.LoRAs, a)
 		}
 	}

@@ -18,6 +18,9 @@ type BenchResult struct {
 	Checkpointing bool        `json:"grad_checkpointing"`
 	Precision     string      `json:"precision"`
 	Optimizer     string      `json:"optimizer"`
+	LoRAPath      string      `json:"lora_path"`
+	LoRADropout   float64     `json:"lora_dropout"`
+	TensorCores   bool        `json:"tensor_cores"` // cooperative-matrix GEMMs on (VJEPA_VK_COOPMAT=1 on a device with them)
 	Steps         int         `json:"steps"`
 	StepMedian    float64     `json:"step_s_median"`
 	StepMin       float64     `json:"step_s_min"`
@@ -62,8 +65,8 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchRe
 		return nil, err
 	}
 	defer p.Free()
-	l := cfg.LoRA
-	if err := p.AddLoRA(model.LoRAConfig{R: l.R, Alpha: l.Alpha, Targets: l.Targets, RSLoRA: l.RSLoRA, Seed: uint64(l.Seed)}); err != nil {
+	// With the config's dropout, as the training step (and PEFT in train mode) runs it.
+	if err := p.AddLoRA(cfg.LoRA.Model()); err != nil {
 		return nil, err
 	}
 	B, T := cfg.Data.BatchSize, cfg.Data.Frames
@@ -141,7 +144,8 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchRe
 	}
 	flops := StepFlops(pcfg, p.LoRAs, B, T, cfg.Training.AutoSteps, cfg.Model.GradCheckpointing)
 	r := &BenchResult{Device: d.Info.Name, T: T, B: B, Checkpointing: cfg.Model.GradCheckpointing,
-		Precision: cfg.Model.Precision, Optimizer: cfg.Training.Optimizer, Steps: steps,
+		Precision: cfg.Model.Precision, Optimizer: cfg.Training.Optimizer, LoRAPath: cfg.LoRA.Path,
+		LoRADropout: cfg.LoRA.Dropout, TensorCores: d.CoopMat(), Steps: steps,
 		StepMedian: med, StepMin: times[0], ClipsPerSec: float64(B) / med,
 		TokensPerSec: float64(B*(T-1)*(K+HW)) / med, FlopsPerStep: flops, TFLOPs: flops / med / 1e12,
 		PeakMemGiB: float64(d.Memory().Peak) / (1 << 30), Dispatches: disp, Barriers: bar, Loss: loss}

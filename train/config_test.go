@@ -180,6 +180,8 @@ func TestConfigErrors(t *testing.T) {
 			"config t.yaml: lora.r: must be in [1, model.pred_dim=1024], got 2048"},
 		{"dropout=1", src + "lora:\n  dropout: 1\n",
 			"config t.yaml: lora.dropout: must be in [0, 1), got 1"},
+		{"lora_path=unknown", src + "lora:\n  path: merged\n",
+			`config t.yaml: lora.path: must be one of fused|thin, got "merged"`},
 		{"source=missing", "training:\n  seed: 1\n",
 			"config t.yaml: data.source: must be set to a local RLDS folder or gs://bucket/prefix"},
 		{"source=bad_gs", "data:\n  source: gs://\n",

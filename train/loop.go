@@ -181,9 +181,7 @@ func (t *trainer) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	l := c.LoRA
-	if err := t.pred.AddLoRA(model.LoRAConfig{R: l.R, Alpha: l.Alpha, Dropout: l.Dropout, Targets: l.Targets,
-		RSLoRA: l.RSLoRA, Seed: uint64(l.Seed)}); err != nil {
+	if err := t.pred.AddLoRA(c.LoRA.Model()); err != nil {
 		return err
 	}
 	B, T := c.Data.BatchSize, c.Data.Frames

@@ -31,8 +31,7 @@ func precisionBytes(p string) int64 {
 // predictor passes and the loss graph in planning mode (nothing is allocated).
 func PlanMemory(cfg *Config) (MemoryPlan, error) {
 	pcfg, ecfg := modelConfigs(cfg)
-	l := cfg.LoRA
-	p, plan, err := model.NewPlanPredictor(pcfg, model.LoRAConfig{R: l.R, Alpha: l.Alpha, Targets: l.Targets})
+	p, plan, err := model.NewPlanPredictor(pcfg, cfg.LoRA.Model())
 	if err != nil {
 		return MemoryPlan{}, err
 	}
@@ -78,4 +77,64 @@ func (mp MemoryPlan) Print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t\n", r.k, gib(r.v))
 	}
 	tw.Flush()
+}
+
+// StepMemory allocates on d everything one predictor training step of cfg uses, as Bench does (frozen
+// weights in the configured precision, random values; adapters with the config's dropout; optimizer; the
+// loss graph), records the step and returns the allocator's figures without running it. Recording
+// allocates nothing, so the peak is the step's; the encoder is not included (Bench feeds features). It
+// measures shapes a device is too slow to execute (lavapipe). It also returns the recorded step's
+// dispatch and barrier counts.
+func StepMemory(d *vk.Device, cfg *Config) (m vk.MemoryStats, dispatches, barriers int, err error) {
+	pcfg, _ := modelConfigs(cfg)
+	p, err := model.LoadPredictor(d, pcfg, model.InitPredictor(pcfg, uint64(cfg.Training.Seed)), model.Precision(cfg.Model.Precision))
+	if err != nil {
+		return vk.MemoryStats{}, 0, 0, err
+	}
+	defer p.Free()
+	if err := p.AddLoRA(cfg.LoRA.Model()); err != nil {
+		return vk.MemoryStats{}, 0, 0, err
+	}
+	g, err := NewLossGraph(p, cfg.Data.BatchSize, cfg.Data.Frames, cfg.Training.AutoSteps, cfg.Model.GradCheckpointing)
+	if err != nil {
+		return vk.MemoryStats{}, 0, 0, err
+	}
+	defer g.Free()
+	opt, err := newOptimizer(d, p, cfg.Training.Optimizer == "adamw8bit")
+	if err != nil {
+		return vk.MemoryStats{}, 0, 0, err
+	}
+	defer opt.free()
+	s, err := d.NewStream(false)
+	if err != nil {
+		return vk.MemoryStats{}, 0, 0, err
+	}
+	defer s.Destroy()
+	p.SetTraining(true)
+	ZeroGrads(s, p)
+	g.Forward(s)
+	g.Backward(s)
+	opt.recordNorm(s)
+	opt.recordUpdate(s)
+	if err := s.Err(); err != nil {
+		return vk.MemoryStats{}, 0, 0, fmt.Errorf("train: record the step of %s: %w", cfg.Source(), err)
+	}
+	dispatches, barriers = s.Stats()
+	return d.Memory(), dispatches, barriers, nil
+}
+
+// ActivationReport writes where the planned activations of cfg's predictor step go: the arena's size,
+// the phase with the most live bytes and the tensors live in it (model.Arena.Report).
+func ActivationReport(w io.Writer, cfg *Config) error {
+	pcfg, _ := modelConfigs(cfg)
+	p, _, err := model.NewPlanPredictor(pcfg, cfg.LoRA.Model())
+	if err != nil {
+		return err
+	}
+	g, err := NewLossGraph(p, cfg.Data.BatchSize, cfg.Data.Frames, cfg.Training.AutoSteps, cfg.Model.GradCheckpointing)
+	if err != nil {
+		return err
+	}
+	g.Arena().Report(w)
+	return nil
 }

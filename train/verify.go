@@ -335,9 +335,8 @@ func verifyPredictor(d *vk.Device, f *fixture, rep *VerifyReport) error {
 			return err
 		}
 	}
-	ZeroGrads(s, p)
+	// The predictions first, from a forward alone: a step's backward reuses their memory.
 	g.Forward(s)
-	g.Backward(s)
 	if err := s.Run(); err != nil {
 		return err
 	}
@@ -355,6 +354,15 @@ func verifyPredictor(d *vk.Device, f *fixture, rep *VerifyReport) error {
 			return err
 		}
 		rep.compare(o.name, got, want, TensorTol)
+	}
+	if err := s.Reset(); err != nil {
+		return err
+	}
+	ZeroGrads(s, p)
+	g.Forward(s)
+	g.Backward(s)
+	if err := s.Run(); err != nil {
+		return err
 	}
 	ltf, err := down(g.LossTF)
 	if err != nil {

@@ -47,7 +47,8 @@ func runBench(ctx context.Context, args []string) error {
 	if *asJSON {
 		return json.NewEncoder(os.Stdout).Encode(r)
 	}
-	fmt.Printf("%s: T=%d B=%d checkpointing=%v %s %s\n", r.Device, r.T, r.B, r.Checkpointing, r.Precision, r.Optimizer)
+	fmt.Printf("%s: T=%d B=%d checkpointing=%v %s %s, LoRA %s (dropout %g), tensor cores %v\n", r.Device, r.T, r.B,
+		r.Checkpointing, r.Precision, r.Optimizer, r.LoRAPath, r.LoRADropout, r.TensorCores)
 	fmt.Printf("  step %.4f s (min %.4f), %.2f clips/s, %.0f tokens/s, %.2f TFLOP/s (%.3g FLOP/step)\n",
 		r.StepMedian, r.StepMin, r.ClipsPerSec, r.TokensPerSec, r.TFLOPs, r.FlopsPerStep)
 	fmt.Printf("  peak memory %.2f GiB, %d dispatches, %d barriers\n", r.PeakMemGiB, r.Dispatches, r.Barriers)

@@ -29,7 +29,7 @@ func commands() map[string]command {
 		"data bench":     {runDataBench, "measure clip decoding throughput (clips/s, clips/s per core)"},
 		"make-demo-data": {runMakeDemoData, "write a small synthetic dataset in the DROID RLDS schema"},
 		"train":          {runTrain, "fine-tune the AC predictor with LoRA: vjepa-vk train --config configs/demo.yaml"},
-		"plan-memory":    {runPlanMemory, "print the GPU memory breakdown of a config (--measure: after one real step)"},
+		"plan-memory":    {runPlanMemory, "print the GPU memory breakdown of a config (--allocate: allocated, not run; --measure: after one real step)"},
 		"merge":          {runMerge, "fold a PEFT adapter into the predictor weights (W + scaling·B·A) for inference"},
 		"bench":          {runBench, "time a whole training step at a config's shapes (step time, TFLOP/s, memory, per-op GPU time)"},
 		"encode":         {runEncode, "run the frozen encoder over a dataset's clips into a feature cache (f16)"},

@@ -12,13 +12,17 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
-// runPlanMemory prints the GPU memory breakdown of a config, with and without gradient checkpointing,
-// and with --measure the allocator's figures after one real training step on the device.
+// runPlanMemory prints the GPU memory breakdown of a config, with and without gradient checkpointing;
+// with --detail where the activations go; with --allocate the allocator's figures after allocating and
+// recording the predictor step on the device without running it; with --measure the allocator's
+// figures after one real training step.
 func runPlanMemory(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("plan-memory", pflag.ContinueOnError)
 	path := fs.String("config", "", "YAML config")
 	sets := fs.StringArray("set", nil, "override a config value: section.key=value (repeatable)")
 	measure := fs.Bool("measure", false, "also run one training step on the device and report the allocator's peak")
+	allocate := fs.Bool("allocate", false, "also allocate and record (not run) the predictor step on the device and report the allocator's peak")
+	detail := fs.Bool("detail", false, "also list the activations live at their peak")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -47,6 +51,31 @@ func runPlanMemory(ctx context.Context, args []string) error {
 			cfg.Data.Frames, cfg.Model.Precision, cfg.Training.Optimizer, cfg.Model.GradCheckpointing)
 		plan.Print(os.Stdout)
 		fmt.Printf("(activations with checkpointing %v: %.3f GiB)\n", other.Model.GradCheckpointing, float64(alt.Activations)/(1<<30))
+	}
+	if *detail && !*asJSON {
+		if err := train.ActivationReport(os.Stdout, cfg); err != nil {
+			return err
+		}
+	}
+	if *allocate {
+		d, err := vk.Open(vk.Options{})
+		if err != nil {
+			return err
+		}
+		m, disp, bar, err := train.StepMemory(d, cfg)
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("plan-memory --allocate: %w", err)
+		}
+		step := plan.PredictorWeights + plan.LoRA + plan.Optimizer + plan.Activations
+		out["allocated"], out["allocated_plan"] = m, step
+		out["recorded"] = map[string]int{"dispatches": disp, "barriers": bar}
+		if !*asJSON {
+			fmt.Printf("allocated and recorded the predictor step on %s without running it (encoder not included):\n"+
+				"  allocator peak %.3f GiB in tensors (plan of the same tensors: %.3f GiB), %.3f GiB reserved in blocks\n"+
+				"  %d dispatches, %d barriers\n",
+				d.Info.Name, float64(m.Peak)/(1<<30), float64(step)/(1<<30), float64(m.Reserved)/(1<<30), disp, bar)
+		}
 	}
 	if *measure {
 		d, err := vk.Open(vk.Options{})
