@@ -38,6 +38,7 @@ VARIANTS=(
   "gemm.lowrank.f32_bf16 gemm.comp -DLOWRANK -DB_BF16"
   "gemm.coopmat.lowrank.f32_f16 gemm.comp -DCOOPMAT -DLOWRANK -DB_F16"
   "gemm.lowrank_epilogue.f32_f16 gemm.comp -DLOWRANK -DLOWRANK_EPILOGUE -DB_F16"
+  "gemm.masked gemm.comp -DMASKED"
   "layernorm layernorm.comp"
   "layernorm.noaffine layernorm.comp -DNO_AFFINE"
   "layernorm_backward layernorm_backward.comp"

@@ -95,7 +95,7 @@ type dropout struct {
 	p       float32
 	seed    vk.Tensor // U32 [1]
 	salt    uint32    // per pass; each adapter adds its index
-	scratch vk.Tensor // [rows ≥ R, max in] f32: the dropped input, then the adapter's input gradient
+	scratch vk.Tensor // thin adapters: [rows ≥ R, max in] f32, the dropped input, then its gradient
 }
 
 func (d dropout) saltFor(a *LoRA) uint32 { return d.salt*4096 + uint32(a.Index) }
@@ -114,29 +114,41 @@ func (d dropout) view(rows, cols int) vk.Tensor {
 	return d.scratch.Reshape(d.scratch.Numel()).Slice(0, rows*cols).Reshape(rows, cols)
 }
 
+// mask is the adapter's dropout as a GEMM operand mask (fused path): the input dropped as it is loaded,
+// as A of t = drop(x)·Aᵀ or as B of dA += dtᵀ·drop(x).
+func (d dropout) mask(a *LoRA, onB bool) vk.GemmMask {
+	if !d.on {
+		return vk.GemmMask{}
+	}
+	return vk.GemmMask{Seed: d.seed, P: d.p, Salt: d.saltFor(a), OnB: onB}
+}
+
 // forward records y [rows, out] = x·Wᵀ + b (+ LoRA: scale·(drop(x)·Aᵀ)·Bᵀ, keeping t = drop(x)·Aᵀ
-// [rows, r] for backward). t is ignored without an adapter. Fused, the adapter's second product is the
-// base GEMM's low-rank epilogue; thin, it is a GEMM of its own that reads and writes y again.
+// [rows, r] for backward). t is ignored without an adapter. Fused, x is dropped out as the t GEMM loads
+// it and the adapter's second product is the base GEMM's low-rank epilogue; thin, the dropped input is
+// written to scratch and the second product is a GEMM of its own that reads and writes y again.
 func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor, drop dropout) {
 	a := l.lora
 	if a == nil {
 		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
 		return
 	}
-	vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
 	if l.thin {
+		vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
 		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
 		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
 		return
 	}
+	vk.Gemm(s, t, x, a.A, vk.GemmOpts{TransB: true, Mask: drop.mask(a, false)})
 	vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b,
 		LowRank: vk.GemmLowRank{U: t, V: a.B, TransV: true, Alpha: a.Scale}})
 }
 
 // backward records dx (overwritten, or accumulated when acc) = dy·W (+ LoRA path) and accumulates the
-// adapter's gradients: dB += scale·dyᵀ·t, dA += (scale·dy·B)ᵀ·x. dt [rows, r] is scratch. The frozen W
-// and b get no gradient. Fused, the adapter's input gradient keep⊙(dt·A)/(1−p) is the dx GEMM's masked
-// low-rank epilogue; thin, it is a GEMM (and, with dropout, a masking pass) of its own.
+// adapter's gradients: dB += scale·dyᵀ·t, dA += (scale·dy·B)ᵀ·drop(x). dt [rows, r] is scratch. The
+// frozen W and b get no gradient. Fused, the dA GEMM drops x as it loads it and the adapter's input
+// gradient keep⊙(dt·A)/(1−p) is the dx GEMM's masked low-rank epilogue; thin, the dropped input and that
+// gradient go through scratch, with GEMMs and a masking pass of their own.
 func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, drop dropout) {
 	beta := float32(0)
 	if acc {
@@ -153,8 +165,8 @@ func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, dr
 	}
 	vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
 	vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
-	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
 	if !l.thin {
+		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1, Mask: drop.mask(a, true)})
 		low := vk.GemmLowRank{U: dt, V: a.A}
 		if drop.on {
 			low.Seed, low.P, low.Salt = drop.seed, drop.p, drop.saltFor(a)
@@ -162,6 +174,7 @@ func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, dr
 		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta, LowRank: low})
 		return
 	}
+	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
 	vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
 	if !drop.on {
 		vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})

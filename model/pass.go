@@ -274,7 +274,8 @@ func (ps *Pass) declareWorkspace(R, D, Hd, r, lseN int, lora bool) {
 	if lora {
 		w.F32(&sc.dt, "dt", At(subFC2Back, subFC1Back, subProjBack, subQKVBack), R, r)
 	}
-	if ps.p.dropP > 0 { // the dropped adapter input (and, thin, its gradient) inside each linear
+	if ps.p.dropP > 0 && ps.p.loraThin { // thin adapters' dropped input, then its gradient, in each linear
+		// (fused adapters drop their input as their GEMMs load it)
 		linears := At(subQKV, subProj, subFC1, subFC2, subFC2Back, subFC1Back, subProjBack, subQKVBack)
 		w.F32(&ps.drop.scratch, "dropout", linears, R, max(D, Hd))
 	}

@@ -67,7 +67,7 @@ func NewPlanPredictor(cfg PredictorConfig, lora LoRAConfig) (*Predictor, *Plan, 
 		return nil, nil, err
 	}
 	pl := &Plan{}
-	p := &Predictor{Cfg: cfg, plan: pl, dropP: float32(lora.Dropout)}
+	p := &Predictor{Cfg: cfg, plan: pl, dropP: float32(lora.Dropout), loraThin: lora.Path == LoRAThin}
 	if lora.R > 0 {
 		targets := lora.Targets
 		if len(targets) == 0 {

@@ -24,6 +24,7 @@ type Predictor struct {
 	plan                       *Plan     // non-nil for a planning predictor (NewPlanPredictor): no device
 	checkLifetimes             bool      // arenas share nothing and poison tensors outside their lifetimes
 	dropP                      float32
+	loraThin                   bool      // adapters on LoRAThin: passes need the dropout scratch
 	dropSeed                   vk.Tensor // U32 [1], rewritten by the trainer every step
 	training                   bool      // dropout is recorded into passes recorded while true
 	passes                     uint32    // passes created so far: each gets its own dropout salt
@@ -144,6 +145,7 @@ func (p *Predictor) AddLoRA(c LoRAConfig) error {
 			}
 			a.Index = len(p.LoRAs)
 			l.lora, l.thin = a, c.Path == LoRAThin
+			p.loraThin = l.thin
 			p.LoRAs = append(p.LoRAs, a)
 		}
 	}

@@ -2,7 +2,7 @@
 // gemm: C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] + bias, f32 accumulation; A, B f32/f16/bf16 (A_F16, ...);
 // LOWRANK: + lowAlpha·keep⊙(U·op(V)), a fused LoRA path (gemm.glsl).
 // bindings: 0 A [m,k] or [k,m], 1 B [k,n] or [n,k], 2 C [m,n] f32 (or split-K workspace), 3 bias [n] f32;
-// LOWRANK: 4 U [m,r] f32, 5 V [r,n] or [n,r] f32, 6 dropout seed [1].
+// LOWRANK: 4 U [m,r] f32, 5 V [r,n] or [n,r] f32, 6 dropout seed [1]; MASKED: 4 dropout seed [1].
 // grid: (ceil(n/BN), ceil(m/BM), batch·splits) workgroups of WG invocations (spec constant 0).
 #include "common.glsl"
 #include "gemm.glsl"

@@ -1,5 +1,6 @@
 // gemm.glsl: what every gemm variant shares: the push block (mirrored by gemmPush in vk/gemm.go), the
-// bindings, dtype-converting loads of A and B, and the epilogue C = alpha·acc + beta·C + bias (+ LOWRANK:
+// bindings, dtype-converting loads of A and B (MASKED, f32 only: one of them dropped out as it is
+// loaded, a LoRA adapter's dropout without writing the dropped input), and the epilogue C = alpha·acc + beta·C + bias (+ LOWRANK:
 // the low-rank term lowAlpha·keep⊙(U·op(V)), a LoRA path summed into the base product's output).
 #extension GL_EXT_control_flow_attributes : enable
 
@@ -10,6 +11,8 @@
 #define GEMM_BETA 8u
 #define GEMM_LOWRANK_TRANS_V 16u // V stored [n, rank], else [rank, n]
 #define GEMM_LOWRANK_MASK 32u    // the low-rank term is masked by dropoutKeep
+#define GEMM_MASK_A 64u          // MASKED: A is dropped out as it is loaded
+#define GEMM_MASK_B 128u         // MASKED: B is
 
 layout(push_constant) uniform P {
     uint m, n, k;          // this dispatch's product: op(A) [m,k], op(B) [k,n]
@@ -27,6 +30,9 @@ layout(push_constant) uniform P {
     uint rank, ldu, ldv, offU, offV;
     uint maskFirst, maskLd, maskSalt, maskThreshold;
     float lowAlpha;
+    // MASKED: the masked operand's element at offset o from this dispatch's first element (its stored
+    // layout, batches included) has dropout index maskFirst + o and is scaled by maskScale when kept.
+    float maskScale;
 } p;
 
 // A and B are read as 32-bit words whatever their dtype, so that f16 and bf16 need no 16-bit storage
@@ -67,11 +73,24 @@ float lowRankAt(uint row, uint col) {
 }
 #endif
 
+#ifdef MASKED
+#include "dropout.glsl"
+layout(std430, binding = 4) readonly buffer BufMaskSeed { uint operandSeed[]; };
+
+// dropped is Dropout applied to an operand's element as it is loaded: the same select and f32 product as
+// dropout.comp, so a masked load equals a load of the dropped-out tensor bit for bit.
+float dropped(float v, uint o) {
+    return dropoutKeep(operandSeed[0], p.maskSalt, p.maskFirst + o, p.maskThreshold) ? v * p.maskScale : 0.0;
+}
+#endif
+
 float f16At(uint w, uint e) { return unpackHalf2x16(w)[e & 1u]; }
 float bf16At(uint w, uint e) { return uintBitsToFloat((e & 1u) != 0u ? (w & 0xffff0000u) : (w << 16)); }
 
 float loadA(uint e) {
-#if defined(A_F16)
+#if defined(MASKED)
+    return (p.flags & GEMM_MASK_A) != 0u ? dropped(a[e], e - p.offA) : a[e];
+#elif defined(A_F16)
     return f16At(a[e >> 1], e);
 #elif defined(A_BF16)
     return bf16At(a[e >> 1], e);
@@ -81,7 +100,9 @@ float loadA(uint e) {
 }
 
 float loadB(uint e) {
-#if defined(B_F16)
+#if defined(MASKED)
+    return (p.flags & GEMM_MASK_B) != 0u ? dropped(b[e], e - p.offB) : b[e];
+#elif defined(B_F16)
     return f16At(b[e >> 1], e);
 #elif defined(B_BF16)
     return bf16At(b[e >> 1], e);

@@ -22,6 +22,19 @@ type GemmOpts struct {
 	SplitK                    int
 	Workspace                 Tensor // optional f32 scratch for split-K partials; if absent and split-K would help, no split
 	LowRank                   GemmLowRank
+	Mask                      GemmMask
+}
+
+// GemmMask is Dropout applied to A (or, with OnB, to B) as the GEMM loads it: the operand's element at
+// offset o from its first element, in its stored layout, is kept where Dropout(seed, Salt, P) keeps
+// element o of a tensor, and scaled by 1/(1−P) — for a contiguous operand, exactly the product with
+// Dropout's output, without writing it (a LoRA adapter's dropped input, in forward and in dA). A and B
+// must be f32; not with a LowRank term. The zero value (Seed invalid) is no mask.
+type GemmMask struct {
+	Seed Tensor // one-element 32-bit device tensor, as Dropout's
+	P    float32
+	Salt uint32
+	OnB  bool
 }
 
 // GemmLowRank is a rank-r term summed into a GEMM's output by its epilogue: a LoRA path fused into the base
@@ -87,6 +100,7 @@ type gemmPush struct {
 	Rank, LdU, LdV, OffU, OffV              uint32
 	MaskFirst, MaskLd, MaskSalt, MaskThresh uint32
 	LowAlpha                                float32
+	MaskScale                               float32 // MASKED variant
 }
 
 // gemmReducePush mirrors the push block of shaders/gemm_reduce.comp.
@@ -107,6 +121,8 @@ const (
 	gemmBeta
 	gemmLowRankTransV
 	gemmLowRankMask
+	gemmMaskA
+	gemmMaskB
 )
 
 // Split-K policy: split only when the output has fewer nominal 64×64 tiles than the device has
@@ -197,7 +213,17 @@ type gemmProblem struct {
 	sa, sb, sc                int
 	offA, offB, offC, offBias int
 	alpha, beta               float32
-	low                       *gemmLow // nil: no low-rank term (or a K chunk after the first)
+	low                       *gemmLow  // nil: no low-rank term (or a K chunk after the first)
+	mask                      *gemmMask // nil: no operand dropped out on load
+}
+
+// gemmMask is a GemmMask's dispatch parameters; the mask index of a chunk's first element is its
+// problem-level offset (offA or offB), so chunks need no field of their own.
+type gemmMask struct {
+	seed            Tensor
+	onB             bool
+	salt, threshold uint32
+	scale           float32
 }
 
 // gemmLow is the low-rank term of one (sub-)product: whole tensors and element offsets of its first
@@ -322,6 +348,9 @@ func (s *Stream) gemm(c, a, b Tensor, o GemmOpts, env gemmEnv) {
 	if o.LowRank.U.Valid() {
 		p.low = newGemmLow(&p, o.LowRank, a)
 	}
+	if o.Mask.Seed.Valid() {
+		p.mask = newGemmMask(&p, o.Mask)
+	}
 	if p.m == 0 || p.n == 0 || p.batch == 0 {
 		return
 	}
@@ -368,6 +397,29 @@ func newGemmLow(p *gemmProblem, lr GemmLowRank, a Tensor) *gemmLow {
 		l.alpha *= float32(ref.DropoutScale(float64(lr.P)))
 	}
 	return l
+}
+
+// newGemmMask checks an operand mask against its product and returns its plan.
+func newGemmMask(p *gemmProblem, m GemmMask) *gemmMask {
+	if p.a.DType != F32 || p.b.DType != F32 || p.low != nil {
+		panic(fmt.Sprintf("vk: gemm: an operand mask needs f32 A %v and B %v and no low-rank term", p.a, p.b))
+	}
+	checkNumel("gemm operand mask", "seed", m.Seed, 1)
+	if m.Seed.DType.Size() != 4 {
+		panic(fmt.Sprintf("vk: gemm: operand mask seed %v, want a 32-bit dtype", m.Seed))
+	}
+	if !(m.P >= 0 && m.P < 1) {
+		panic(fmt.Sprintf("vk: gemm: operand mask p = %v, want 0 <= p < 1", m.P))
+	}
+	masked := p.a
+	if m.OnB {
+		masked = p.b
+	}
+	if uint64(masked.Numel()) > 1<<32 {
+		panic(fmt.Sprintf("vk: gemm: masked operand %v has more than 2^32 elements, the hash index range", masked))
+	}
+	return &gemmMask{seed: m.Seed, onB: m.OnB, salt: m.Salt, threshold: ref.DropoutThreshold(float64(m.P)),
+		scale: float32(ref.DropoutScale(float64(m.P)))}
 }
 
 // gemmLimit is the most elements of dtype dt one window may span under maxBinding, leaving room for the
@@ -544,7 +596,7 @@ func (s *Stream) gemmPick(p *gemmProblem, env gemmEnv) (string, gemmTile) {
 	// Tensor cores take f16 operands: f16 weights (the fp16 precision mode) with f16 activations, or f32
 	// activations rounded to f16 as they are staged (fp16 compute, f32 accumulation). f32·f32 and bf16
 	// products stay on the exact scalar path.
-	if env.coopmat && p.b.DType == F16 && (p.a.DType == F16 || p.a.DType == F32) && p.m >= 16 && p.n >= 16 && p.k >= 16 && gemmCoopOK(s.d) {
+	if env.coopmat && p.mask == nil && p.b.DType == F16 && (p.a.DType == F16 || p.a.DType == F32) && p.m >= 16 && p.n >= 16 && p.k >= 16 && gemmCoopOK(s.d) {
 		switch {
 		case p.low != nil:
 			return "gemm.coopmat.lowrank.f32_f16", gemmCoopTile()
@@ -554,7 +606,9 @@ func (s *Stream) gemmPick(p *gemmProblem, env gemmEnv) (string, gemmTile) {
 		return "gemm.coopmat", gemmCoopTile()
 	}
 	name := "gemm"
-	if p.low != nil && env.lowRankEpilogue && p.b.DType == F16 {
+	if p.mask != nil {
+		name = "gemm.masked" // A and B are f32
+	} else if p.low != nil && env.lowRankEpilogue && p.b.DType == F16 {
 		name = "gemm.lowrank_epilogue"
 	} else if p.low != nil {
 		name += ".lowrank" // A is f32
@@ -673,7 +727,22 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 		s.dispatch("gemm.lowrank", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(uw), in(vw), in(seedW))
 		return
 	}
+	var seedW Tensor // MASKED: the seed, binding 4 of every dispatch
+	if m := p.mask; m != nil {
+		seedW = m.seed
+		push.MaskSalt, push.MaskThresh, push.MaskScale = m.salt, m.threshold, m.scale
+		push.Flags |= gemmMaskA
+		push.MaskFirst = uint32(p.offA)
+		if m.onB {
+			push.Flags ^= gemmMaskA | gemmMaskB
+			push.MaskFirst = uint32(p.offB)
+		}
+	}
 	if splits == 1 {
+		if seedW.Valid() {
+			s.dispatch("gemm.masked", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(seedW))
+			return
+		}
 		s.dispatch("gemm", k, push, groups, in(aw), in(bw), out(cw), in(biasW))
 		return
 	}
@@ -681,8 +750,12 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	ww, offW := s.gemmWindow(o.Workspace, 0, splits*total)
 	push.LdC, push.StrC, push.OffC, push.OffBias = uint32(p.n), uint32(p.m*p.n), offW, 0
 	push.KSplit, push.SplitStride, push.Splits = uint32(kSplit), uint32(total), uint32(splits)
-	push.Flags, push.Alpha, push.Beta = flags, 1, 0
-	s.dispatch("gemm.splitk", k, push, groups, in(aw), in(bw), out(ww), in(ww))
+	push.Flags, push.Alpha, push.Beta = flags|(push.Flags&(gemmMaskA|gemmMaskB)), 1, 0
+	if seedW.Valid() {
+		s.dispatch("gemm.masked.splitk", k, push, groups, in(aw), in(bw), out(ww), in(ww), in(seedW))
+	} else {
+		s.dispatch("gemm.splitk", k, push, groups, in(aw), in(bw), out(ww), in(ww))
+	}
 	s.dispatch("gemm_reduce", kernel{"gemm_reduce", []uint32{local1D}}, gemmReducePush{
 		M: uint32(p.m), N: uint32(p.n), Total: uint32(total), Splits: uint32(splits),
 		LdC: uint32(p.ldc), StrC: uint32(p.sc), OffW: offW, OffC: offC, OffBias: offBias,

@@ -194,3 +194,108 @@ func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) 
 	}
 	return maxErr
 }
+
+// TestGemmMask checks dropout applied to an operand as it is loaded: against Dropout then Gemm on the
+// device, bit for bit (the same select and f32 product, the same tiles), over both operands and layouts,
+// split-K (the LoRA dA shape), batches and chunks; and the unmasked operand and output guards as TestGemm.
+func TestGemmMask(t *testing.T) {
+	d := vktest.Device(t)
+	type maskCase struct {
+		m, n, k, batch int
+		transA, transB bool
+		onB            bool
+		splitK         int
+		maxBinding     uint64
+		beta           float32
+	}
+	var cases []maskCase
+	for _, l := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+		for _, onB := range []bool{false, true} {
+			cases = append(cases, maskCase{m: 37, n: 70, k: 45, transA: l[0], transB: l[1], onB: onB})
+		}
+	}
+	cases = append(cases,
+		maskCase{m: 1032, n: 16, k: 1024, transB: true},                                // t = drop(x)·Aᵀ
+		maskCase{m: 16, n: 1024, k: 1032, transA: true, onB: true, splitK: 4, beta: 1}, // dA += dtᵀ·drop(x)
+		maskCase{m: 33, n: 20, k: 19, batch: 3, onB: true},
+		maskCase{m: 300, n: 200, k: 150, transA: true, maxBinding: 40 << 10},
+		maskCase{m: 300, n: 200, k: 150, onB: true, maxBinding: 40 << 10, beta: 1},
+	)
+	const seed, salt, p = 0x1234567, 9, 0.3
+	seedT := dropoutSeed(t, d, seed)
+	for _, c := range cases {
+		name := vktest.Name("m", c.m, "n", c.n, "k", c.k, "batch", c.batch, "layout", layout(c.transA, c.transB), "onB", c.onB,
+			"splitk", c.splitK, "maxbinding", c.maxBinding)
+		t.Run(name, func(t *testing.T) {
+			batch := max(c.batch, 1)
+			ar, ac, br, bc := c.m, c.k, c.k, c.n
+			if c.transA {
+				ar, ac = ac, ar
+			}
+			if c.transB {
+				br, bc = bc, br
+			}
+			av, bv := vktest.RandN(1, batch*ar*ac), vktest.RandN(2, batch*br*bc)
+			cv := vktest.Rand(3, batch*c.m*c.n)
+			aT := vktest.Tensor(t, d, vk.F32, av, batch, ar, ac)
+			bT := vktest.Tensor(t, d, vk.F32, bv, batch, br, bc)
+			got := vktest.Tensor(t, d, vk.F32, cv, batch, c.m, c.n)
+			want := vktest.Tensor(t, d, vk.F32, cv, batch, c.m, c.n)
+			o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, Beta: c.beta, SplitK: c.splitK}
+			if c.splitK > 1 {
+				o.Workspace = vktest.Poisoned(t, d, vk.F32, vk.GemmWorkspaceSize(d, c.m, c.n, c.k, o))
+			}
+			masked, plainA, plainB := o, aT, bT
+			masked.Mask = vk.GemmMask{Seed: seedT, P: p, Salt: salt, OnB: c.onB}
+			s := vktest.Stream(t, d)
+			if c.onB {
+				plainB = vktest.Poisoned(t, d, vk.F32, batch, br, bc)
+				vk.Dropout(s, plainB, bT, seedT, p, salt)
+			} else {
+				plainA = vktest.Poisoned(t, d, vk.F32, batch, ar, ac)
+				vk.Dropout(s, plainA, aT, seedT, p, salt)
+			}
+			limit := c.maxBinding
+			if limit == 0 {
+				limit = d.MaxBinding()
+			}
+			vk.GemmWithLimits(s, want, plainA, plainB, o, limit, false)
+			vk.GemmWithLimits(s, got, aT, bT, masked, limit, false)
+			vktest.Run(t, s)
+			g, w := vktest.Download(t, d, got), vktest.Download(t, d, want)
+			for i := range g {
+				if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+					t.Fatalf("C[%d] = %v with the masked load, %v with Dropout then Gemm", i, g[i], w[i])
+				}
+			}
+			// The reference: the same product in float64 of the dropped operand.
+			dropped, other := av, bv
+			if c.onB {
+				dropped, other = bv, av
+			}
+			d64 := make([]float64, len(dropped))
+			ref.Dropout(d64, vktest.F64(dropped), seed, salt, p)
+			a64, b64 := d64, vktest.F64(other)
+			if c.onB {
+				a64, b64 = b64, a64
+			}
+			for bi := range batch {
+				ref64 := vktest.F64(cv[bi*c.m*c.n : (bi+1)*c.m*c.n])
+				ref.Gemm(ref64, a64[bi*ar*ac:(bi+1)*ar*ac], b64[bi*br*bc:(bi+1)*br*bc], c.m, c.n, c.k, c.transA, c.transB, 1, float64(c.beta), nil)
+				vktest.Close(t, "masked gemm", g[bi*c.m*c.n:(bi+1)*c.m*c.n], ref64, 1e-4, 1e-4)
+			}
+			for name, chk := range map[string][]float32{"A": av, "B": bv} {
+				tt := aT
+				if name == "B" {
+					tt = bT
+				}
+				now := vktest.Download(t, d, tt)
+				for i := range now {
+					if math.Float32bits(now[i]) != math.Float32bits(chk[i]) {
+						t.Fatalf("input %s[%d] changed", name, i)
+					}
+				}
+			}
+		})
+	}
+}
