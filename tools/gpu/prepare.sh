@@ -18,7 +18,9 @@ if ! ls "$out"/debs/libvulkan1_*.deb >/dev/null 2>&1; then
 	o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/vjepa-vk-apt-amd64)
 	mkdir -p /tmp/vjepa-vk-apt-amd64/partial
 	apt-get "${o[@]}" update
-	(cd "$out/debs" && apt-get "${o[@]}" download libvulkan1 vulkan-validationlayers)
+	# The NVIDIA ICD (libGLX_nvidia) needs the glvnd libraries beside the loader.
+	(cd "$out/debs" && apt-get "${o[@]}" download libvulkan1 vulkan-validationlayers \
+		libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 fi
 for f in bench_torch.py torch_ac.py; do
 	if [ -e "../shared/baseline/$f" ]; then cp "../shared/baseline/$f" "$out/"; fi
