@@ -117,13 +117,13 @@ func (ep *EncoderPass) Free() {
 func (ep *EncoderPass) Forward(s *vk.Stream) {
 	e, c := ep.e, ep.e.Cfg
 	vk.Patchify(s, ep.cols, ep.Video, c.Tubelet, c.Patch)
-	e.patch.forward(s, ep.x, ep.cols, vk.Tensor{}, dropout{}) // [R, Dim]
+	e.patch.forward(s, ep.x, ep.cols, vk.Tensor{}, dropout{}, post{}) // [R, Dim]
 	rope := vk.RopeShape{B: ep.B, T: ep.F / c.Tubelet, K: 0, GridH: ep.H / c.Patch, GridW: ep.W / c.Patch,
 		Heads: c.Heads, HeadDim: c.Dim / c.Heads}
 	attn := vk.AttnShape{B: ep.B, N: ep.Tokens, Heads: c.Heads, HeadDim: c.Dim / c.Heads}
 	x, y := ep.x, ep.y
 	for _, b := range e.blocks {
-		b.forward(s, y, x, ep.acts, ep.tmp, rope, attn, dropout{}, nil)
+		b.forward(s, y, x, ep.acts, rope, attn, dropout{}, nil)
 		x, y = y, x
 	}
 	vk.LayerNorm(s, ep.Out, ep.mean, ep.rstd, x, e.norm.w, e.norm.b, e.norm.eps)

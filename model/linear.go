@@ -40,6 +40,7 @@ type linear struct {
 	w, b    vk.Tensor // w [out, in] in the base precision; b [out] f32
 	lora    *LoRA
 	thin    bool      // run the adapter as separate GEMMs over the output (LoRAThin) instead of fused
+	unfused bool      // tests: run a post op as a kernel of its own, not as a GEMM epilogue
 	gw, gb  vk.Tensor // f32 gradients of w and b, accumulated; only after Predictor.EnableWeightGrads
 }
 
@@ -123,66 +124,137 @@ func (d dropout) mask(a *LoRA, onB bool) vk.GemmMask {
 	return vk.GemmMask{Seed: d.seed, P: d.p, Salt: d.saltFor(a), OnB: onB}
 }
 
-// forward records y [rows, out] = x·Wᵀ + b (+ LoRA: scale·(drop(x)·Aᵀ)·Bᵀ, keeping t = drop(x)·Aᵀ
-// [rows, r] for backward). t is ignored without an adapter. Fused, x is dropped out as the t GEMM loads
-// it and the adapter's second product is the base GEMM's low-rank epilogue; thin, the dropped input is
-// written to scratch and the second product is a GEMM of its own that reads and writes y again.
-func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor, drop dropout) {
-	a := l.lora
-	if a == nil {
-		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
-		return
-	}
-	if l.thin {
-		vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
-		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
-		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
-		return
-	}
-	vk.Gemm(s, t, x, a.A, vk.GemmOpts{TransB: true, Mask: drop.mask(a, false)})
-	vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b,
-		LowRank: vk.GemmLowRank{U: t, V: a.B, TransV: true, Alpha: a.Scale}})
+// post is the elementwise op that follows a linear in a block (spec §2.4), at most one field set. It is
+// the epilogue of the GEMM that finishes the linear's output (vk.GemmOpts Residual, Gelu, GeluGrad), or,
+// unfused, a kernel of its own run in place over that output afterwards: on the thin adapter path (whose
+// last kernel need not be a GEMM) and in tests (linear.unfused), which check that the two agree bit for
+// bit.
+type post struct {
+	residual vk.Tensor // forward: y = residual + linear(x)
+	gelu     vk.Tensor // forward: y = linear(x), and gelu(y) written here
+	geluOf   vk.Tensor // backward: dx = (linear's dx)·gelu'(geluOf), geluOf being GELU's forward input
 }
 
-// backward records dx (overwritten, or accumulated when acc) = dy·W (+ LoRA path) and accumulates the
-// adapter's gradients: dB += scale·dyᵀ·t, dA += (scale·dy·B)ᵀ·drop(x). dt [rows, r] is scratch. The
-// frozen W and b get no gradient. Fused, the dA GEMM drops x as it loads it and the adapter's input
-// gradient keep⊙(dt·A)/(1−p) is the dx GEMM's masked low-rank epilogue; thin, the dropped input and that
-// gradient go through scratch, with GEMMs and a masking pass of their own.
-func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, drop dropout) {
-	beta := float32(0)
-	if acc {
-		beta = 1
+// fused returns the GEMM options o with the op as their epilogue.
+func (q post) fused(o vk.GemmOpts) vk.GemmOpts {
+	o.Residual, o.Gelu, o.GeluGrad = q.residual, q.gelu, q.geluOf
+	return o
+}
+
+// after records the op over y as a kernel of its own, in place.
+func (q post) after(s *vk.Stream, y vk.Tensor) {
+	switch {
+	case q.residual.Valid():
+		vk.Add(s, y, q.residual, y)
+	case q.gelu.Valid():
+		vk.Gelu(s, q.gelu, y)
+	case q.geluOf.Valid():
+		vk.GeluBackward(s, y, y, q.geluOf)
 	}
+}
+
+// split returns the op to fuse into the linear's last GEMM and the op to run after it (one of them empty).
+func (q post) split(l *linear) (fuse, after post) {
+	if l.unfused || (l.lora != nil && l.thin) {
+		return post{}, q
+	}
+	return q, post{}
+}
+
+// forward records y [rows, out] = x·Wᵀ + b (+ LoRA: scale·(drop(x)·Aᵀ)·Bᵀ, keeping t = drop(x)·Aᵀ
+// [rows, r] for backward), then q's op. t is ignored without an adapter. Fused, x is dropped out as the t
+// GEMM loads it and the adapter's second product is the base GEMM's low-rank epilogue; thin, the dropped
+// input is written to scratch and the second product is a GEMM of its own that reads and writes y again.
+func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor, drop dropout, q post) {
+	fuse, after := q.split(l)
+	a := l.lora
+	switch {
+	case a == nil:
+		vk.Gemm(s, y, x, l.w, fuse.fused(vk.GemmOpts{TransB: true, Bias: l.b}))
+	case l.thin:
+		l.hidden(s, t, x, drop)
+		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
+		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
+	default:
+		l.hidden(s, t, x, drop)
+		vk.Gemm(s, y, x, l.w, fuse.fused(vk.GemmOpts{TransB: true, Bias: l.b,
+			LowRank: vk.GemmLowRank{U: t, V: a.B, TransV: true, Alpha: a.Scale}}))
+	}
+	after.after(s, y)
+}
+
+// hidden records forward's adapter hidden t = drop(x)·Aᵀ alone (nothing without an adapter): all that
+// backward needs of a linear whose output nobody reads (fc2 in a checkpointed block's recompute).
+func (l *linear) hidden(s *vk.Stream, t, x vk.Tensor, drop dropout) {
+	a := l.lora
+	switch {
+	case a == nil:
+	case l.thin:
+		vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
+	default:
+		vk.Gemm(s, t, x, a.A, vk.GemmOpts{TransB: true, Mask: drop.mask(a, false)})
+	}
+}
+
+// backward records dx (overwritten, or accumulated when acc) = dy·W (+ LoRA path), then q's op, and
+// accumulates the adapter's gradients: dB += scale·dyᵀ·t, dA += (scale·dy·B)ᵀ·drop(x). dt [rows, r] is
+// scratch. The frozen W and b get no gradient. It is backwardWeights then backwardInput, which a block
+// records in sub-phases of their own (x is dead before dx is written).
+func (l *linear) backward(s *vk.Stream, dx, dy, x, t, dt vk.Tensor, acc bool, drop dropout, q post) {
+	l.backwardWeights(s, dy, x, t, dt, drop)
+	l.backwardInput(s, dx, dy, dt, acc, drop, q)
+}
+
+// backwardWeights accumulates the gradients of the adapter (and of W and b, with weight gradients on) and
+// leaves dt = scale·dy·B for backwardInput. Fused, the dA GEMM drops x as it loads it; thin, the dropped
+// input goes through scratch.
+func (l *linear) backwardWeights(s *vk.Stream, dy, x, t, dt vk.Tensor, drop dropout) {
 	if l.gw.Valid() {
 		vk.Gemm(s, l.gw, dy, x, vk.GemmOpts{TransA: true, Beta: 1}) // dW += dyᵀ·x
 		vk.BiasGradient(s, l.gb, dy)
 	}
 	a := l.lora
 	if a == nil {
-		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
 		return
 	}
 	vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
 	vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
 	if !l.thin {
 		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1, Mask: drop.mask(a, true)})
+		return
+	}
+	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
+}
+
+// backwardInput records dx (overwritten, or accumulated when acc) = dy·W (+ the adapter's input gradient
+// keep⊙(dt·A)/(1−p)), then q's op. Fused, the adapter's term is the dx GEMM's masked low-rank epilogue;
+// thin, it goes through scratch, with a GEMM and a masking pass of its own.
+func (l *linear) backwardInput(s *vk.Stream, dx, dy, dt vk.Tensor, acc bool, drop dropout, q post) {
+	fuse, after := q.split(l)
+	beta := float32(0)
+	if acc {
+		beta = 1
+	}
+	a := l.lora
+	switch {
+	case a == nil:
+		vk.Gemm(s, dx, dy, l.w, fuse.fused(vk.GemmOpts{Beta: beta}))
+	case !l.thin:
 		low := vk.GemmLowRank{U: dt, V: a.A}
 		if drop.on {
 			low.Seed, low.P, low.Salt = drop.seed, drop.p, drop.saltFor(a)
 		}
-		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta, LowRank: low})
-		return
-	}
-	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
-	vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
-	if !drop.on {
+		vk.Gemm(s, dx, dy, l.w, fuse.fused(vk.GemmOpts{Beta: beta, LowRank: low}))
+	case !drop.on:
+		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
 		vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})
-		return
+	default:
+		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
+		g := drop.view(dx.Shape[0], dx.Shape[1]) // d(drop(x)), then masked into dx
+		vk.Gemm(s, g, dt, a.A, vk.GemmOpts{})
+		vk.DropoutBackward(s, dx, g, drop.seed, drop.p, drop.saltFor(a), true)
 	}
-	g := drop.view(x.Shape[0], x.Shape[1]) // d(drop(x)), then masked into dx
-	vk.Gemm(s, g, dt, a.A, vk.GemmOpts{})
-	vk.DropoutBackward(s, dx, g, drop.seed, drop.p, drop.saltFor(a), true)
+	after.after(s, dx)
 }
 
 // layerNorm is an affine LayerNorm (eps 1e-6 in the model, spec §2.4).

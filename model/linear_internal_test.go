@@ -90,7 +90,7 @@ func recordLinear(b *testing.B, d *vk.Device, rows, in, out, r int, p float32, p
 	x, y := randT(vk.F32, rows, in), randT(vk.F32, rows, out)
 	dx, dy := randT(vk.F32, rows, in), randT(vk.F32, rows, out)
 	s := vktest.Stream(b, d)
-	l.forward(s, y, x, t, drop)
-	l.backward(s, dx, dy, x, t, dt, false, drop)
+	l.forward(s, y, x, t, drop, post{})
+	l.backward(s, dx, dy, x, t, dt, false, drop, post{})
 	return s
 }

@@ -56,45 +56,42 @@ type blockActs struct {
 	tp               vk.Tensor // LoRA hidden of proj
 	u                vk.Tensor // x + attn [R, D]
 	n2, mean2, rstd2 vk.Tensor
-	h, g             vk.Tensor // fc1 output and its GELU [R, Hd]
+	h, g             vk.Tensor // fc1 output and its GELU [R, Hd], both written by fc1's GEMM
 	t1, t2           vk.Tensor // LoRA hiddens of fc1, fc2
 }
 
 // blockScratch are one block's temporaries, all in the workspace (the adapter-dropout scratch
 // [R, max(D, Hd)] too: it is the pass's dropout.scratch).
 type blockScratch struct {
-	tmp    vk.Tensor // [R, D] attn proj / fc2 outputs
 	dn, do vk.Tensor // [R, D]
 	dqkv   vk.Tensor // [R, 3D]
 	delta  vk.Tensor // [B·H·N]
-	dh, dg vk.Tensor // [R, Hd]
+	dh     vk.Tensor // [R, Hd]
 	dt     vk.Tensor // [R, r]
 }
 
 // The sub-phases of one block, the timeline of its workspace: forward, then backward in mirror order
 // (with checkpointing, backward first runs the forward sub-phases again). Backward recomputes n1 and n2
-// (subLN1Again, subLN2Again) instead of keeping them across the block.
+// (subLN1Again, subLN2Again) instead of keeping them across the block. The residual adds, GELU and GELU's
+// backward are the epilogues of the GEMMs before them (linear.go's post), so they have no sub-phase.
 const (
-	subLN1      = iota // n1, mean1, rstd1 = norm1(x)
-	subQKV             // qkv, tq
-	subAttn            // RoPE, attention: o, lse
-	subProj            // tmp, tp
-	subRes1            // u = x + tmp
-	subLN2             // n2, mean2, rstd2 = norm2(u)
-	subFC1             // h, t1
-	subGelu            // g = gelu(h)
-	subFC2             // tmp, t2
-	subRes2            // y = u + tmp
-	subFC2Back         // dg
-	subGeluBack        // dh
-	subLN2Again        // n2 = norm2(u)
-	subFC1Back         // dn
-	subLN2Back         // du = dy + norm2ᵀ(dn), in place
-	subProjBack        // do
-	subAttnBack        // dqkv, delta; RoPE backward
-	subLN1Again        // n1 = norm1(x)
-	subQKVBack         // dn
-	subLN1Back         // dx = du + norm1ᵀ(dn), in place
+	subLN1          = iota // n1, mean1, rstd1 = norm1(x)
+	subQKV                 // qkv, tq
+	subAttn                // RoPE, attention: o, lse
+	subProj                // u = x + proj(o), tp
+	subLN2                 // n2, mean2, rstd2 = norm2(u)
+	subFC1                 // h, g = gelu(h), t1
+	subFC2                 // y = u + fc2(g), t2
+	subFC2Back             // fc2's adapter (and weight) gradients, dt; g's last reader
+	subFC2BackInput        // dh = fc2ᵀ(dy)·gelu'(h): after g's last read, so dh may take g's bytes
+	subLN2Again            // n2 = norm2(u)
+	subFC1Back             // dn
+	subLN2Back             // du = dy + norm2ᵀ(dn), in place
+	subProjBack            // do
+	subAttnBack            // dqkv, delta; RoPE backward
+	subLN1Again            // n1 = norm1(x)
+	subQKVBack             // dn
+	subLN1Back             // dx = du + norm1ᵀ(dn), in place
 	subPhases
 )
 
@@ -257,26 +254,24 @@ func (p *Predictor) NewPassIn(ar *Arena, B, T int, checkpoint bool, l PassLives)
 // block's sub-phases: each lives from the sub-phase that writes it to the last that reads it.
 func (ps *Pass) declareWorkspace(R, D, Hd, r, lseN int, lora bool) {
 	w, a, sc := ps.ws, &ps.w, &ps.sc
-	for _, n := range [subPhases]string{"ln1", "qkv", "attention", "proj", "residual1", "ln2", "fc1", "gelu",
-		"fc2", "residual2", "fc2.backward", "gelu.backward", "ln2.again", "fc1.backward", "ln2.backward",
-		"proj.backward", "attention.backward", "ln1.again", "qkv.backward", "ln1.backward"} {
+	for _, n := range [subPhases]string{"ln1", "qkv", "attention", "proj", "ln2", "fc1", "fc2", "fc2.backward",
+		"fc2.backward.input", "ln2.again", "fc1.backward", "ln2.backward", "proj.backward", "attention.backward", "ln1.again",
+		"qkv.backward", "ln1.backward"} {
 		w.Phase(n)
 	}
 	w.F32(&a.n1, "n1", append(During(subLN1, subQKV), During(subLN1Again, subQKVBack)...), R, D)
 	w.F32(&a.n2, "n2", append(During(subLN2, subFC1), During(subLN2Again, subFC1Back)...), R, D)
-	w.F32(&sc.tmp, "tmp", append(During(subProj, subRes1), During(subFC2, subRes2)...), R, D)
-	w.F32(&sc.dg, "dg", During(subFC2Back, subGeluBack), R, Hd)
-	w.F32(&sc.dh, "dh", During(subGeluBack, subFC1Back), R, Hd)
+	w.F32(&sc.dh, "dh", During(subFC2BackInput, subFC1Back), R, Hd)
 	w.F32(&sc.dn, "dn", append(During(subFC1Back, subLN2Back), During(subQKVBack, subLN1Back)...), R, D)
 	w.F32(&sc.do, "do", During(subProjBack, subAttnBack), R, D)
 	w.F32(&sc.dqkv, "dqkv", During(subAttnBack, subQKVBack), R, 3*D)
 	w.F32(&sc.delta, "delta", At(subAttnBack), lseN)
 	if lora {
-		w.F32(&sc.dt, "dt", At(subFC2Back, subFC1Back, subProjBack, subQKVBack), R, r)
+		w.F32(&sc.dt, "dt", append(During(subFC2Back, subFC2BackInput), At(subFC1Back, subProjBack, subQKVBack)...), R, r)
 	}
 	if ps.p.dropP > 0 && ps.p.loraThin { // thin adapters' dropped input, then its gradient, in each linear
 		// (fused adapters drop their input as their GEMMs load it)
-		linears := At(subQKV, subProj, subFC1, subFC2, subFC2Back, subFC1Back, subProjBack, subQKVBack)
+		linears := At(subQKV, subProj, subFC1, subFC2, subFC2Back, subFC2BackInput, subFC1Back, subProjBack, subQKVBack)
 		w.F32(&ps.drop.scratch, "dropout", linears, R, max(D, Hd))
 	}
 	if !ps.Checkpoint {
@@ -287,11 +282,11 @@ func (ps *Pass) declareWorkspace(R, D, Hd, r, lseN int, lora bool) {
 	w.F32(&a.qkv, "qkv", During(subQKV, subAttnBack), R, 3*D)
 	w.F32(&a.o, "o", During(subAttn, subAttnBack), R, D)
 	w.F32(&a.lse, "lse", During(subAttn, subAttnBack), lseN)
-	w.F32(&a.u, "u", During(subRes1, subLN2Back), R, D)
+	w.F32(&a.u, "u", During(subProj, subLN2Back), R, D)
 	w.F32(&a.mean2, "mean2", During(subLN2, subLN2Back), R)
 	w.F32(&a.rstd2, "rstd2", During(subLN2, subLN2Back), R)
-	w.F32(&a.h, "h", During(subFC1, subGeluBack), R, Hd)
-	w.F32(&a.g, "g", During(subGelu, subFC2Back), R, Hd)
+	w.F32(&a.h, "h", During(subFC1, subFC2BackInput), R, Hd)
+	w.F32(&a.g, "g", During(subFC1, subFC2Back), R, Hd)
 	if lora {
 		w.F32(&a.tq, "tq", During(subQKV, subQKVBack), R, r)
 		w.F32(&a.tp, "tp", During(subProj, subProjBack), R, r)
@@ -368,55 +363,52 @@ func (ps *Pass) Forward(s *vk.Stream) {
 	p := ps.p
 	ps.drop.on = p.training && p.dropP > 0
 	ps.ar.Enter(s, ps.fwd)
-	p.embed.forward(s, ps.pe, ps.Z, vk.Tensor{}, dropout{})           // [B·T·HW, D]
-	p.actionEnc.forward(s, ps.ca, ps.Actions, vk.Tensor{}, dropout{}) // [B·T, D]
-	p.stateEnc.forward(s, ps.cs, ps.States, vk.Tensor{}, dropout{})   // [B·T, D]
+	p.embed.forward(s, ps.pe, ps.Z, vk.Tensor{}, dropout{}, post{})           // [B·T·HW, D]
+	p.actionEnc.forward(s, ps.ca, ps.Actions, vk.Tensor{}, dropout{}, post{}) // [B·T, D]
+	p.stateEnc.forward(s, ps.cs, ps.States, vk.Tensor{}, dropout{}, post{})   // [B·T, D]
 	ps.condCopy(s, ps.xs[0], ps.ca, 0, false)
 	ps.condCopy(s, ps.xs[0], ps.cs, 1, false)
 	if p.Cfg.Extrinsics {
-		p.extrinsicsEnc.forward(s, ps.ce, ps.Extrinsics, vk.Tensor{}, dropout{})
+		p.extrinsicsEnc.forward(s, ps.ce, ps.Extrinsics, vk.Tensor{}, dropout{}, post{})
 		ps.condCopy(s, ps.xs[0], ps.ce, 2, false)
 	}
 	ps.patchCopy(s, ps.xs[0], ps.pe, false) // [R, D]
 	ps.ar.Enter(s, ps.fwd+1)
 	for i, b := range p.blocks {
-		b.forward(s, ps.xs[i+1], ps.xs[i], ps.actsFor(i), ps.sc.tmp, ps.ropeShape(), ps.attnShape(), ps.drop, ps.ws)
+		b.forward(s, ps.xs[i+1], ps.xs[i], ps.actsFor(i), ps.ropeShape(), ps.attnShape(), ps.drop, ps.ws)
 	}
 	ps.ar.Enter(s, ps.fwd+2)
 	ps.patchCopy(s, ps.xs[p.Cfg.Depth], ps.xp, true)                                  // [B·T·HW, D]
 	vk.LayerNorm(s, ps.xn, ps.nMean, ps.nRstd, ps.xp, p.norm.w, p.norm.b, p.norm.eps) // [B·T·HW, D]
-	p.proj.forward(s, ps.Out, ps.xn, vk.Tensor{}, dropout{})                          // [B·T·HW, E]
+	p.proj.forward(s, ps.Out, ps.xn, vk.Tensor{}, dropout{}, post{})                  // [B·T·HW, E]
 }
 
-// forward runs one pre-norm block (spec §2.4), saving activations in a; tmp [R, D] is scratch and may be
-// y; y may be absent (the recompute of checkpointing needs only the activations). w, if not nil, is the
-// workspace whose sub-phases the block enters:
+// forward runs one pre-norm block (spec §2.4), saving activations in a; y may be absent (the recompute
+// of checkpointing needs only the activations, so fc2 computes only its adapter's hidden). w, if not nil,
+// is the workspace whose sub-phases the block enters. The residual adds and GELU are the epilogues of
+// proj's, fc2's and fc1's GEMMs:
 //
 //	u = x + proj(attn(rope(qkv(norm1(x)))))
 //	y = u + fc2(gelu(fc1(norm2(u))))
-func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, tmp vk.Tensor, rope vk.RopeShape, attn vk.AttnShape, drop dropout, w *Arena) {
+func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, rope vk.RopeShape, attn vk.AttnShape, drop dropout, w *Arena) {
 	w.Enter(s, subLN1)
 	vk.LayerNorm(s, a.n1, a.mean1, a.rstd1, x, b.norm1.w, b.norm1.b, b.norm1.eps) // [R, D]
 	w.Enter(s, subQKV)
-	b.qkv.forward(s, a.qkv, a.n1, a.tq, drop) // [R, 3D]
+	b.qkv.forward(s, a.qkv, a.n1, a.tq, drop, post{}) // [R, 3D]
 	w.Enter(s, subAttn)
 	vk.Rope(s, a.qkv, rope)
 	vk.AttentionForward(s, a.o, a.lse, a.qkv, attn) // [R, D]
 	w.Enter(s, subProj)
-	b.proj.forward(s, tmp, a.o, a.tp, drop) // [R, D]
-	w.Enter(s, subRes1)
-	vk.Add(s, a.u, x, tmp)
+	b.proj.forward(s, a.u, a.o, a.tp, drop, post{residual: x}) // [R, D] u = x + proj(o)
 	w.Enter(s, subLN2)
 	vk.LayerNorm(s, a.n2, a.mean2, a.rstd2, a.u, b.norm2.w, b.norm2.b, b.norm2.eps)
 	w.Enter(s, subFC1)
-	b.fc1.forward(s, a.h, a.n2, a.t1, drop) // [R, Hd]
-	w.Enter(s, subGelu)
-	vk.Gelu(s, a.g, a.h)
+	b.fc1.forward(s, a.h, a.n2, a.t1, drop, post{gelu: a.g}) // [R, Hd] h, g = gelu(h)
 	w.Enter(s, subFC2)
-	b.fc2.forward(s, tmp, a.g, a.t2, drop) // [R, D]
-	w.Enter(s, subRes2)
 	if y.Valid() {
-		vk.Add(s, y, a.u, tmp)
+		b.fc2.forward(s, y, a.g, a.t2, drop, post{residual: a.u}) // [R, D] y = u + fc2(g)
+	} else {
+		b.fc2.hidden(s, a.t2, a.g, drop) // [R, r]
 	}
 }
 
@@ -433,7 +425,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	}
 	ps.drop.on = p.training && p.dropP > 0
 	ps.ar.Enter(s, ps.bwd)
-	p.proj.backward(s, ps.dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false, dropout{})
+	p.proj.backward(s, ps.dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false, dropout{}, post{})
 	nw, nb := p.norm.grads(p.normGradW, p.normGradB)
 	vk.LayerNormBackward(s, ps.dxp, nw, nb, ps.dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
 	vk.Zero(s, ps.dres) // conditioning outputs are discarded (spec §2.3 step 5): zero gradient
@@ -443,7 +435,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 		a := ps.actsFor(i)
 		if ps.Checkpoint {
 			// recompute the saved activations
-			p.blocks[i].forward(s, vk.Tensor{}, ps.xs[i], a, ps.sc.tmp, ps.ropeShape(), ps.attnShape(), ps.drop, ps.ws)
+			p.blocks[i].forward(s, vk.Tensor{}, ps.xs[i], a, ps.ropeShape(), ps.attnShape(), ps.drop, ps.ws)
 		}
 		ps.blockBackward(s, p.blocks[i], ps.dres, ps.xs[i], a)
 	}
@@ -465,7 +457,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 		dpe := ps.dxp
 		ps.patchCopy(s, g, dpe, true)
 		if wantDZ {
-			p.embed.backward(s, ps.DZ, dpe, ps.Z, vk.Tensor{}, vk.Tensor{}, false, dropout{})
+			p.embed.backward(s, ps.DZ, dpe, ps.Z, vk.Tensor{}, vk.Tensor{}, false, dropout{}, post{})
 		} else {
 			vk.Gemm(s, p.embed.gw, dpe, ps.Z, vk.GemmOpts{TransA: true, Beta: 1})
 			vk.BiasGradient(s, p.embed.gb, dpe)
@@ -480,26 +472,26 @@ func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *block
 	p, w, sc, drop := ps.p, ps.ws, &ps.sc, ps.drop
 	// y = u + fc2(gelu(fc1(norm2(u))))
 	w.Enter(s, subFC2Back)
-	b.fc2.backward(s, sc.dg, g, a.g, a.t2, sc.dt, false, drop)
-	w.Enter(s, subGeluBack)
-	vk.GeluBackward(s, sc.dh, sc.dg, a.h)
-	w.Enter(s, subLN2Again) // the same kernel on the same input: bit-identical to the forward's n2
+	b.fc2.backwardWeights(s, g, a.g, a.t2, sc.dt, drop)
+	w.Enter(s, subFC2BackInput)
+	b.fc2.backwardInput(s, sc.dh, g, sc.dt, false, drop, post{geluOf: a.h}) // [R, Hd] dh = fc2ᵀ(g)·gelu'(h)
+	w.Enter(s, subLN2Again)                                                 // the same kernel on the same input: bit-identical to the forward's n2
 	vk.LayerNorm(s, a.n2, a.mean2, a.rstd2, a.u, b.norm2.w, b.norm2.b, b.norm2.eps)
 	w.Enter(s, subFC1Back)
-	b.fc1.backward(s, sc.dn, sc.dh, a.n2, a.t1, sc.dt, false, drop)
+	b.fc1.backward(s, sc.dn, sc.dh, a.n2, a.t1, sc.dt, false, drop, post{})
 	w.Enter(s, subLN2Back)
 	n2w, n2b := b.norm2.grads(p.normGradW, p.normGradB)
 	vk.LayerNormBackward(s, g, n2w, n2b, sc.dn, a.u, b.norm2.w, a.mean2, a.rstd2, true) // g = du
 	// u = x + proj(attn(rope(qkv(norm1(x)))))
 	w.Enter(s, subProjBack)
-	b.proj.backward(s, sc.do, g, a.o, a.tp, sc.dt, false, drop)
+	b.proj.backward(s, sc.do, g, a.o, a.tp, sc.dt, false, drop, post{})
 	w.Enter(s, subAttnBack)
 	vk.AttentionBackward(s, sc.dqkv, sc.delta, sc.do, a.qkv, a.o, a.lse, ps.attnShape())
 	vk.RopeBackward(s, sc.dqkv, ps.ropeShape())
 	w.Enter(s, subLN1Again)
 	vk.LayerNorm(s, a.n1, a.mean1, a.rstd1, x, b.norm1.w, b.norm1.b, b.norm1.eps)
 	w.Enter(s, subQKVBack)
-	b.qkv.backward(s, sc.dn, sc.dqkv, a.n1, a.tq, sc.dt, false, drop)
+	b.qkv.backward(s, sc.dn, sc.dqkv, a.n1, a.tq, sc.dt, false, drop, post{})
 	w.Enter(s, subLN1Back)
 	n1w, n1b := b.norm1.grads(p.normGradW, p.normGradB)
 	vk.LayerNormBackward(s, g, n1w, n1b, sc.dn, x, b.norm1.w, a.mean1, a.rstd1, true) // g = dx

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
-	"github.com/vjepa-vk/vjepa-vk/vk"
+	"github.com/vjepa-vk/vjepa-vk/model/modeltest"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
 )
 
@@ -23,57 +23,10 @@ func TestPassLifetimes(t *testing.T) {
 		t.Run(vktest.Name("checkpoint", c.checkpoint, "weight_grads", c.weightGrads, "dropout", c.dropout), func(t *testing.T) {
 			cfg := model.PredictorConfig{EmbedDim: 20, Dim: 24, Depth: 2, Heads: 2, Grid: 2, MLPRatio: 2, Extrinsics: true}
 			run := func(check bool) [][]float32 {
-				p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 5), model.FP32)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer p.Free()
+				lora := model.LoRAConfig{R: 2, Alpha: 4, Seed: 1, Dropout: c.dropout}
+				p := modeltest.Predictor(t, d, cfg, model.FP32, &lora, c.weightGrads)
 				p.CheckLifetimes(check)
-				if err := p.AddLoRA(model.LoRAConfig{R: 2, Alpha: 4, Seed: 1, Dropout: c.dropout}); err != nil {
-					t.Fatal(err)
-				}
-				for i, a := range p.LoRAs {
-					if err := d.Upload(a.B, vktest.Rand(uint64(30+i), a.B.Numel())); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if c.weightGrads {
-					if err := p.EnableWeightGrads(); err != nil {
-						t.Fatal(err)
-					}
-				}
-				p.SetTraining(true)
-				if seed := p.DropoutSeed(); seed.Valid() {
-					if err := d.WriteBytes(seed, []byte{5, 0, 0, 0}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				ps, err := p.NewPass(2, 3, c.checkpoint)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ps.Free()
-				for i, u := range []struct {
-					t vk.Tensor
-					v []float32
-				}{{ps.Z, vktest.RandN(1, ps.Z.Numel())}, {ps.Actions, vktest.Rand(2, ps.Actions.Numel())},
-					{ps.States, vktest.Rand(3, ps.States.Numel())}, {ps.Extrinsics, vktest.Rand(4, ps.Extrinsics.Numel())},
-					{ps.DOut, vktest.RandN(5, ps.DOut.Numel())}} {
-					if err := d.Upload(u.t, u.v); err != nil {
-						t.Fatalf("upload %d: %v", i, err)
-					}
-				}
-				s := vktest.Stream(t, d)
-				ps.Forward(s)
-				ps.Backward(s, true)
-				vktest.Run(t, s)
-				out := [][]float32{vktest.Download(t, d, ps.Out), vktest.Download(t, d, ps.DZ)}
-				for _, a := range p.LoRAs {
-					out = append(out, vktest.Download(t, d, a.GradA), vktest.Download(t, d, a.GradB))
-				}
-				for _, g := range p.WeightGrads() {
-					out = append(out, vktest.Download(t, d, g.Grad))
-				}
+				out, _ := modeltest.Pass(t, p, 2, 3, c.checkpoint, 5)
 				return out
 			}
 			shared, checked := run(false), run(true)

@@ -90,3 +90,18 @@ float gelu_tail(float x, out float gauss) {
     float s = 2.0 * (u * uintBitsToFloat((254u - eb) << 23) - 1.5);
     return (gauss * gelu_tail_g(eb - 126u, s)) * (0.707106769 / ax);
 }
+
+// gelu_value is gelu(x) and gelu_derivative gelu'(x) = Φ(x) + x·φ(x), written as gelu.comp and
+// gelu_backward.comp write them, for kernels that apply GELU in an epilogue (gemm.glsl's ELEMENTWISE):
+// the same expressions, so that the fused result equals the separate kernel's bit for bit.
+float gelu_value(float x) {
+    float gauss;
+    float q = gelu_tail(x, gauss);
+    return x * (x < 0.0 ? q : 1.0 - q);
+}
+
+float gelu_derivative(float x) {
+    float gauss;
+    float q = gelu_tail(x, gauss);
+    return (x < 0.0 ? q : 1.0 - q) + x * (gauss * 0.398942292);
+}

@@ -1,8 +1,10 @@
 #version 450
 // gemm: C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] + bias, f32 accumulation; A, B f32/f16/bf16 (A_F16, ...);
-// LOWRANK: + lowAlpha·keep⊙(U·op(V)), a fused LoRA path (gemm.glsl).
+// LOWRANK: + lowAlpha·keep⊙(U·op(V)), a fused LoRA path; ELEMENTWISE: then a residual add, GELU or GELU's
+// backward on the result (gemm.glsl).
 // bindings: 0 A [m,k] or [k,m], 1 B [k,n] or [n,k], 2 C [m,n] f32 (or split-K workspace), 3 bias [n] f32;
-// LOWRANK: 4 U [m,r] f32, 5 V [r,n] or [n,r] f32, 6 dropout seed [1]; MASKED: 4 dropout seed [1].
+// LOWRANK: 4 U [m,r] f32, 5 V [r,n] or [n,r] f32, 6 dropout seed [1]; ELEMENTWISE: 7 E [m,n] f32;
+// MASKED: 4 dropout seed [1].
 // grid: (ceil(n/BN), ceil(m/BM), batch·splits) workgroups of WG invocations (spec constant 0).
 #include "common.glsl"
 #include "gemm.glsl"
@@ -51,6 +53,7 @@ void multiplyStaged() {
 // and V (as loads of a K-deep product cost per FMA, not 2·rank loads per element as lowRankAt's), and
 // the dropout mask, applying to the term alone, can still be applied to it.
 void lowRankFirst(uint m0, uint n0) {
+    if (p.rank == 0u) return; // an ELEMENTWISE product without a term
     const bool transV = (p.flags & GEMM_LOWRANK_TRANS_V) != 0u;
     for (uint k0 = 0; k0 < p.rank; k0 += BK) {
         [[dont_unroll]] for (uint r = 0; r < BM * BK / WG; r++) {

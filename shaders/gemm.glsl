@@ -1,7 +1,9 @@
 // gemm.glsl: what every gemm variant shares: the push block (mirrored by gemmPush in vk/gemm.go), the
 // bindings, dtype-converting loads of A and B (MASKED, f32 only: one of them dropped out as it is
 // loaded, a LoRA adapter's dropout without writing the dropped input), and the epilogue C = alpha·acc + beta·C + bias (+ LOWRANK:
-// the low-rank term lowAlpha·keep⊙(U·op(V)), a LoRA path summed into the base product's output).
+// the low-rank term lowAlpha·keep⊙(U·op(V)), a LoRA path summed into the base product's output; + ELEMENTWISE,
+// on LOWRANK variants whose term may be absent (rank 0): one elementwise op on the final value, the
+// residual add, GELU or GELU's backward that would otherwise be a kernel of its own after the GEMM).
 #extension GL_EXT_control_flow_attributes : enable
 
 // Flags; beta == 0 must not read C (it may hold NaN, and NaN·0 is NaN), so BETA is a flag.
@@ -13,6 +15,9 @@
 #define GEMM_LOWRANK_MASK 32u    // the low-rank term is masked by dropoutKeep
 #define GEMM_MASK_A 64u          // MASKED: A is dropped out as it is loaded
 #define GEMM_MASK_B 128u         // MASKED: B is
+#define GEMM_RESIDUAL 256u       // ELEMENTWISE: C = v + E[row, col]
+#define GEMM_GELU 512u           // ELEMENTWISE: C = v, E[row, col] = gelu(v)
+#define GEMM_GELU_GRAD 1024u     // ELEMENTWISE: C = v·gelu'(E[row, col])
 
 layout(push_constant) uniform P {
     uint m, n, k;          // this dispatch's product: op(A) [m,k], op(B) [k,n]
@@ -33,6 +38,8 @@ layout(push_constant) uniform P {
     // MASKED: the masked operand's element at offset o from this dispatch's first element (its stored
     // layout, batches included) has dropout index maskFirst + o and is scaled by maskScale when kept.
     float maskScale;
+    // ELEMENTWISE: element offset of E's first element; E has C's row length ldc.
+    uint offE;
 } p;
 
 // A and B are read as 32-bit words whatever their dtype, so that f16 and bf16 need no 16-bit storage
@@ -71,6 +78,15 @@ float lowRankAt(uint row, uint col) {
     for (uint j = 0; j < p.rank; j++) t = fma(lowU[eu + j], lowV[ev + j * sv], t);
     return p.lowAlpha * t;
 }
+#endif
+
+#ifdef ELEMENTWISE
+#ifndef LOWRANK
+#error ELEMENTWISE variants are LOWRANK variants (a product without a low-rank term runs them at rank 0)
+#endif
+#include "gelu.glsl"
+// E [m, n] f32, the op's other operand: the residual, GELU's output, or GELU's forward input.
+layout(std430, binding = 7) buffer BufE { float elem[]; };
 #endif
 
 #ifdef MASKED
@@ -113,14 +129,23 @@ float loadB(uint e) {
 
 // storeC writes element (row, col) of output matrix `batch` (slice `slice` of a split-K workspace when
 // splitStride != 0; the host then clears alpha's and beta's flags and the reduce kernel applies them).
-// The host never splits K or batches a LOWRANK product.
+// The host never splits K or batches a LOWRANK product. ELEMENTWISE ops act on v once it is final, each
+// as the separate kernel computes it (add.comp: a + b; gelu.comp, gelu_backward.comp through gelu.glsl),
+// so a fused product rounds exactly as the GEMM followed by that kernel; K chunks before the last run
+// without them.
 void storeC(uint batch, uint slice, uint row, uint col, float acc) {
     uint e = p.offC + slice * p.splitStride + batch * p.sc + row * p.ldc + col;
     float v = p.alpha * acc;
     if ((p.flags & GEMM_BETA) != 0u) v += p.beta * c[e];
     if ((p.flags & GEMM_BIAS) != 0u) v += bias[p.offBias + col];
 #if defined(LOWRANK) && (defined(COOPMAT) || defined(LOWRANK_EPILOGUE))
-    v += lowRankAt(row, col);
+    if (p.rank != 0u) v += lowRankAt(row, col); // no term: v stays as it is (v + 0 would turn −0 into +0)
+#endif
+#ifdef ELEMENTWISE
+    const uint ee = p.offE + row * p.ldc + col;
+    if ((p.flags & GEMM_RESIDUAL) != 0u) v += elem[ee];
+    else if ((p.flags & GEMM_GELU_GRAD) != 0u) v *= gelu_derivative(elem[ee]);
+    else if ((p.flags & GEMM_GELU) != 0u) elem[ee] = gelu_value(v);
 #endif
     c[e] = v;
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/model/modeltest"
 	"github.com/vjepa-vk/vjepa-vk/train"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
@@ -283,8 +284,8 @@ func TestLoRAPaths(t *testing.T) {
 	}
 }
 
-// runPassPath runs one predictor pass, forward and backward with upstream gradient G, adapters along path
-// with dropout p in a training step, and returns Out, DZ and every adapter's GradA and GradB.
+// runPassPath runs one predictor pass (modeltest.Pass), adapters along path with dropout p in a training
+// step, and returns Out, DZ and every adapter's GradA and GradB.
 func runPassPath(t *testing.T, d *vk.Device, cfg model.PredictorConfig, prec model.Precision, p float64, path model.LoRAPath) [][]float32 {
 	t.Helper()
 	pr, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 7), prec)
@@ -295,40 +296,12 @@ func runPassPath(t *testing.T, d *vk.Device, cfg model.PredictorConfig, prec mod
 	if err := pr.AddLoRA(model.LoRAConfig{R: 3, Alpha: 6, RSLoRA: true, Seed: 3, Dropout: p, Path: path}); err != nil {
 		t.Fatal(err)
 	}
-	pr.SetTraining(true)
-	if seed := pr.DropoutSeed(); seed.Valid() {
-		if err := d.WriteBytes(seed, []byte{9, 0, 0, 0}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for i, a := range pr.LoRAs {
 		if err := d.Upload(a.B, vktest.Rand(uint64(50+i), a.B.Numel())); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ps, err := pr.NewPass(2, 3, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.Free()
-	for i, u := range []struct {
-		t vk.Tensor
-		v []float32
-	}{{ps.Z, vktest.RandN(1, ps.Z.Numel())}, {ps.Actions, vktest.Rand(2, ps.Actions.Numel())},
-		{ps.States, vktest.Rand(3, ps.States.Numel())}, {ps.DOut, vktest.RandN(4, ps.DOut.Numel())}} {
-		if err := d.Upload(u.t, u.v); err != nil {
-			t.Fatalf("upload %d: %v", i, err)
-		}
-	}
-	s := vktest.Stream(t, d)
-	train.ZeroGrads(s, pr)
-	ps.Forward(s)
-	ps.Backward(s, true)
-	vktest.Run(t, s)
-	out := [][]float32{vktest.Download(t, d, ps.Out), vktest.Download(t, d, ps.DZ)}
-	for _, a := range pr.LoRAs {
-		out = append(out, vktest.Download(t, d, a.GradA), vktest.Download(t, d, a.GradB))
-	}
+	out, _ := modeltest.Pass(t, pr, 2, 3, true, 9)
 	return out
 }
 

@@ -23,6 +23,15 @@ type GemmOpts struct {
 	Workspace                 Tensor // optional f32 scratch for split-K partials; if absent and split-K would help, no split
 	LowRank                   GemmLowRank
 	Mask                      GemmMask
+
+	// At most one elementwise op on the final value v = α·op(A)·op(B) + β·C + bias + low-rank term of
+	// each element, fused into the epilogue instead of run as a kernel over C after the GEMM, with the
+	// same result bit for bit. Each is an f32 tensor of C's shape [M, N]; the product must be unbatched
+	// with an f32 A, and split-K is off for it (when the product is cut into K chunks, the op runs with
+	// the last one).
+	Residual Tensor // C = v + Residual: Add(C, Residual, C) after the GEMM (a residual connection)
+	Gelu     Tensor // C = v, Gelu = gelu(v): Gelu(Gelu, C) after the GEMM (forward keeps both)
+	GeluGrad Tensor // C = v·gelu'(GeluGrad): GeluBackward(C, C, GeluGrad) after the GEMM, GeluGrad gelu's input
 }
 
 // GemmMask is Dropout applied to A (or, with OnB, to B) as the GEMM loads it: the operand's element at
@@ -61,7 +70,8 @@ type GemmLowRank struct {
 // workspace ([slices][Batch][M][N] f32, GemmWorkspaceSize elements) and a second kernel sums them in slice
 // order, so results are deterministic. Operands larger than the device's binding range are cut into
 // several dispatches: over batches, then rows of C (and of A stored [M,K]), columns of C (for B stored
-// [N,K]) and K (for A stored [K,M] or B stored [K,N]; K chunks after the first accumulate with β 1).
+// [N,K]) and K (for A stored [K,M] or B stored [K,N]; K chunks after the first accumulate with β 1, and
+// an elementwise op of GemmOpts runs with the last).
 // Views need no alignment: each binding is a window aligned down, with element offsets in push constants.
 //
 // Uses (model Linear, y = x·Wᵀ + b with W [out,in], spec §2):
@@ -101,6 +111,7 @@ type gemmPush struct {
 	MaskFirst, MaskLd, MaskSalt, MaskThresh uint32
 	LowAlpha                                float32
 	MaskScale                               float32 // MASKED variant
+	OffE                                    uint32  // ELEMENTWISE variants (see gemmElem)
 }
 
 // gemmReducePush mirrors the push block of shaders/gemm_reduce.comp.
@@ -123,6 +134,9 @@ const (
 	gemmLowRankMask
 	gemmMaskA
 	gemmMaskB
+	gemmResidual
+	gemmGelu
+	gemmGeluGrad
 )
 
 // Split-K policy: split only when the output has fewer nominal 64×64 tiles than the device has
@@ -215,6 +229,15 @@ type gemmProblem struct {
 	alpha, beta               float32
 	low                       *gemmLow  // nil: no low-rank term (or a K chunk after the first)
 	mask                      *gemmMask // nil: no operand dropped out on load
+	elem                      *gemmElem // nil: no elementwise op (or a K chunk before the last)
+}
+
+// gemmElem is the elementwise op of one (sub-)product: its flag (gemmResidual, gemmGelu, gemmGeluGrad), its
+// tensor E [M, N] (C's row length) and the element offset in E of the (sub-)product's first element.
+type gemmElem struct {
+	flag uint32
+	e    Tensor
+	offE int
 }
 
 // gemmMask is a GemmMask's dispatch parameters; the mask index of a chunk's first element is its
@@ -351,6 +374,7 @@ func (s *Stream) gemm(c, a, b Tensor, o GemmOpts, env gemmEnv) {
 	if o.Mask.Seed.Valid() {
 		p.mask = newGemmMask(&p, o.Mask)
 	}
+	p.elem = newGemmElem(&p, o)
 	if p.m == 0 || p.n == 0 || p.batch == 0 {
 		return
 	}
@@ -399,6 +423,33 @@ func newGemmLow(p *gemmProblem, lr GemmLowRank, a Tensor) *gemmLow {
 	return l
 }
 
+// newGemmElem checks the elementwise op of o, if any, against its product and returns its plan.
+func newGemmElem(p *gemmProblem, o GemmOpts) *gemmElem {
+	var ops []*gemmElem
+	for _, op := range []struct {
+		t    Tensor
+		flag uint32
+	}{{o.Residual, gemmResidual}, {o.Gelu, gemmGelu}, {o.GeluGrad, gemmGeluGrad}} {
+		if op.t.Valid() {
+			ops = append(ops, &gemmElem{flag: op.flag, e: op.t})
+		}
+	}
+	switch {
+	case len(ops) == 0:
+		return nil
+	case len(ops) > 1:
+		panic(fmt.Sprintf("vk: gemm: at most one of Residual %v, Gelu %v and GeluGrad %v", o.Residual, o.Gelu, o.GeluGrad))
+	case p.batch > 1 || p.a.DType != F32 || p.mask != nil:
+		panic(fmt.Sprintf("vk: gemm: an elementwise epilogue needs an unbatched product with an f32 A and no operand mask, got batch %d, A %v",
+			p.batch, p.a))
+	}
+	e := ops[0]
+	if e.e.DType != F32 || e.e.Numel() != p.m*p.n || e.e.Shape[len(e.e.Shape)-1] != p.n || p.ldc != p.n {
+		panic(fmt.Sprintf("vk: gemm: elementwise operand %v for C %v, want f32 [%d, %d]", e.e, p.c, p.m, p.n))
+	}
+	return e
+}
+
 // newGemmMask checks an operand mask against its product and returns its plan.
 func newGemmMask(p *gemmProblem, m GemmMask) *gemmMask {
 	if p.a.DType != F32 || p.b.DType != F32 || p.low != nil {
@@ -441,7 +492,8 @@ func (s *Stream) gemmFits(p *gemmProblem, env gemmEnv) bool {
 
 // gemmChunked runs p as several dispatches when an operand exceeds the binding range or the batch
 // exceeds the grid: first over batches, then, for one matrix, over rows of C (and A), columns of C (with
-// Bᵀ) and K (with Aᵀ or B), the K chunks after the first accumulating with beta 1.
+// Bᵀ) and K (with Aᵀ or B), the K chunks after the first accumulating with beta 1 and only the last
+// applying the elementwise op (GELU must see the final C).
 func (s *Stream) gemmChunked(p gemmProblem, o GemmOpts, env gemmEnv) {
 	if s.gemmFits(&p, env) {
 		s.gemmRun(p, o, env)
@@ -521,6 +573,13 @@ func (s *Stream) gemmChunked(p gemmProblem, o GemmOpts, env gemmEnv) {
 				}
 				q.offC += m0*p.ldc + n0
 				q.offBias += n0
+				if p.elem != nil && k0+max(kc, 1) >= p.k { // the last K chunk: C is final
+					e := *p.elem
+					e.offE += m0*p.ldc + n0
+					q.elem = &e
+				} else {
+					q.elem = nil
+				}
 				if p.low != nil {
 					l := *p.low
 					l.offU += m0 * l.ldu
@@ -591,15 +650,20 @@ func gemmCoopOK(d *Device) bool {
 	return false
 }
 
-// gemmPick chooses the shader and tile for one dispatch.
+// gemmPick chooses the shader and tile for one dispatch. An elementwise op takes the LOWRANK variant's
+// ELEMENTWISE twin, at rank 0 when the product has no low-rank term.
 func (s *Stream) gemmPick(p *gemmProblem, env gemmEnv) (string, gemmTile) {
+	elem := ""
+	if p.elem != nil {
+		elem = ".elementwise"
+	}
 	// Tensor cores take f16 operands: f16 weights (the fp16 precision mode) with f16 activations, or f32
 	// activations rounded to f16 as they are staged (fp16 compute, f32 accumulation). f32·f32 and bf16
 	// products stay on the exact scalar path.
 	if env.coopmat && p.mask == nil && p.b.DType == F16 && (p.a.DType == F16 || p.a.DType == F32) && p.m >= 16 && p.n >= 16 && p.k >= 16 && gemmCoopOK(s.d) {
 		switch {
-		case p.low != nil:
-			return "gemm.coopmat.lowrank.f32_f16", gemmCoopTile()
+		case p.low != nil || p.elem != nil:
+			return "gemm.coopmat.lowrank" + elem + ".f32_f16", gemmCoopTile()
 		case p.a.DType == F32:
 			return "gemm.coopmat.f32_f16", gemmCoopTile()
 		}
@@ -608,10 +672,10 @@ func (s *Stream) gemmPick(p *gemmProblem, env gemmEnv) (string, gemmTile) {
 	name := "gemm"
 	if p.mask != nil {
 		name = "gemm.masked" // A and B are f32
-	} else if p.low != nil && env.lowRankEpilogue && p.b.DType == F16 {
-		name = "gemm.lowrank_epilogue"
-	} else if p.low != nil {
-		name += ".lowrank" // A is f32
+	} else if (p.low != nil || p.elem != nil) && env.lowRankEpilogue && p.b.DType == F16 {
+		name = "gemm.lowrank_epilogue" + elem
+	} else if p.low != nil || p.elem != nil {
+		name += ".lowrank" + elem // A is f32
 	}
 	if p.a.DType != F32 || p.b.DType != F32 {
 		name += "." + p.a.DType.String() + "_" + p.b.DType.String()
@@ -660,7 +724,7 @@ func b32(v bool) uint32 {
 func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	shader, tile := s.gemmPick(&p, env)
 	splits, kSplit := gemmSplits(s.d, env.maxBinding, p.m, p.n, p.k, p.batch, o.SplitK)
-	if p.low != nil {
+	if p.low != nil || p.elem != nil {
 		splits, kSplit = 1, p.k
 	}
 	need := splits * p.batch * p.m * p.n
@@ -709,20 +773,34 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	if tile.coop {
 		k.spec = append(k.spec, b32(p.transA), b32(p.transB))
 	}
-	if p.low != nil {
-		l := p.low
-		uw, offU := s.gemmWindow(l.u, l.offU, l.offU+l.extentU(p.m))
-		vw, offV := s.gemmWindow(l.v, l.offV, l.offV+l.extentV(p.n))
-		seedW := uw // bound but unread without a mask
-		push.Rank, push.LdU, push.LdV, push.OffU, push.OffV = uint32(l.rank), uint32(l.ldu), uint32(l.ldv), offU, offV
-		push.LowAlpha = l.alpha
-		if l.transV {
-			push.Flags |= gemmLowRankTransV
+	if p.low != nil || p.elem != nil {
+		uw, vw, seedW := cw, cw, cw // bound but unread without a term (rank 0) or its mask
+		if l := p.low; l != nil {
+			var offU, offV uint32
+			uw, offU = s.gemmWindow(l.u, l.offU, l.offU+l.extentU(p.m))
+			vw, offV = s.gemmWindow(l.v, l.offV, l.offV+l.extentV(p.n))
+			seedW = uw
+			push.Rank, push.LdU, push.LdV, push.OffU, push.OffV = uint32(l.rank), uint32(l.ldu), uint32(l.ldv), offU, offV
+			push.LowAlpha = l.alpha
+			if l.transV {
+				push.Flags |= gemmLowRankTransV
+			}
+			if l.seed.Valid() {
+				seedW = l.seed
+				push.Flags |= gemmLowRankMask
+				push.MaskFirst, push.MaskLd, push.MaskSalt, push.MaskThresh = uint32(l.maskFirst), uint32(l.maskLd), l.salt, l.threshold
+			}
 		}
-		if l.seed.Valid() {
-			seedW = l.seed
-			push.Flags |= gemmLowRankMask
-			push.MaskFirst, push.MaskLd, push.MaskSalt, push.MaskThresh = uint32(l.maskFirst), uint32(l.maskLd), l.salt, l.threshold
+		if e := p.elem; e != nil {
+			ew, offE := s.gemmWindow(e.e, e.offE, e.offE+p.extentC())
+			push.OffE = offE
+			push.Flags |= e.flag
+			eb := in(ew)
+			if e.flag == gemmGelu {
+				eb = out(ew)
+			}
+			s.dispatch("gemm.lowrank.elementwise", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(uw), in(vw), in(seedW), eb)
+			return
 		}
 		s.dispatch("gemm.lowrank", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(uw), in(vw), in(seedW))
 		return

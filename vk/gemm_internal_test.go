@@ -7,6 +7,7 @@ import "testing"
 func TestGemmPushLayout(t *testing.T) {
 	for module, push := range map[string]any{
 		"gemm": gemmPush{}, "gemm_reduce": gemmReducePush{}, "gemm.coopmat": gemmPush{}, "gemm.coopmat.f32_f16": gemmPush{},
+		"gemm.lowrank.elementwise": gemmPush{}, "gemm.coopmat.lowrank.elementwise.f32_f16": gemmPush{},
 	} {
 		checkPushLayout(t, module, push)
 	}

@@ -80,14 +80,7 @@ func TestGemmLowRank(t *testing.T) {
 
 func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) {
 	t.Helper()
-	ar, ac := c.m, c.k
-	if c.transA {
-		ar, ac = c.k, c.m
-	}
-	br, bc := c.k, c.n
-	if c.transB {
-		br, bc = c.n, c.k
-	}
+	ar, ac, br, bc := storedShapes(c.m, c.n, c.k, c.transA, c.transB)
 	vr, vc := c.r, c.n
 	if c.transV {
 		vr, vc = c.n, c.r
@@ -228,13 +221,7 @@ func TestGemmMask(t *testing.T) {
 			"splitk", c.splitK, "maxbinding", c.maxBinding)
 		t.Run(name, func(t *testing.T) {
 			batch := max(c.batch, 1)
-			ar, ac, br, bc := c.m, c.k, c.k, c.n
-			if c.transA {
-				ar, ac = ac, ar
-			}
-			if c.transB {
-				br, bc = bc, br
-			}
+			ar, ac, br, bc := storedShapes(c.m, c.n, c.k, c.transA, c.transB)
 			av, bv := vktest.RandN(1, batch*ar*ac), vktest.RandN(2, batch*br*bc)
 			cv := vktest.Rand(3, batch*c.m*c.n)
 			aT := vktest.Tensor(t, d, vk.F32, av, batch, ar, ac)

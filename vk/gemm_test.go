@@ -46,6 +46,18 @@ func layout(transA, transB bool) string {
 	return l[b2i(transA)] + l[b2i(transB)]
 }
 
+// storedShapes returns the stored [rows, cols] of A and B for op(A) [m,k] and op(B) [k,n].
+func storedShapes(m, n, k int, transA, transB bool) (ar, ac, br, bc int) {
+	ar, ac, br, bc = m, k, k, n
+	if transA {
+		ar, ac = k, m
+	}
+	if transB {
+		br, bc = n, k
+	}
+	return ar, ac, br, bc
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -102,14 +114,7 @@ func checkGuard(t *testing.T, name string, whole []float32, pad, n int, inside f
 func runGemmCase(t *testing.T, d *vk.Device, c gemmCase, impl gemmImpl) (maxErr float64) {
 	t.Helper()
 	batch := max(c.batch, 1)
-	ar, ac := c.m, c.k
-	if c.transA {
-		ar, ac = c.k, c.m
-	}
-	br, bc := c.k, c.n
-	if c.transB {
-		br, bc = c.n, c.k
-	}
+	ar, ac, br, bc := storedShapes(c.m, c.n, c.k, c.transA, c.transB)
 	sa, sb, sc := ar*ac, br*bc, c.m*c.n
 	if c.padStride {
 		sa, sb, sc = sa+3, sb+5, sc+7
@@ -437,14 +442,7 @@ func BenchmarkGemm(b *testing.B) {
 			name += vktest.Name(",splitk", c.splitK)
 		}
 		b.Run(name, func(b *testing.B) {
-			ar, ac := c.m, c.k
-			if c.transA {
-				ar, ac = c.k, c.m
-			}
-			br, bc := c.k, c.n
-			if c.transB {
-				br, bc = c.n, c.k
-			}
+			ar, ac, br, bc := storedShapes(c.m, c.n, c.k, c.transA, c.transB)
 			a := vktest.Tensor(b, d, c.dtA, vktest.Rand(1, ar*ac), ar, ac)
 			bt := vktest.Tensor(b, d, c.dtB, vktest.Rand(2, br*bc), br, bc)
 			ct := vktest.Tensor(b, d, vk.F32, nil, c.m, c.n)

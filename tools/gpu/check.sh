@@ -28,7 +28,7 @@ head -40 "$OUT/devices.txt"
 
 log coopmat-tests
 (cd vk && VJEPA_VK_COOPMAT=1 timeout 240 ../.gpu/vk.test -test.short -test.v \
-	-test.run 'CoopMat|LowRank|Mask|Attention') >"$OUT/coopmat.txt" 2>&1
+	-test.run 'CoopMat|LowRank|Mask|Elementwise|Attention') >"$OUT/coopmat.txt" 2>&1
 grep -E '^(--- |ok|FAIL|PASS|panic)|    --- (FAIL|SKIP)|rror' "$OUT/coopmat.txt" | head -60
 
 log verify

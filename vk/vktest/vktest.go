@@ -6,12 +6,27 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
+
+// init gives each test binary a Mesa shader cache of its own (unless the caller chose one). With the
+// default, one cache shared by every process, lavapipe's vkCreateComputePipelines aborted now and then
+// with std::bad_alloc while `go test ./...` ran several packages' binaries at once (2 of 6 full runs
+// here; 0 of 3 with the cache off). A per-binary cache keeps the speed of a warm cache.
+func init() {
+	if os.Getenv("MESA_SHADER_CACHE_DIR") == "" && os.Getenv("MESA_SHADER_CACHE_DISABLE") == "" {
+		dir := filepath.Join(os.TempDir(), "vjepa-vk-mesa-cache", filepath.Base(os.Args[0]))
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			os.Setenv("MESA_SHADER_CACHE_DIR", dir)
+		}
+	}
+}
 
 var shared struct {
 	once sync.Once
