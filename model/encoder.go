@@ -68,7 +68,6 @@ type EncoderPass struct {
 	e          *Encoder
 	cols, x, y vk.Tensor
 	acts       *blockActs
-	tmp        vk.Tensor
 	mean, rstd vk.Tensor
 	owned      []vk.Tensor
 }
@@ -89,7 +88,7 @@ func (e *Encoder) newPass(a *tensorAlloc, B, F, H, W int) (*EncoderPass, error) 
 	ep := &EncoderPass{B: B, F: F, H: H, W: W, Tokens: tok, e: e}
 	ep.Video = a.f32(B, InChans, F, H, W)
 	ep.cols = a.f32(R, InChans*c.Tubelet*c.Patch*c.Patch)
-	ep.x, ep.y, ep.tmp = a.f32(R, c.Dim), a.f32(R, c.Dim), a.f32(R, c.Dim)
+	ep.x, ep.y = a.f32(R, c.Dim), a.f32(R, c.Dim)
 	ep.Out, ep.OutLN = a.f32(R, c.Dim), a.f32(R, c.Dim)
 	ep.mean, ep.rstd = a.f32(R), a.f32(R)
 	ep.acts = a.blockActs(R, c.Dim, c.MLPHidden, B*c.Heads*tok)
