@@ -187,6 +187,29 @@ func testAttentionForward(t *testing.T, d *vk.Device, c attnCase, impl attnImpl)
 	t.Logf("max abs err: o %.3g, lse %.3g (atol %.3g)", eo, el, atol)
 }
 
+// attnRun holds the tensors of one recorded forward and backward of an attention case.
+type attnRun struct{ qkv, do, o, lse, dqkv, delta vk.Tensor }
+
+// runAttention records impl's forward then backward of case c on qkv = in and do = gin, every output
+// poisoned first, and runs them.
+func runAttention(t *testing.T, d *vk.Device, c attnCase, impl attnImpl, in, gin []float32) attnRun {
+	t.Helper()
+	rows, dm := c.B*c.N, c.Heads*c.HeadDim
+	r := attnRun{
+		qkv:   vktest.Tensor(t, d, vk.F32, in, rows, 3*dm),
+		do:    vktest.Tensor(t, d, vk.F32, gin, rows, dm),
+		o:     vktest.Poisoned(t, d, vk.F32, rows, dm),
+		lse:   vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N),
+		dqkv:  vktest.Poisoned(t, d, vk.F32, rows, 3*dm),
+		delta: vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N),
+	}
+	s := vktest.Stream(t, d)
+	impl.fwd(s, r.o, r.lse, r.qkv, c.AttnShape)
+	impl.bwd(s, r.dqkv, r.delta, r.do, r.qkv, r.o, r.lse, c.AttnShape)
+	vktest.Run(t, s)
+	return r
+}
+
 // testAttentionBackward runs the forward and backward of case c through impl on poisoned outputs and
 // compares dqkv and delta with the reference backward started from the device's o and lse (as the model
 // does), and checks that the inputs come back unchanged.
@@ -194,16 +217,8 @@ func testAttentionBackward(t *testing.T, d *vk.Device, c attnCase, impl attnImpl
 	rows, dm := c.B*c.N, c.Heads*c.HeadDim
 	in := scaled(vktest.RandN(uint64(rows*dm+2), rows*3*dm), c.amp)
 	gin := vktest.RandN(uint64(rows*dm+3), rows*dm)
-	qkv := vktest.Tensor(t, d, vk.F32, in, rows, 3*dm)
-	do := vktest.Tensor(t, d, vk.F32, gin, rows, dm)
-	o := vktest.Poisoned(t, d, vk.F32, rows, dm)
-	lse := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
-	dqkv := vktest.Poisoned(t, d, vk.F32, rows, 3*dm)
-	delta := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
-	s := vktest.Stream(t, d)
-	impl.fwd(s, o, lse, qkv, c.AttnShape)
-	impl.bwd(s, dqkv, delta, do, qkv, o, lse, c.AttnShape)
-	vktest.Run(t, s)
+	r := runAttention(t, d, c, impl, in, gin)
+	qkv, do, o, lse, dqkv, delta := r.qkv, r.do, r.o, r.lse, r.dqkv, r.delta
 
 	gotO, gotLSE := vktest.Download(t, d, o), vktest.Download(t, d, lse)
 	o64, lse64 := vktest.F64(gotO), vktest.F64(gotLSE)
@@ -311,16 +326,8 @@ func testAttentionCausalIsolation(t *testing.T, d *vk.Device, c attnCase, impl a
 			}
 		}
 	}
-	qkv := vktest.Tensor(t, d, vk.F32, in, rows, 3*dm)
-	do := vktest.Tensor(t, d, vk.F32, gin, rows, dm)
-	o := vktest.Poisoned(t, d, vk.F32, rows, dm)
-	lse := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
-	dqkv := vktest.Poisoned(t, d, vk.F32, rows, 3*dm)
-	delta := vktest.Poisoned(t, d, vk.F32, c.B, c.Heads, c.N)
-	s := vktest.Stream(t, d)
-	impl.fwd(s, o, lse, qkv, c.AttnShape)
-	impl.bwd(s, dqkv, delta, do, qkv, o, lse, c.AttnShape)
-	vktest.Run(t, s)
+	run := runAttention(t, d, c, impl, in, gin)
+	o, lse, dqkv := run.o, run.lse, run.dqkv
 
 	// Reference on frame 0 alone.
 	sh0 := c.ref()
