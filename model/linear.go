@@ -217,13 +217,13 @@ func (l *linear) backwardWeights(s *vk.Stream, dy, x, t, dt vk.Tensor, drop drop
 	if a == nil {
 		return
 	}
-	vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1})
+	vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1, Workspace: a.splitK})
 	vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
 	if !l.thin {
-		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1, Mask: drop.mask(a, true)})
+		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1, Mask: drop.mask(a, true), Workspace: a.splitK})
 		return
 	}
-	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1})
+	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1, Workspace: a.splitK})
 }
 
 // backwardInput records dx (overwritten, or accumulated when acc) = dy·W (+ the adapter's input gradient

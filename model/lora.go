@@ -74,6 +74,7 @@ type LoRA struct {
 	A, B         vk.Tensor
 	GradA, GradB vk.Tensor
 	Scale        float32
+	splitK       vk.Tensor // the predictor's split-K workspace for GradA and GradB, if the device splits them
 }
 
 func (a *LoRA) free(d *vk.Device) {

@@ -26,6 +26,7 @@ type Predictor struct {
 	dropP                      float32
 	loraThin                   bool      // adapters on LoRAThin: passes need the dropout scratch
 	dropSeed                   vk.Tensor // U32 [1], rewritten by the trainer every step
+	gradSplitK                 vk.Tensor // split-K workspace of the adapters' weight-gradient GEMMs (GPUs)
 	training                   bool      // dropout is recorded into passes recorded while true
 	passes                     uint32    // passes created so far: each gets its own dropout salt
 }
@@ -105,6 +106,7 @@ func (p *Predictor) Free() {
 	d.Free(p.normGradW)
 	d.Free(p.normGradB)
 	d.Free(p.dropSeed)
+	d.Free(p.gradSplitK)
 	*p = Predictor{d: d}
 }
 
@@ -148,6 +150,34 @@ func (p *Predictor) AddLoRA(c LoRAConfig) error {
 			p.loraThin = l.thin
 			p.LoRAs = append(p.LoRAs, a)
 		}
+	}
+	if p.plan == nil {
+		return p.allocGradSplitK()
+	}
+	return nil
+}
+
+// allocGradSplitK gives the adapters' weight-gradient GEMMs (dA [r, in] and dB [out, r], each a reduction
+// over every token: few output tiles, a long K) one split-K workspace, sized for the most slices the
+// device's policy takes at any K (vk.GemmWorkspaceSize), so that they fill a GPU instead of a few of its
+// cores. Devices whose policy never splits them (lavapipe at the model's sizes) get none. The GEMMs run
+// one after another, so one workspace serves them all; the memory plan leaves it out (≤ a few MiB).
+func (p *Predictor) allocGradSplitK() error {
+	const anyK = 1 << 20
+	n := 0
+	for _, a := range p.LoRAs {
+		o := vk.GemmOpts{TransA: true}
+		n = max(n, vk.GemmWorkspaceSize(p.d, a.R, a.In, anyK, o), vk.GemmWorkspaceSize(p.d, a.Out, a.R, anyK, o))
+	}
+	if n == 0 {
+		return nil
+	}
+	var err error
+	if p.gradSplitK, err = p.d.NewTensor(vk.F32, n); err != nil {
+		return fmt.Errorf("model: adapters' split-K workspace: %w", err)
+	}
+	for _, a := range p.LoRAs {
+		a.splitK = p.gradSplitK
 	}
 	return nil
 }
