@@ -773,6 +773,9 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	if tile.coop {
 		k.spec = append(k.spec, b32(p.transA), b32(p.transB))
 	}
+	// Bindings 0-3 of every variant, then the variant's own: LOWRANK 4 U, 5 V, 6 seed (ELEMENTWISE 7 E),
+	// MASKED 4 seed. The label names the variant in per-op timings.
+	label, binds := "gemm", []binding{in(aw), in(bw), out(cw), in(biasW)}
 	if p.low != nil || p.elem != nil {
 		uw, vw, seedW := cw, cw, cw // bound but unread without a term (rank 0) or its mask
 		if l := p.low; l != nil {
@@ -791,6 +794,7 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 				push.MaskFirst, push.MaskLd, push.MaskSalt, push.MaskThresh = uint32(l.maskFirst), uint32(l.maskLd), l.salt, l.threshold
 			}
 		}
+		label, binds = "gemm.lowrank", append(binds, in(uw), in(vw), in(seedW))
 		if e := p.elem; e != nil {
 			ew, offE := s.gemmWindow(e.e, e.offE, e.offE+p.extentC())
 			push.OffE = offE
@@ -799,15 +803,10 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 			if e.flag == gemmGelu {
 				eb = out(ew)
 			}
-			s.dispatch("gemm.lowrank.elementwise", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(uw), in(vw), in(seedW), eb)
-			return
+			label, binds = "gemm.lowrank.elementwise", append(binds, eb)
 		}
-		s.dispatch("gemm.lowrank", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(uw), in(vw), in(seedW))
-		return
 	}
-	var seedW Tensor // MASKED: the seed, binding 4 of every dispatch
 	if m := p.mask; m != nil {
-		seedW = m.seed
 		push.MaskSalt, push.MaskThresh, push.MaskScale = m.salt, m.threshold, m.scale
 		push.Flags |= gemmMaskA
 		push.MaskFirst = uint32(p.offA)
@@ -815,13 +814,10 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 			push.Flags ^= gemmMaskA | gemmMaskB
 			push.MaskFirst = uint32(p.offB)
 		}
+		label, binds = "gemm.masked", append(binds, in(m.seed))
 	}
-	if splits == 1 {
-		if seedW.Valid() {
-			s.dispatch("gemm.masked", k, push, groups, in(aw), in(bw), out(cw), in(biasW), in(seedW))
-			return
-		}
-		s.dispatch("gemm", k, push, groups, in(aw), in(bw), out(cw), in(biasW))
+	if splits == 1 { // low-rank and elementwise products never split
+		s.dispatch(label, k, push, groups, binds...)
 		return
 	}
 	total := p.batch * p.m * p.n
@@ -829,11 +825,8 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	push.LdC, push.StrC, push.OffC, push.OffBias = uint32(p.n), uint32(p.m*p.n), offW, 0
 	push.KSplit, push.SplitStride, push.Splits = uint32(kSplit), uint32(total), uint32(splits)
 	push.Flags, push.Alpha, push.Beta = flags|(push.Flags&(gemmMaskA|gemmMaskB)), 1, 0
-	if seedW.Valid() {
-		s.dispatch("gemm.masked.splitk", k, push, groups, in(aw), in(bw), out(ww), in(ww), in(seedW))
-	} else {
-		s.dispatch("gemm.splitk", k, push, groups, in(aw), in(bw), out(ww), in(ww))
-	}
+	binds[2], binds[3] = out(ww), in(ww) // partials into the workspace; bias applied by the reduce
+	s.dispatch(label+".splitk", k, push, groups, binds...)
 	s.dispatch("gemm_reduce", kernel{"gemm_reduce", []uint32{local1D}}, gemmReducePush{
 		M: uint32(p.m), N: uint32(p.n), Total: uint32(total), Splits: uint32(splits),
 		LdC: uint32(p.ldc), StrC: uint32(p.sc), OffW: offW, OffC: offC, OffBias: offBias,
