@@ -16,8 +16,7 @@ import (
 // peak memory and, with --timings, GPU time per op.
 func runBench(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
-	path := fs.String("config", "", "YAML config")
-	sets := fs.StringArray("set", nil, "override a config value: section.key=value (repeatable)")
+	cf := addConfigFlags(fs, "YAML config")
 	steps := fs.Int("steps", 5, "timed steps (the median is reported)")
 	warmup := fs.Int("warmup", 2, "untimed steps first")
 	timings := fs.Bool("timings", true, "also run one step with GPU timestamps and report time per op")
@@ -25,13 +24,10 @@ func runBench(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return fmt.Errorf("bench: --config FILE is required")
-	}
 	if *steps < 1 || *warmup < 0 {
 		return fmt.Errorf("bench: --steps must be >= 1 and --warmup >= 0")
 	}
-	cfg, err := train.Load(*path, *sets)
+	cfg, err := cf.load("bench")
 	if err != nil {
 		return err
 	}

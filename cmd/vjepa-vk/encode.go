@@ -14,17 +14,16 @@ import (
 // runEncode fills a feature cache: the frozen encoder over the config's clips, features stored f16.
 func runEncode(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("encode", pflag.ContinueOnError)
-	path := fs.String("config", "", "YAML config (model, data)")
-	sets := fs.StringArray("set", nil, "override a config value: section.key=value (repeatable)")
+	cf := addConfigFlags(fs, "YAML config (model, data)")
 	out := fs.String("out", "", "cache folder to write")
 	epochs := fs.Int("epochs", 1, "passes over the episodes (each draws new random clips)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *path == "" || *out == "" {
-		return fmt.Errorf("encode: --config and --out are required")
+	if *out == "" {
+		return fmt.Errorf("encode: --out DIR is required")
 	}
-	cfg, err := train.Load(*path, *sets)
+	cfg, err := cf.load("encode")
 	if err != nil {
 		return err
 	}

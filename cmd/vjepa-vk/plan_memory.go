@@ -18,8 +18,7 @@ import (
 // figures after one real training step.
 func runPlanMemory(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("plan-memory", pflag.ContinueOnError)
-	path := fs.String("config", "", "YAML config")
-	sets := fs.StringArray("set", nil, "override a config value: section.key=value (repeatable)")
+	cf := addConfigFlags(fs, "YAML config")
 	measure := fs.Bool("measure", false, "also run one training step on the device and report the allocator's peak")
 	allocate := fs.Bool("allocate", false, "also allocate and record (not run) the predictor step on the device and report the allocator's peak")
 	detail := fs.Bool("detail", false, "also list the activations live at their peak")
@@ -27,10 +26,7 @@ func runPlanMemory(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return fmt.Errorf("plan-memory: --config FILE is required")
-	}
-	cfg, err := train.Load(*path, *sets)
+	cfg, err := cf.load("plan-memory")
 	if err != nil {
 		return err
 	}
@@ -44,10 +40,10 @@ func runPlanMemory(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]any{"config": *path, "grad_checkpointing": cfg.Model.GradCheckpointing, "plan": plan,
+	out := map[string]any{"config": *cf.path, "grad_checkpointing": cfg.Model.GradCheckpointing, "plan": plan,
 		"activations_other_checkpointing": alt.Activations}
 	if !*asJSON {
-		fmt.Printf("memory plan for %s (B=%d, T=%d, %s, %s, checkpointing %v):\n", *path, cfg.Data.BatchSize,
+		fmt.Printf("memory plan for %s (B=%d, T=%d, %s, %s, checkpointing %v):\n", *cf.path, cfg.Data.BatchSize,
 			cfg.Data.Frames, cfg.Model.Precision, cfg.Training.Optimizer, cfg.Model.GradCheckpointing)
 		plan.Print(os.Stdout)
 		fmt.Printf("(activations with checkpointing %v: %.3f GiB)\n", other.Model.GradCheckpointing, float64(alt.Activations)/(1<<30))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -13,21 +12,17 @@ import (
 // runTrain is the product's main job: LoRA fine-tuning of the AC predictor as the config describes.
 func runTrain(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("train", pflag.ContinueOnError)
-	path := fs.String("config", "", "YAML config (see configs/)")
-	sets := fs.StringArray("set", nil, "override a config value: section.key=value (repeatable)")
+	cf := addConfigFlags(fs, "YAML config (see configs/)")
 	printCfg := fs.Bool("print-config", false, "print the resolved config and exit")
 	resume := fs.String("resume", "", `resume from "auto" (latest checkpoint in checkpoint.dir) or a checkpoint path`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return fmt.Errorf("train: --config FILE is required")
-	}
-	all := append([]string(nil), *sets...)
+	var extra []string
 	if *resume != "" {
-		all = append(all, "checkpoint.resume="+*resume)
+		extra = append(extra, "checkpoint.resume="+*resume)
 	}
-	cfg, err := train.Load(*path, all)
+	cfg, err := cf.load("train", extra...)
 	if err != nil {
 		return err
 	}
