@@ -10,23 +10,24 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/train"
 )
 
-// runReport draws PNG plots (losses, validation, lr, rollout error, gradient norm) from a run folder's
-// metrics.jsonl. It works on a run in progress too.
+// runReport draws PNG plots (losses, validation, lr, rollout error against step and horizon, gradient
+// norm, throughput, loss scale) from the metrics.jsonl of one run folder, or of several in the same
+// figures. It works on runs in progress too.
 func runReport(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("report", pflag.ContinueOnError)
-	out := fs.StringP("out", "o", "", "folder for the PNG files (default RUN_DIR/plots)")
+	out := fs.StringP("out", "o", "", "folder for the PNG files (default RUN_DIR/plots for one run, ./plots for several)")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vjepa-vk report [flags] RUN_DIR\n\nflags:")
+		fmt.Fprintln(os.Stderr, "usage: vjepa-vk report [flags] RUN_DIR...\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() == 0 {
 		fs.Usage()
-		return fmt.Errorf("report: want exactly one RUN_DIR, got %d arguments", fs.NArg())
+		return fmt.Errorf("report: want at least one RUN_DIR")
 	}
-	paths, err := train.Report(fs.Arg(0), *out)
+	paths, err := train.Report(fs.Args(), *out)
 	for _, p := range paths {
 		fmt.Println(p)
 	}
