@@ -21,34 +21,40 @@ import (
 
 // CoopMatShape is one VK_NV_cooperative_matrix configuration the device supports.
 type CoopMatShape struct {
-	M, N, K                    int
-	AType, BType, CType, DType string // "f16", "f32", ...
+	M     int    `json:"m"`
+	N     int    `json:"n"`
+	K     int    `json:"k"`
+	AType string `json:"a_type"` // "f16", "f32", ...
+	BType string `json:"b_type"`
+	CType string `json:"c_type"`
+	DType string `json:"d_type"`
 }
 
 // DeviceInfo describes a physical device: its identity, its limits and the features vjepa-vk uses.
 type DeviceInfo struct {
-	Index                int
-	Name                 string
-	Type                 string // "discrete", "integrated", "virtual", "cpu", "other"
-	VendorID, DeviceID   uint32
-	APIVersion           string
-	ShaderFloat16        bool
-	Storage16Bit         bool
-	Storage8Bit          bool
-	CoopMat              bool
-	CoopMatShapes        []CoopMatShape
-	SubgroupSize         int
-	SubgroupSizeControl  bool
-	MinSubgroupSize      int
-	MaxSubgroupSize      int
-	SharedMemory         int
-	MaxPushConstants     int
-	MaxWorkgroupInvoc    int
-	MaxWorkgroupCount    [3]int
-	MaxStorageRange      uint64
-	StorageAlignment     uint64
-	DeviceLocalBytes     uint64
-	TimestampPeriodNanos float64
+	Index                int            `json:"index"`
+	Name                 string         `json:"name"`
+	Type                 string         `json:"type"` // "discrete", "integrated", "virtual", "cpu", "other"
+	VendorID             uint32         `json:"vendor_id"`
+	DeviceID             uint32         `json:"device_id"`
+	APIVersion           string         `json:"api_version"`
+	ShaderFloat16        bool           `json:"shader_float16"`
+	Storage16Bit         bool           `json:"storage_16bit"`
+	Storage8Bit          bool           `json:"storage_8bit"`
+	CoopMat              bool           `json:"coopmat"`
+	CoopMatShapes        []CoopMatShape `json:"coopmat_shapes"`
+	SubgroupSize         int            `json:"subgroup_size"`
+	SubgroupSizeControl  bool           `json:"subgroup_size_control"`
+	MinSubgroupSize      int            `json:"min_subgroup_size"`
+	MaxSubgroupSize      int            `json:"max_subgroup_size"`
+	SharedMemory         int            `json:"shared_memory_bytes"`
+	MaxPushConstants     int            `json:"max_push_constants_bytes"`
+	MaxWorkgroupInvoc    int            `json:"max_workgroup_invocations"`
+	MaxWorkgroupCount    [3]int         `json:"max_workgroup_count"`
+	MaxStorageRange      uint64         `json:"max_storage_range_bytes"`
+	StorageAlignment     uint64         `json:"storage_alignment_bytes"`
+	DeviceLocalBytes     uint64         `json:"device_local_bytes"`
+	TimestampPeriodNanos float64        `json:"timestamp_period_ns"`
 }
 
 // Options select and configure the device. The zero value picks the best device without validation;
@@ -200,7 +206,7 @@ func queryInfo(inst vulkan.Instance, pd vulkan.PhysicalDevice, index int) Device
 		Type:                 types[uint32(c.device_type)],
 		VendorID:             uint32(c.vendor_id),
 		DeviceID:             uint32(c.device_id),
-		APIVersion:           fmt.Sprintf("%d.%d.%d", av>>22, (av>>12)&0x3ff, av&0xfff),
+		APIVersion:           apiVersionString(av),
 		ShaderFloat16:        c.shader_float16 != 0,
 		Storage16Bit:         c.storage_16bit != 0,
 		Storage8Bit:          c.storage_8bit != 0,
