@@ -2,6 +2,7 @@ package model
 
 import (
 	"archive/zip"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +83,9 @@ func NewTorchReader(source string, r io.ReaderAt, size int64) (*TorchFile, error
 	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) { // record names are never used as file paths
+		if legacy := legacyTorchFormat(r, size); legacy != "" {
+			return nil, fail("%s", legacy)
+		}
 		return nil, fail("%w", err)
 	}
 	var pkl *zip.File
@@ -151,6 +155,25 @@ func readRecord(f *zip.File, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("more than %d bytes", limit)
 	}
 	return b, nil
+}
+
+// legacyMagic is torch.save's legacy (pre-zip) header: pickle protocol 2 (PROTO 2), then the magic
+// number 0x1950a86a20f9469cfc6c as a 10-byte LONG1 (torch/serialization.py MAGIC_NUMBER).
+var legacyMagic = []byte{0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19}
+
+// legacyTorchFormat names the format of a file that is not a zip archive when it is one torch can write
+// but this reader does not read: the legacy torch.save format, or a bare pickle. "" otherwise.
+func legacyTorchFormat(r io.ReaderAt, size int64) string {
+	head := make([]byte, len(legacyMagic))
+	n, _ := r.ReadAt(head, 0)
+	switch {
+	case n == len(head) && bytes.Equal(head, legacyMagic):
+		return "legacy torch.save format (written by PyTorch < 1.6 or with _use_new_zipfile_serialization=False) " +
+			"is not supported: re-save it as a zip archive with PyTorch >= 1.6: torch.save(torch.load(path), path)"
+	case n >= 2 && head[0] == 0x80 && head[1] <= 5: // PROTO opcode
+		return "a plain pickle, not a torch.save zip archive (PyTorch >= 1.6): only the zip format is supported"
+	}
+	return ""
 }
 
 // Close closes the underlying file (a no-op for NewTorchReader).
@@ -228,22 +251,31 @@ func (t *TorchFile) StateDict(key string) ([]*TorchTensor, error) {
 func (t *TorchFile) StateDictKeys() []string {
 	var keys []string
 	for _, k := range t.Keys() {
-		v, _ := t.value(k)
-		d, ok := v.(*pyDict)
-		if !ok || len(d.keys) == 0 {
-			continue
-		}
-		all := true
-		for i := range d.keys {
-			_, isStr := d.keys[i].(string)
-			_, isTensor := d.vals[i].(*pyTensor)
-			all = all && isStr && isTensor
-		}
-		if all {
+		if v, _ := t.value(k); isStateDict(v) {
 			keys = append(keys, k)
 		}
 	}
 	return keys
+}
+
+// IsStateDict reports whether the file is a bare state_dict, as torch.save(model.state_dict()) writes:
+// a non-empty dict of tensors (read it with StateDict("")).
+func (t *TorchFile) IsStateDict() bool { return isStateDict(t.root) }
+
+// isStateDict reports whether v is a non-empty dict from str to tensors.
+func isStateDict(v any) bool {
+	d, ok := v.(*pyDict)
+	if !ok || len(d.keys) == 0 {
+		return false
+	}
+	for i := range d.keys {
+		_, isStr := d.keys[i].(string)
+		_, isTensor := d.vals[i].(*pyTensor)
+		if !isStr || !isTensor {
+			return false
+		}
+	}
+	return true
 }
 
 // Scalar returns a top-level value that is None (nil), a bool, an int (int64), a float (float64) or a

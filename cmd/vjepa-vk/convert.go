@@ -14,10 +14,12 @@ import (
 )
 
 // runConvert rewrites a torch.save checkpoint (or a safetensors file) as safetensors, one tensor in memory
-// at a time, with names cleaned as the loader cleans them (spec §9.3).
+// at a time, with names cleaned as the loader cleans them (spec §9.3). It reads both a bare
+// torch.save(model.state_dict()) and a dict of state_dicts (the official checkpoints), in the zip format
+// of PyTorch >= 1.6; the legacy format is refused with the way to re-save it.
 func runConvert(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("convert", pflag.ContinueOnError)
-	key := fs.String("key", "all", "state_dict to convert: predictor, encoder, target_encoder, or all (each stored under \"<key>.\")")
+	key := fs.String("key", "all", "state_dict to convert: a top-level key (predictor, encoder, target_encoder), \"\" for a file that is a bare state_dict, or all: a bare state_dict as is, else every state_dict under \"<key>.\"")
 	dtype := fs.String("dtype", "", "convert floating-point tensors to f32, f16 (RNE, clamped to ±65504) or bf16 (RNE); default keeps stored types")
 	fs.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vjepa-vk convert IN.pt OUT.safetensors [--key predictor|encoder|target_encoder|all] [--dtype f32|f16|bf16]")
@@ -130,11 +132,14 @@ func openForConvert(in, key string) ([]convertDict, map[string]string, func(), e
 		}
 	}
 	keys := []string{key}
-	if key == "all" {
+	switch {
+	case key == "all" && tf.IsStateDict():
+		keys = []string{""} // torch.save(model.state_dict()): the file is the state_dict
+	case key == "all":
 		keys = tf.StateDictKeys()
 		if len(keys) == 0 {
 			tf.Close()
-			return nil, nil, nil, fmt.Errorf("%s: no non-empty state_dicts among top-level keys %v", in, tf.Keys())
+			return nil, nil, nil, fmt.Errorf("%s: neither a state_dict nor a dict holding state_dicts (top-level keys %v)", in, tf.Keys())
 		}
 	}
 	for _, k := range keys {
@@ -153,7 +158,7 @@ func openForConvert(in, key string) ([]convertDict, map[string]string, func(), e
 			return nil, nil, nil, err
 		}
 		prefix := ""
-		if key == "all" {
+		if key == "all" && k != "" {
 			prefix = k + "."
 		}
 		dicts = append(dicts, convertDict{prefix, sd})

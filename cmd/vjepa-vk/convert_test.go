@@ -105,6 +105,70 @@ func TestConvertAll(t *testing.T) {
 	}
 }
 
+// TestConvertBareStateDict converts a file that is a state_dict itself, as torch.save(model.state_dict())
+// writes it (torch_dtypes.pt: a dict of tensors written by torch), with no flag: the tensors keep their
+// names, unprefixed, and their stored types and bytes.
+func TestConvertBareStateDict(t *testing.T) {
+	const in = "../../model/testdata/torch_dtypes.pt"
+	out := filepath.Join(t.TempDir(), "sd.safetensors")
+	if err := runConvert(context.Background(), []string{in, out}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := model.OpenTorch(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	want, err := src.StateDict("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := model.OpenSafetensors(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if len(st.Tensors()) != len(want) {
+		t.Fatalf("%d tensors, want %d", len(st.Tensors()), len(want))
+	}
+	for _, w := range want {
+		got, ok := st.Tensor(w.Name)
+		if !ok {
+			t.Errorf("%s: missing", w.Name)
+			continue
+		}
+		raw, _ := w.ReadRaw()
+		if gi := got.Info(); gi.DType != w.Info().DType || !slices.Equal(gi.Shape, w.Shape) || !slices.Equal(got.Bytes(), raw) {
+			t.Errorf("%s: %v %v, want %v %v and the stored bytes", w.Name, gi.DType, gi.Shape, w.Info().DType, w.Shape)
+		}
+	}
+}
+
+// TestConvertLegacyFormat gives convert a file in torch.save's legacy format (PyTorch < 1.6): its header
+// is the pickled magic number, and the error must say that format is not supported and how to re-save.
+func TestConvertLegacyFormat(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "old.pt")
+	// pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2), then what legacy torch.save writes after it.
+	legacy := []byte("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.")
+	if err := os.WriteFile(in, legacy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := runConvert(context.Background(), []string{in, filepath.Join(dir, "out.safetensors")})
+	for _, want := range []string{in, "legacy torch.save format", "PyTorch < 1.6", "not supported", "torch.save(torch.load(path), path)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("convert of a legacy file: %v, want an error containing %q", err, want)
+		}
+	}
+	// A bare pickle (pickle.dump of a dict) is not a torch.save archive either.
+	if err := os.WriteFile(in, []byte("\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00}\x94."), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := runConvert(context.Background(), []string{in, filepath.Join(dir, "out.safetensors")}); err == nil || !strings.Contains(err.Error(), "a plain pickle") {
+		t.Errorf("convert of a plain pickle: %v, want an error saying it is a plain pickle", err)
+	}
+}
+
 func TestConvertFixture(t *testing.T) {
 	in := "../../../shared/fixtures/ac_tiny/checkpoint.pt"
 	if _, err := os.Stat(in); err != nil {
