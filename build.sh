@@ -147,6 +147,12 @@ case $mode in
   build)
     rm -f shaders/spv/*.spv; build_all shaders/spv
     mkdir -p bin
-    go build -o bin/vjepa-vk ./cmd/vjepa-vk
+    # The commit for --version, where the go command cannot stamp it (git worktrees, -buildvcs=false).
+    ldflags=
+    if commit=$(git rev-parse HEAD 2>/dev/null); then
+      git diff --quiet HEAD 2>/dev/null || commit+="+dirty"
+      ldflags="-X main.buildCommit=$commit"
+    fi
+    go build -ldflags "$ldflags" -o bin/vjepa-vk ./cmd/vjepa-vk
     echo "build.sh: built bin/vjepa-vk with $(ls shaders/spv | wc -l) SPIR-V modules" ;;
 esac

@@ -21,13 +21,13 @@ func runBench(ctx context.Context, args []string) error {
 	warmup := fs.Int("warmup", 2, "untimed steps first")
 	timings := fs.Bool("timings", true, "also run one step with GPU timestamps and report time per op")
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *steps < 1 || *warmup < 0 {
-		return fmt.Errorf("bench: --steps must be >= 1 and --warmup >= 0")
+		return usageErrorf("--steps must be >= 1 and --warmup >= 0, got %d and %d", *steps, *warmup)
 	}
-	cfg, err := cf.load("bench")
+	cfg, err := cf.config()
 	if err != nil {
 		return err
 	}

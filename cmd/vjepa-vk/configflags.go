@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/pflag"
 
 	"github.com/vjepa-vk/vjepa-vk/train"
@@ -21,11 +19,11 @@ func addConfigFlags(fs *pflag.FlagSet, usage string) configFlags {
 	}
 }
 
-// load reads the config with the --set overrides, then extra ones; cmd names the command in the error
-// for a missing --config.
-func (c configFlags) load(cmd string, extra ...string) (*train.Config, error) {
+// config reads the config with the --set overrides, then extra ones. A missing --config is a usage
+// error (exit status 2); dispatch names the command.
+func (c configFlags) config(extra ...string) (*train.Config, error) {
 	if *c.path == "" {
-		return nil, fmt.Errorf("%s: --config FILE is required", cmd)
+		return nil, usageErrorf("--config FILE is required")
 	}
 	return train.Load(*c.path, append(append([]string(nil), *c.sets...), extra...))
 }

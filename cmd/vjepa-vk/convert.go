@@ -21,23 +21,18 @@ func runConvert(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("convert", pflag.ContinueOnError)
 	key := fs.String("key", "all", "state_dict to convert: a top-level key (predictor, encoder, target_encoder), \"\" for a file that is a bare state_dict, or all: a bare state_dict as is, else every state_dict under \"<key>.\"")
 	dtype := fs.String("dtype", "", "convert floating-point tensors to f32, f16 (RNE, clamped to ±65504) or bf16 (RNE); default keeps stored types")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vjepa-vk convert IN.pt OUT.safetensors [--key predictor|encoder|target_encoder|all] [--dtype f32|f16|bf16]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
-		fs.Usage()
-		return fmt.Errorf("convert: want IN and OUT paths, got %d arguments", fs.NArg())
+		return usageErrorf("want IN and OUT paths, got %d arguments", fs.NArg())
 	}
 	in, out := fs.Arg(0), fs.Arg(1)
 	outType := model.DTypeInvalid
 	if *dtype != "" {
 		dt, err := model.ParseDType(*dtype)
 		if err != nil || !dt.IsFloat() {
-			return fmt.Errorf("convert: --dtype %q, want f32, f16, bf16 or f64", *dtype)
+			return usageErrorf("--dtype %q, want f32, f16, bf16 or f64", *dtype)
 		}
 		outType = dt
 	}

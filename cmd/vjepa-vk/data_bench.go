@@ -28,12 +28,11 @@ func runDataBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Image.Height, "height", cfg.Image.Height, "output height")
 	fs.IntVar(&cfg.Image.Width, "width", cfg.Image.Width, "output width")
 	dataClipFlags(fs, &cfg.Clip, &cfg.Filter)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *source == "" || fs.NArg() != 0 || *clips < 1 {
-		fs.PrintDefaults()
-		return fmt.Errorf("data bench: want --source, --clips >= 1 and no arguments")
+		return usageErrorf("want --source, --clips >= 1 and no arguments")
 	}
 	src, err := data.OpenSource(ctx, *source)
 	if err != nil {

@@ -38,12 +38,11 @@ func runDataInspect(ctx context.Context, args []string) error {
 	fs.Uint64Var(&opts.Seed, "seed", 0, "seed for a random start or camera")
 	fs.IntVar(&opts.MaxEpisodes, "max-episodes", 0, "stop after this many episodes (0: all)")
 	dataClipFlags(fs, &opts.Clip, &opts.Filter)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *source == "" || fs.NArg() != 0 {
-		fs.PrintDefaults()
-		return fmt.Errorf("data inspect: want --source and no arguments")
+		return usageErrorf("want --source and no arguments")
 	}
 	src, err := data.OpenSource(ctx, *source)
 	if err != nil {

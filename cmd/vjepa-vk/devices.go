@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -17,7 +18,7 @@ import (
 func runDevices(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("devices", pflag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	infos, err := vk.ListDevices()
@@ -31,12 +32,7 @@ func runDevices(ctx context.Context, args []string) error {
 	chosen, coop := d.Info.Index, d.CoopMat()
 	d.Close()
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
-			Chosen  int             `json:"chosen"`
-			Devices []vk.DeviceInfo `json:"devices"`
-		}{chosen, infos})
+		return writeDevicesJSON(os.Stdout, chosen, infos)
 	}
 	for _, in := range infos {
 		mark := " "
@@ -65,4 +61,15 @@ func runDevices(ctx context.Context, args []string) error {
 	}
 	fmt.Println("(* = the device vjepa-vk uses; set VJEPA_VK_DEVICE=<index|name> to choose another)")
 	return nil
+}
+
+// writeDevicesJSON prints the device list as one JSON object, keys in snake_case like every other
+// command's JSON.
+func writeDevicesJSON(w io.Writer, chosen int, infos []vk.DeviceInfo) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Chosen  int             `json:"chosen"`
+		Devices []vk.DeviceInfo `json:"devices"`
+	}{chosen, infos})
 }

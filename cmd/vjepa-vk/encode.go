@@ -17,13 +17,13 @@ func runEncode(ctx context.Context, args []string) error {
 	cf := addConfigFlags(fs, "YAML config (model, data)")
 	out := fs.String("out", "", "cache folder to write")
 	epochs := fs.Int("epochs", 1, "passes over the episodes (each draws new random clips)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
-		return fmt.Errorf("encode: --out DIR is required")
+		return usageErrorf("--out DIR is required")
 	}
-	cfg, err := cf.load("encode")
+	cfg, err := cf.config()
 	if err != nil {
 		return err
 	}

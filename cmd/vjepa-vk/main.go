@@ -1,84 +1,169 @@
 // Command vjepa-vk fine-tunes the V-JEPA 2-AC action-conditioned world model with LoRA on any Vulkan
 // device. main only parses the subcommand name and dispatches; each subcommand lives in its own file as
-// run<Name>(ctx, args) and parses its own flags.
+// run<Name>(ctx, args) and parses its own flags with parseFlags (usage.go).
+//
+// Exit status: 0 done, 1 failed, 2 the command line was wrong (usage on stderr). Help that was asked for
+// (--help, -h, help [command]) goes to stdout with status 0.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
-
-	"github.com/spf13/pflag"
 )
 
 type command struct {
-	run     func(ctx context.Context, args []string) error
-	summary string
+	run      func(ctx context.Context, args []string) error
+	synopsis string // arguments after the command name, for usage lines
+	summary  string
 }
 
 // commands is the one table of subcommands. Two-word commands ("data inspect") are keyed by both words.
 func commands() map[string]command {
 	return map[string]command{
-		"devices":        {runDevices, "list Vulkan devices, their limits and the features vjepa-vk uses"},
-		"data inspect":   {runDataInspect, "list the episodes of a DROID RLDS dataset, their clips and skip counts"},
-		"data bench":     {runDataBench, "measure clip decoding throughput (clips/s, clips/s per core)"},
-		"make-demo-data": {runMakeDemoData, "write a small synthetic dataset in the DROID RLDS schema"},
-		"train":          {runTrain, "fine-tune the AC predictor with LoRA: vjepa-vk train --config configs/demo.yaml"},
-		"plan-memory":    {runPlanMemory, "print the GPU memory breakdown of a config (--allocate: allocated, not run; --measure: after one real step)"},
-		"merge":          {runMerge, "fold a PEFT adapter into the predictor weights (W + scaling·B·A) for inference"},
-		"bench":          {runBench, "time a whole training step at a config's shapes (step time, TFLOP/s, memory, per-op GPU time)"},
-		"encode":         {runEncode, "run the frozen encoder over a dataset's clips into a feature cache (f16)"},
-		"verify":         {runVerify, "run a golden fixture folder on the device and report every error as JSON"},
-		"report":         {runReport, "draw PNG plots (loss, val loss, lr, rollout error) from RUN_DIR/metrics.jsonl"},
-		"convert":        {runConvert, "convert a torch checkpoint to safetensors (--key, --dtype)"},
+		"devices":        {runDevices, "[--json]", "list Vulkan devices, their limits and the features vjepa-vk uses"},
+		"data inspect":   {runDataInspect, "--source PATH|gs://BUCKET/PREFIX [flags]", "list the episodes of a DROID RLDS dataset, their clips and skip counts"},
+		"data bench":     {runDataBench, "--source PATH|gs://BUCKET/PREFIX [flags]", "measure clip decoding throughput (clips/s, clips/s per core)"},
+		"make-demo-data": {runMakeDemoData, "OUT [flags]", "write a small synthetic dataset in the DROID RLDS schema"},
+		"train":          {runTrain, "--config FILE [--set section.key=value]... [--resume auto|PATH]", "fine-tune the AC predictor with LoRA: vjepa-vk train --config configs/demo.yaml"},
+		"plan-memory":    {runPlanMemory, "--config FILE [--detail] [--allocate] [--measure]", "print the GPU memory breakdown of a config (--allocate: allocated, not run; --measure: after one real step)"},
+		"merge":          {runMerge, "--base CKPT --adapter DIR --out FILE [--dtype f32|f16|bf16]", "fold a PEFT adapter into the predictor weights (W + scaling·B·A) for inference"},
+		"bench":          {runBench, "--config FILE [flags]", "time a whole training step at a config's shapes (step time, TFLOP/s, memory, per-op GPU time)"},
+		"encode":         {runEncode, "--config FILE --out DIR [--epochs N]", "run the frozen encoder over a dataset's clips into a feature cache (f16)"},
+		"verify":         {runVerify, "--fixture DIR [--validate]", "run a golden fixture folder on the device and report every error as JSON"},
+		"report":         {runReport, "RUN_DIR... [--out DIR]", "draw PNG plots of one run's metrics, or of several runs in the same figures"},
+		"convert":        {runConvert, "IN.pt|IN.safetensors OUT.safetensors [--key K] [--dtype f32|f16|bf16]", "convert a torch.save checkpoint (zip format, PyTorch >= 1.6) to safetensors"},
 	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := dispatch(ctx, os.Args[1:])
+	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, pflag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "vjepa-vk: %v\n", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
-func dispatch(ctx context.Context, args []string) error {
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2 // the command line was wrong, as for flag.ExitOnError and the go tool
+)
+
+// dispatch runs the command named by args and returns the exit status. Help and version go to stdout,
+// errors and usage to stderr; commands print their own results to os.Stdout.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(cmds)
-		return nil
+	if len(args) == 0 {
+		topUsage(stderr, cmds)
+		return exitUsage
 	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		return help(stdout, stderr, cmds, args[1:])
+	case "--version", "version":
+		writeVersion(stdout)
+		return exitOK
+	}
+	name, rest, err := lookup(cmds, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "vjepa-vk: %v\n", err)
+		return exitUsage
+	}
+	return exitCode(stdout, stderr, name, cmds[name], cmds[name].run(ctx, rest))
+}
+
+// lookup finds the command args start with, one or two words, and returns its arguments.
+func lookup(cmds map[string]command, args []string) (string, []string, error) {
 	if len(args) >= 2 {
-		if c, ok := cmds[args[0]+" "+args[1]]; ok {
-			return c.run(ctx, args[2:])
+		if _, ok := cmds[args[0]+" "+args[1]]; ok {
+			return args[0] + " " + args[1], args[2:], nil
 		}
 	}
-	c, ok := cmds[args[0]]
-	if !ok {
-		usage(cmds)
-		return fmt.Errorf("unknown command %q", strings.Join(args[:1], " "))
+	if _, ok := cmds[args[0]]; ok {
+		return args[0], args[1:], nil
 	}
-	return c.run(ctx, args[1:])
+	if group := groupCommands(cmds, args[0]); len(group) > 0 {
+		if len(args) == 1 {
+			return "", nil, fmt.Errorf("%s needs a subcommand: %s", args[0], strings.Join(group, ", "))
+		}
+		return "", nil, fmt.Errorf("unknown command %q (%s has %s); run 'vjepa-vk help'", args[0]+" "+args[1], args[0], strings.Join(group, ", "))
+	}
+	return "", nil, fmt.Errorf("unknown command %q; run 'vjepa-vk help' for the list", args[0])
 }
 
-func usage(cmds map[string]command) {
+// exitCode prints what a command returned and maps it to the exit status.
+func exitCode(stdout, stderr io.Writer, name string, c command, err error) int {
+	var help *helpRequest
+	var usage *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &help):
+		commandHelp(stdout, name, c, help.flags)
+		return exitOK
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "vjepa-vk: %s: %s\nusage: vjepa-vk %s %s\nrun 'vjepa-vk help %s' for the flags\n",
+			name, usage.msg, name, c.synopsis, name)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "vjepa-vk: %v\n", err)
+	return exitError
+}
+
+// help prints the command list, or one command's (or command group's) help, to stdout.
+func help(stdout, stderr io.Writer, cmds map[string]command, args []string) int {
+	if len(args) == 0 {
+		topUsage(stdout, cmds)
+		return exitOK
+	}
+	name, rest, err := lookup(cmds, args)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("help takes one command, got %q", strings.Join(args, " "))
+	}
+	if err != nil {
+		if group := groupCommands(cmds, args[0]); len(args) == 1 && len(group) > 0 {
+			fmt.Fprintf(stdout, "%s commands:\n", args[0])
+			for _, n := range group {
+				fmt.Fprintf(stdout, "  %-16s %s\n", n, cmds[n].summary)
+			}
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "vjepa-vk: help: %v\n", err)
+		return exitUsage
+	}
+	// The command's own flag set knows its flags: ask it, as `vjepa-vk NAME --help` would.
+	return exitCode(stdout, stderr, name, cmds[name], cmds[name].run(context.Background(), []string{"--help"}))
+}
+
+// groupCommands lists the two-word commands whose first word is first ("data" → data bench, data inspect).
+func groupCommands(cmds map[string]command, first string) []string {
+	var out []string
+	for n := range cmds {
+		if strings.HasPrefix(n, first+" ") {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func topUsage(w io.Writer, cmds map[string]command) {
 	names := make([]string, 0, len(cmds))
 	for n := range cmds {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintln(os.Stderr, "usage: vjepa-vk <command> [flags]\n\ncommands:")
+	fmt.Fprintln(w, "vjepa-vk fine-tunes the V-JEPA 2-AC world model with LoRA on any Vulkan device.\n\nusage: vjepa-vk <command> [flags] [arguments]\n\ncommands:")
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-16s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-16s %s\n", n, cmds[n].summary)
 	}
+	fmt.Fprintln(w, "\n'vjepa-vk help <command>' shows a command's flags; 'vjepa-vk --version' the build.\n"+
+		"Exit status: 0 done, 1 failed, 2 wrong command line.")
 }

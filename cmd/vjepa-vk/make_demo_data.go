@@ -16,10 +16,6 @@ import (
 func runMakeDemoData(ctx context.Context, args []string) error {
 	def := data.DefaultDemoConfig()
 	fs := pflag.NewFlagSet("make-demo-data", pflag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vjepa-vk make-demo-data OUT [flags]")
-		fs.PrintDefaults()
-	}
 	cfg := def
 	fs.IntVar(&cfg.Episodes, "episodes", def.Episodes, "episodes to write")
 	fs.IntVar(&cfg.Steps, "steps", def.Steps, "steps per episode (every sixth episode is cut to 3/4)")
@@ -27,12 +23,11 @@ func runMakeDemoData(ctx context.Context, args []string) error {
 	fs.Uint64Var(&cfg.Seed, "seed", def.Seed, "random seed for scenes and trajectories")
 	fs.StringVar(&cfg.Name, "name", def.Name, "dataset name in dataset_info.json and shard file names")
 	fs.IntVar(&cfg.JPEGQuality, "jpeg-quality", def.JPEGQuality, "JPEG quality of the camera frames")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return fmt.Errorf("make-demo-data: want one output directory, got %d arguments", fs.NArg())
+		return usageErrorf("want one output directory, got %d arguments", fs.NArg())
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -17,15 +17,15 @@ func runMerge(ctx context.Context, args []string) error {
 	adapter := fs.String("adapter", "", "PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
 	out := fs.String("out", "", "output .safetensors")
 	dtype := fs.String("dtype", "f32", "storage of the merged matrices: f32, f16 or bf16")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *base == "" || *adapter == "" || *out == "" {
-		return fmt.Errorf("merge: --base, --adapter and --out are required")
+		return usageErrorf("--base, --adapter and --out are required")
 	}
 	dt, err := model.ParseDType(*dtype)
 	if err != nil || !dt.IsFloat() || dt == model.DTypeF64 {
-		return fmt.Errorf("merge: --dtype %q: want f32, f16 or bf16", *dtype)
+		return usageErrorf("--dtype %q, want f32, f16 or bf16", *dtype)
 	}
 	cfg, mods, err := model.ReadPEFTAdapter(*adapter)
 	if err != nil {

@@ -23,10 +23,10 @@ func runPlanMemory(ctx context.Context, args []string) error {
 	allocate := fs.Bool("allocate", false, "also allocate and record (not run) the predictor step on the device and report the allocator's peak")
 	detail := fs.Bool("detail", false, "also list the activations live at their peak")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := cf.load("plan-memory")
+	cfg, err := cf.config()
 	if err != nil {
 		return err
 	}

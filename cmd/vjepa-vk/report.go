@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/spf13/pflag"
 
@@ -16,16 +15,11 @@ import (
 func runReport(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("report", pflag.ContinueOnError)
 	out := fs.StringP("out", "o", "", "folder for the PNG files (default RUN_DIR/plots for one run, ./plots for several)")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vjepa-vk report [flags] RUN_DIR...\n\nflags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("report: want at least one RUN_DIR")
+		return usageErrorf("want at least one RUN_DIR")
 	}
 	paths, err := train.Report(fs.Args(), *out)
 	for _, p := range paths {

@@ -15,14 +15,14 @@ func runTrain(ctx context.Context, args []string) error {
 	cf := addConfigFlags(fs, "YAML config (see configs/)")
 	printCfg := fs.Bool("print-config", false, "print the resolved config and exit")
 	resume := fs.String("resume", "", `resume from "auto" (latest checkpoint in checkpoint.dir) or a checkpoint path`)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var extra []string
 	if *resume != "" {
 		extra = append(extra, "checkpoint.resume="+*resume)
 	}
-	cfg, err := cf.load("train", extra...)
+	cfg, err := cf.config(extra...)
 	if err != nil {
 		return err
 	}

@@ -19,11 +19,11 @@ func runVerify(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("verify", pflag.ContinueOnError)
 	dir := fs.String("fixture", "", "fixture folder (case.json, case.safetensors, checkpoint.pt)")
 	validate := fs.Bool("validate", false, "enable the Khronos validation layer")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
-		return fmt.Errorf("verify: --fixture DIR is required")
+		return usageErrorf("--fixture DIR is required")
 	}
 	d, err := vk.Open(vk.Options{Validate: *validate})
 	if err != nil {
