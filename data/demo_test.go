@@ -3,7 +3,6 @@ package data
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"image/jpeg"
 	"os"
 	"path/filepath"
@@ -24,34 +23,21 @@ var schemaWidths = map[string]int{
 	KeyObsExteriorImage1: -1, KeyObsExteriorImage2: -1, KeyObsWristImage: -1,
 }
 
-// featureLeaves flattens features.json into "/"-joined leaf names, the way TFDS flattens the Example.
-func featureLeaves(prefix string, node map[string]any, out *[]string) {
-	if fd, ok := node["featuresDict"].(map[string]any); ok {
-		for k, v := range fd["features"].(map[string]any) {
-			featureLeaves(prefix+k+"/", v.(map[string]any), out)
-		}
-		return
-	}
-	if seq, ok := node["sequence"].(map[string]any); ok {
-		featureLeaves(prefix, seq["feature"].(map[string]any), out)
-		return
-	}
-	*out = append(*out, strings.TrimSuffix(prefix, "/"))
-}
-
 // TestDemoSampleSchema checks the committed sample against the schema: every key with the right kind
 // and length, metadata files that agree with the shards, decodable 180×320 JPEGs.
 func TestDemoSampleSchema(t *testing.T) {
 	var leaves []string
-	b, err := os.ReadFile(filepath.Join(sampleDir, "features.json"))
+	b, err := os.ReadFile(filepath.Join(sampleDir, FeaturesFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var features map[string]any
-	if err := json.Unmarshal(b, &features); err != nil {
+	features, err := ParseFeatures(b)
+	if err != nil {
 		t.Fatal(err)
 	}
-	featureLeaves("", features, &leaves)
+	for _, f := range features {
+		leaves = append(leaves, f.Key)
+	}
 	var keys []string
 	for k := range schemaWidths {
 		keys = append(keys, k)

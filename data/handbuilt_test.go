@@ -27,6 +27,7 @@ type handbuiltEpisode struct {
 	steps     int
 	success   bool
 	noIsFirst bool
+	frame     []byte // every camera frame; nil: tinyJPEG shades
 }
 
 // The layout of the fixture: shard 0 holds A (36 steps, success) and B (20 steps, failure, short);
@@ -86,6 +87,10 @@ func handbuiltExample(t testing.TB, e int, spec handbuiltEpisode) []byte {
 		isFirst = append(isFirst, b2i(s == 0))
 		first = append(first, 1)
 		for c := range cams {
+			if spec.frame != nil {
+				cams[c] = append(cams[c], spec.frame)
+				continue
+			}
 			cams[c] = append(cams[c], tinyJPEG(t, uint8(40*c+s)))
 		}
 		lang = append(lang, "stack the cups")

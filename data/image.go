@@ -115,6 +115,8 @@ func resizePlane(dst []float32, dstPitch, outH, outW int, src []float32, inH, in
 // resize tables between calls, so each worker owns one; it is not safe for concurrent use.
 type Preprocessor struct {
 	cfg    ImageConfig
+	expect image.Point // frame size the dataset declares; zero: undeclared (MaxFramePixels applies)
+	from   string      // where expect comes from, for errors
 	inW    int
 	inH    int
 	crop   image.Rectangle
@@ -144,16 +146,48 @@ func (p *Preprocessor) setup(w, h int) {
 	p.tmp = make([]float32, ch*p.cfg.Width)
 }
 
+// MaxFramePixels bounds the frames of a dataset that declares no frame size: the JPEG decoder allocates
+// its whole image from the header's size before reading any pixel data, so a few hundred bytes claiming
+// 65500×65500 would cost 6 GiB. 2^24 pixels (4096×4096) is 50 times a DROID frame.
+const MaxFramePixels = 1 << 24
+
+// Expect sets the frame size the dataset declares (from says where, e.g. features.json and the feature
+// key) for the frames that follow: Frame then refuses any JPEG whose header gives another size, before
+// decoding it. The zero size means undeclared: frames up to MaxFramePixels are decoded.
+func (p *Preprocessor) Expect(size image.Point, from string) {
+	p.expect, p.from = size, from
+}
+
 // Frame decodes one JPEG and writes frame t of a clip into dst, laid out [3, T, H, W] (channels,
 // time, rows, columns), normalized.
 func (p *Preprocessor) Frame(dst []float32, T, t int, jpegData []byte) error {
+	if err := p.frame(dst, T, t, jpegData); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	return nil
+}
+
+// frame is Frame with errors that leave the package prefix to the caller.
+func (p *Preprocessor) frame(dst []float32, T, t int, jpegData []byte) error {
 	H, W := p.cfg.Height, p.cfg.Width
 	if len(dst) != 3*T*H*W || t < 0 || t >= T {
 		panic(fmt.Sprintf("data: Preprocessor.Frame: dst len %d, want 3×%d×%d×%d, t=%d", len(dst), T, H, W, t))
 	}
+	hdr, err := jpeg.DecodeConfig(bytes.NewReader(jpegData))
+	if err != nil {
+		return fmt.Errorf("decode jpeg header (%d bytes): %w", len(jpegData), err)
+	}
+	switch {
+	case p.expect != (image.Point{}) && (hdr.Width != p.expect.X || hdr.Height != p.expect.Y):
+		return fmt.Errorf("jpeg header (%d bytes) says %d×%d, want the %d×%d that %s declares", len(jpegData),
+			hdr.Width, hdr.Height, p.expect.X, p.expect.Y, p.from)
+	case p.expect == (image.Point{}) && int64(hdr.Width)*int64(hdr.Height) > MaxFramePixels:
+		return fmt.Errorf("jpeg header (%d bytes) says %d×%d, more than the %d pixels allowed when the dataset declares no frame size",
+			len(jpegData), hdr.Width, hdr.Height, MaxFramePixels)
+	}
 	img, err := jpeg.Decode(bytes.NewReader(jpegData))
 	if err != nil {
-		return fmt.Errorf("data: decode jpeg (%d bytes): %w", len(jpegData), err)
+		return fmt.Errorf("decode jpeg (%d bytes): %w", len(jpegData), err)
 	}
 	b := img.Bounds()
 	p.setup(b.Dx(), b.Dy())
@@ -170,8 +204,8 @@ func (p *Preprocessor) Frame(dst []float32, T, t int, jpegData []byte) error {
 // Clip decodes len(frames) JPEGs into dst [3, T, H, W].
 func (p *Preprocessor) Clip(dst []float32, frames [][]byte) error {
 	for t, f := range frames {
-		if err := p.Frame(dst, len(frames), t, f); err != nil {
-			return fmt.Errorf("frame %d: %w", t, err)
+		if err := p.frame(dst, len(frames), t, f); err != nil {
+			return fmt.Errorf("data: frame %d: %w", t, err)
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"image/jpeg"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -263,4 +265,76 @@ func BenchmarkPreprocessFrame(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// jpegBomb is a valid 16×12 JPEG (a few hundred bytes) whose frame header (SOF0) is patched to claim
+// 65500×65500: image/jpeg allocates the whole image from the header before it reads any pixel data.
+func jpegBomb(t testing.TB) []byte {
+	b := append([]byte(nil), tinyJPEG(t, 90)...)
+	i := bytes.Index(b, []byte{0xff, 0xc0}) // SOF0: length(2) precision(1) height(2) width(2)
+	if i < 0 {
+		t.Fatal("no SOF0 marker in the encoded JPEG")
+	}
+	b[i+5], b[i+6], b[i+7], b[i+8] = 0xff, 0xdc, 0xff, 0xdc // 65500
+	return b
+}
+
+// TestPreprocessorJPEGBomb feeds the bomb with a declared frame size and without one: both are refused
+// from the header alone, naming the claimed and the allowed size, allocating next to nothing (the
+// decoder would take 6 GiB).
+func TestPreprocessorJPEGBomb(t *testing.T) {
+	bomb := jpegBomb(t)
+	cases := []struct {
+		name   string
+		expect image.Point
+		want   []string
+	}{
+		{"declared", image.Pt(320, 180), []string{"data: jpeg header (", "says 65500×65500", "want the 320×180 that features.json (steps/observation/exterior_image_1_left) declares"}},
+		{"undeclared", image.Point{}, []string{"says 65500×65500", "more than the 16777216 pixels allowed"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := NewPreprocessor(DefaultImageConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Expect(c.expect, "features.json (steps/observation/exterior_image_1_left)")
+			dst := make([]float32, 3*256*256)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err = p.Frame(dst, 1, 0, bomb)
+			runtime.ReadMemStats(&after)
+			for _, w := range c.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Frame(%d-byte bomb): %v, want an error containing %q", len(bomb), err, w)
+				}
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+				t.Errorf("Frame allocated %d bytes on a %d-byte JPEG, want < 1 MiB", n, len(bomb))
+			}
+		})
+	}
+}
+
+// TestPreprocessorDeclaredSize: a good JPEG of the declared size decodes; one of any other size is
+// refused, even a small one (the dataset says what its frames are).
+func TestPreprocessorDeclaredSize(t *testing.T) {
+	p, err := NewPreprocessor(DefaultImageConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]float32, 3*256*256)
+	frame := tinyJPEG(t, 90) // 16×12
+	p.Expect(image.Pt(16, 12), "features.json (x)")
+	if err := p.Frame(dst, 1, 0, frame); err != nil {
+		t.Fatalf("a 16×12 frame with 16×12 declared: %v", err)
+	}
+	p.Expect(image.Pt(320, 180), "features.json (x)")
+	if err := p.Frame(dst, 1, 0, frame); err == nil || !strings.Contains(err.Error(), "says 16×12, want the 320×180") {
+		t.Fatalf("a 16×12 frame with 320×180 declared: %v, want a size error", err)
+	}
+	p.Expect(image.Point{}, "")
+	if err := p.Frame(dst, 1, 0, frame); err != nil {
+		t.Fatalf("a 16×12 frame with no size declared: %v", err)
+	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -26,8 +28,9 @@ type LoaderConfig struct {
 	MaxRecordLen  int64        `yaml:"max_record_len"`
 	Rank          int          `yaml:"-"` // this process among WorldSize data-parallel ranks
 	WorldSize     int          `yaml:"-"`
-	// Warn receives corrupt records, truncated shards and malformed episodes, which are skipped and
-	// counted; nil discards them. Workers call it concurrently.
+	// Warn receives corrupt records, truncated shards and malformed episodes (*BadEpisodeError), which
+	// are skipped and counted; nil discards them. Workers call it concurrently, on every pass over the
+	// data: Warnings reports each problem once.
 	Warn func(error) `yaml:"-"`
 	// Keep selects the episodes (by shard index and record index within the shard) this loader reads,
 	// e.g. a train/validation split; nil keeps every episode.
@@ -140,17 +143,20 @@ type Batch struct {
 // Each clip's random choices (start, camera) are seeded by (seed, epoch, shard, record), so they do
 // not even depend on the worker count.
 type Loader struct {
-	parent  context.Context
-	cfg     LoaderConfig
-	src     Source
-	shards  []Shard
-	counts  counters
-	batches chan *Batch
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	errOnce sync.Once
-	err     error
-	done    chan struct{}
+	parent context.Context
+	cfg    LoaderConfig
+	src    Source
+	shards []Shard
+	// frameSizes are the frame sizes features.json declares, by feature key; frames of another size are
+	// refused before decoding (nil: none declared).
+	frameSizes map[string]image.Point
+	counts     counters
+	batches    chan *Batch
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	errOnce    sync.Once
+	err        error
+	done       chan struct{}
 }
 
 // NewLoader finds the shards of cfg.Split in src and starts the workers.
@@ -162,9 +168,13 @@ func NewLoader(ctx context.Context, src Source, cfg LoaderConfig) (*Loader, erro
 	if err != nil {
 		return nil, err
 	}
+	sizes, err := FrameSizes(ctx, src)
+	if err != nil {
+		return nil, err
+	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	l := &Loader{parent: parent, cfg: cfg, src: src, shards: shards, cancel: cancel,
+	l := &Loader{parent: parent, cfg: cfg, src: src, shards: shards, frameSizes: sizes, cancel: cancel,
 		batches: make(chan *Batch, max(cfg.Prefetch, 0)), done: make(chan struct{})}
 	outs := make([]chan *Sample, cfg.Workers)
 	for w := range outs {
@@ -293,11 +303,26 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 	return nil
 }
 
+// BadEpisodeError is an episode the loader skipped: a malformed Example or DROID field, or a frame that
+// does not decode or has another size than the dataset declares.
+type BadEpisodeError struct {
+	Shard  string
+	Record int // index of the episode within its shard
+	Err    error
+}
+
+func (e *BadEpisodeError) Error() string {
+	// Err comes from this package and starts with its prefix; say it once.
+	return fmt.Sprintf("data: %s record %d: %s", e.Shard, e.Record, strings.TrimPrefix(e.Err.Error(), "data: "))
+}
+
+func (e *BadEpisodeError) Unwrap() error { return e.Err }
+
 // sample turns one record into a Sample, or nil when the episode is skipped or malformed.
 func (l *Loader) sample(pre *Preprocessor, shard Shard, epoch, record int, data []byte) (*Sample, error) {
 	bad := func(err error) (*Sample, error) {
 		l.counts.bad.Add(1)
-		l.warn(fmt.Errorf("%s record %d: %w", shard.Name, record, err))
+		l.warn(&BadEpisodeError{Shard: shard.Name, Record: record, Err: err})
 		return nil, nil
 	}
 	ex, err := ParseExample(data)
@@ -319,6 +344,8 @@ func (l *Loader) sample(pre *Preprocessor, shard Shard, epoch, record int, data 
 	}
 	T, H, W := l.cfg.Clip.Frames, l.cfg.Image.Height, l.cfg.Image.Width
 	pixels := make([]float32, 3*T*H*W)
+	key := "steps/observation/" + clip.Camera
+	pre.Expect(l.frameSizes[key], FeaturesFile+" ("+key+")")
 	if err := pre.Clip(pixels, clip.Frames); err != nil {
 		return bad(err)
 	}

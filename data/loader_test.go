@@ -1,15 +1,21 @@
 package data
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -347,6 +353,70 @@ func BenchmarkLoader(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "clips/s")
+		})
+	}
+}
+
+// TestLoaderFrameSize serves episodes whose frames are a JPEG bomb (608 bytes claiming 65500×65500) and
+// good JPEGs of the wrong size, next to a good one, with features.json declaring 16×12 frames: both bad
+// episodes are skipped and counted before any pixel is decoded, on each pass, and their warnings name
+// the shard, the record, the frame, the sizes and the declaration, with one "data:" prefix.
+func TestLoaderFrameSize(t *testing.T) {
+	wrong := func() []byte {
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, image.NewGray(image.Rect(0, 0, 32, 24)), nil); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}()
+	var shard []byte
+	for e, spec := range []handbuiltEpisode{{steps: 40}, {steps: 40, frame: jpegBomb(t)}, {steps: 40, frame: wrong}} {
+		shard = AppendRecord(shard, handbuiltExample(t, e, spec))
+	}
+	features, err := json.Marshal(droidFeaturesJSON(12, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "mem-train.tfrecord-00000-of-00001"
+	for _, declared := range []bool{true, false} {
+		t.Run(fmt.Sprintf("declared=%v", declared), func(t *testing.T) {
+			mfs := fstest.MapFS{name: {Data: shard}}
+			if declared {
+				mfs[FeaturesFile] = &fstest.MapFile{Data: features}
+			}
+			cfg := smallLoaderConfig(1)
+			var mu sync.Mutex
+			var warnings []string
+			cfg.Warn = func(err error) { mu.Lock(); warnings = append(warnings, err.Error()); mu.Unlock() }
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, counts := runLoader(t, &FSSource{FS: mfs, Name: "mem"}, cfg)
+			runtime.ReadMemStats(&after)
+			wantBad := int64(4) // two episodes, two epochs
+			if !declared {
+				wantBad = 2 // only the bomb: a 32×24 frame is fine when nothing is declared
+			}
+			if counts.BadEpisodes != wantBad || counts.Clips != 6-wantBad {
+				t.Errorf("counts %+v, want %d bad episodes and %d clips", counts, wantBad, 6-wantBad)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 256<<20 {
+				t.Errorf("the loader allocated %d MiB", n>>20)
+			}
+			want := "data: mem-train.tfrecord-00000-of-00001 record 1: frame 0: jpeg header (608 bytes) says 65500×65500, want the 16×12 that features.json (steps/observation/exterior_image_1_left) declares"
+			if !declared {
+				want = "data: mem-train.tfrecord-00000-of-00001 record 1: frame 0: jpeg header (608 bytes) says 65500×65500, more than the 16777216 pixels allowed"
+			}
+			if len(warnings) == 0 || warnings[0] != want && !strings.HasPrefix(warnings[0], want) {
+				t.Errorf("first warning %q, want %q", warnings, want)
+			}
+			for _, w := range warnings {
+				if strings.Count(w, "data:") != 1 {
+					t.Errorf("warning %q: want one data: prefix", w)
+				}
+			}
+			if declared && (len(warnings) != 4 || !strings.Contains(warnings[1], "record 2: frame 0: jpeg header") || !strings.Contains(warnings[1], "says 32×24, want the 16×12")) {
+				t.Errorf("warnings %q, want the bomb and the 32×24 episode on each of two passes", warnings)
+			}
 		})
 	}
 }
