@@ -52,6 +52,7 @@ type trainer struct {
 	valLoss  *float64 // validation loss at the current step, if validation ran there
 	metrics  *MetricsWriter
 	progress *Progress
+	warnings *data.Warnings // data problems, reported once each across passes and validation loaders
 }
 
 // Train runs the training described by cfg (already validated and resolved) until training.steps,
@@ -263,7 +264,10 @@ func (t *trainer) loaderConfig() data.LoaderConfig {
 	lc.Filter.Idle.Enabled = c.Data.IdleFilter
 	lc.BatchSize, lc.Workers, lc.ShuffleBuffer = c.Data.BatchSize, c.Data.Workers, c.Data.ShuffleBuffer
 	lc.Seed = uint64(c.Data.Seed)
-	lc.Warn = func(err error) { t.progress.Printf("data: %v", err) }
+	if t.warnings == nil {
+		t.warnings = data.NewWarnings(func(msg string) { t.progress.Printf("warning: %s", msg) })
+	}
+	lc.Warn = t.warnings.Warn
 	return lc
 }
 

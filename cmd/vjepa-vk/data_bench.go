@@ -63,7 +63,7 @@ func benchData(ctx context.Context, src data.Source, cfg data.LoaderConfig, n in
 	cfg.BatchSize, cfg.ShuffleBuffer, cfg.Epochs, cfg.DropLast = 1, 0, 0, false
 	cfg.Clip.Start = -1
 	cfg.Prefetch = 2 * cfg.Workers
-	cfg.Warn = func(err error) { fmt.Fprintf(os.Stderr, "warning: %v\n", err) }
+	cfg.Warn = data.NewWarnings(func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }).Warn
 	start, cpu0 := time.Now(), processCPUSeconds()
 	l, err := data.NewLoader(ctx, src, cfg)
 	if err != nil {

@@ -48,7 +48,7 @@ func runDataInspect(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("data inspect: %w", err)
 	}
-	opts.Warn = func(err error) { fmt.Fprintf(os.Stderr, "warning: %v\n", err) }
+	opts.Warn = data.NewWarnings(func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }).Warn
 	return writeDataInspect(ctx, os.Stdout, src, opts, *asJSON)
 }
 
