@@ -98,3 +98,90 @@ func TestFormatETA(t *testing.T) {
 		})
 	}
 }
+
+// TestProgressAverageClips checks that clips/s is averaged over the run like it/s (clips since the
+// first step over the time since), not the last step's rate: steps alternate between 8 clips in 0.25 s
+// and 8 clips in 1 s, while the clock says 0.5 s per step, so the line must say 16 clips/s.
+func TestProgressAverageClips(t *testing.T) {
+	var b bytes.Buffer
+	p := NewProgress(&b, "plain", 20, 10)
+	p.now = fakeClock(t0, 500*time.Millisecond)
+	for s := 1; s <= 20; s++ {
+		m := sampleStep(s)
+		m.StepTime, m.ClipsPerSec = 0.25, 32
+		if s%2 == 0 {
+			m.StepTime, m.ClipsPerSec = 1, 8
+		}
+		p.Update(m)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if !strings.Contains(line, "| 2.00 it/s, 16.0 clips/s |") {
+			t.Errorf("progress line %q, want the averages 2.00 it/s, 16.0 clips/s", line)
+		}
+	}
+}
+
+// TestProgressNarrow draws the bar on narrow terminals: every line fits, and the position and the ETA
+// are kept while the other fields make way (the bar graphic and lr first).
+func TestProgressNarrow(t *testing.T) {
+	cases := []struct {
+		width int
+		want  []string // in the last line
+		gone  []string
+	}{
+		{100, []string{"[====", "30/30 100%", "loss 0.0333", "lr 0.003", "2.00 it/s", "16.0 clips/s", "eta 0s"}, nil},
+		{70, []string{"30/30 100%", "loss 0.0333", "2.00 it/s", "eta 0s"}, []string{"lr 0.003"}},
+		{40, []string{"30/30 100%", "loss 0.0333", "eta 0s"}, []string{"[", "clips/s"}},
+		{21, []string{"30/30 100% | eta 0s"}, []string{"loss"}},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("width=%d", c.width), func(t *testing.T) {
+			var b bytes.Buffer
+			p := NewProgress(&b, "bar", 30, 10)
+			p.width = func() int { return c.width }
+			runProgress(p, 30)
+			var last string
+			for _, line := range strings.FieldsFunc(b.String(), func(r rune) bool { return r == '\r' || r == '\n' }) {
+				line = strings.TrimPrefix(line, "\x1b[K")
+				if strings.HasPrefix(line, "checkpoint saved") {
+					continue
+				}
+				if len(line) > c.width-1 {
+					t.Errorf("line of %d columns on a %d-column terminal: %q", len(line), c.width, line)
+				}
+				if !strings.Contains(line, "eta ") {
+					t.Errorf("line without the ETA: %q", line)
+				}
+				last = line
+			}
+			for _, w := range c.want {
+				if !strings.Contains(last, w) {
+					t.Errorf("last line %q lacks %q", last, w)
+				}
+			}
+			for _, g := range c.gone {
+				if strings.Contains(last, g) {
+					t.Errorf("last line %q still has %q", last, g)
+				}
+			}
+		})
+	}
+}
+
+func TestFitBar(t *testing.T) {
+	parts := []barPart{{"[===]", "", 3}, {"1/9", " ", 0}, {"a", " | ", 2}, {"eta 5s", " | ", 1}}
+	for _, c := range []struct {
+		width int
+		want  string
+	}{
+		{40, "[===] 1/9 | a | eta 5s"},
+		{21, "1/9 | a | eta 5s"},
+		{12, "1/9 | eta 5s"},
+		{5, "1/9"},
+		{2, "1/"}, // the essential part alone does not fit: cut
+	} {
+		if got := fitBar(parts, c.width); got != c.want {
+			t.Errorf("fitBar(width=%d) = %q, want %q", c.width, got, c.want)
+		}
+	}
+}
