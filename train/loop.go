@@ -397,6 +397,7 @@ func (t *trainer) run(ctx context.Context) error {
 	if t.opts.MaxStep > 0 {
 		last = min(last, t.opts.MaxStep)
 	}
+	t.progress.Printf("%s", t.banner())
 	if t.step > 0 {
 		t.progress.Printf("resumed at step %d", t.step)
 	}
@@ -434,7 +435,7 @@ func (t *trainer) run(ctx context.Context) error {
 			if err := t.metrics.LogVal(vm); err != nil {
 				return err
 			}
-			t.progress.Printf("validation at step %d: loss %.4f (tf %.4f, rollout %.4f) on %d clips", t.step, vm.Loss, vm.LossTF, vm.LossRollout, vm.Clips)
+			t.progress.Validation(vm)
 		}
 		if c.Checkpoint.Every > 0 && t.step%c.Checkpoint.Every == 0 && t.step < last {
 			if err := t.save(); err != nil {
@@ -455,6 +456,7 @@ func (t *trainer) run(ctx context.Context) error {
 	if interrupted {
 		t.progress.Printf("interrupted: checkpoint written at step %d", t.step)
 	}
+	t.progress.Printf("%s", t.summary(last))
 	return nil
 }
 

@@ -3,10 +3,12 @@ package train_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
@@ -172,16 +174,71 @@ func TestInterruptCheckpoints(t *testing.T) {
 	}
 }
 
-// cancelAfter cancels a context once the run has printed some progress lines.
+// cancelAfter cancels a context once the run has printed some progress and validation lines (not the
+// banner's).
 type cancelAfter struct {
 	lines  int
 	cancel context.CancelFunc
 }
 
 func (c *cancelAfter) Write(p []byte) (int, error) {
-	c.lines -= bytes.Count(p, []byte("\n"))
+	for _, line := range bytes.Split(p, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("step ")) || bytes.HasPrefix(line, []byte("validation ")) {
+			c.lines--
+		}
+	}
 	if c.lines <= 0 {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// TestTrainBannerSummary runs a few steps with validation and checks what the run prints before the
+// first step (device, precision, trainable parameters, run dir, checkpoints) and after the last (where
+// the adapter and the checkpoints are, the best validation loss as logged).
+func TestTrainBannerSummary(t *testing.T) {
+	d := vktest.Device(t)
+	dir := t.TempDir()
+	cfg := demoConfig(t, dir, 4, "data.val_episodes=1", "training.val_every=2", "checkpoint.every=2", "logging.progress=plain")
+	var out bytes.Buffer
+	if err := train.Train(context.Background(), cfg, train.Options{Device: d, Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := train.ReadMetrics(filepath.Join(dir, train.MetricsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := m.Val[0]
+	for _, v := range m.Val {
+		if v.Loss < best.Loss {
+			best = v
+		}
+	}
+	text := out.String()
+	lines := strings.Split(text, "\n")
+	want := []string{
+		"training on " + d.Info.Name + " (" + d.Info.Type + ", Vulkan " + d.Info.APIVersion + ")",
+		"  precision   fp32, loss scaling off, adamw, LoRA r=4 alpha 8 on qkv, proj, fc1, fc2 (fused)",
+		"  trainable   12.3K parameters (5.15% of the predictor's 239K)",
+		"  steps       4 of 2 clips × 4 frames (grad_accum 1), from step 0",
+		"  run dir     " + dir + " (metrics.jsonl, TensorBoard events, adapter/)",
+		"  checkpoints " + cfg.Checkpoint.Dir + ", every 2 steps",
+	}
+	for i, w := range want {
+		if i >= len(lines) || lines[i] != w {
+			t.Errorf("banner line %d = %q, want %q\n%s", i+1, lines[min(i, len(lines)-1)], w, text)
+		}
+	}
+	summary := text[strings.Index(text, "finished at step"):]
+	for _, w := range []string{
+		"finished at step 4 of 4: 4 steps in ",
+		"\n  adapter     " + filepath.Join(dir, "adapter") + " (PEFT: adapter_model.safetensors, adapter_config.json)\n",
+		"\n  checkpoints " + cfg.Checkpoint.Dir + ": latest ckpt-000000004.safetensors",
+		fmt.Sprintf("\n  best val    loss %.4f at step %d\n", best.Loss, best.Step),
+		"\n  plots       vjepa-vk report " + dir + "; tensorboard --logdir " + dir,
+	} {
+		if !strings.Contains(summary, w) {
+			t.Errorf("end summary lacks %q:\n%s", w, summary)
+		}
+	}
 }
