@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -276,11 +277,12 @@ func Default() *Config {
 // ConfigError is any problem with a config file or override: a YAML syntax error, an unknown key, a value
 // of the wrong type or out of range.
 type ConfigError struct {
-	File  string // config file, or "<defaults>"
-	Line  int    // 1-based; 0 when not tied to a line
-	Field string // dotted key ("training.lr"), or "--set KEY=VALUE"; may be empty
-	Msg   string
-	Err   error // underlying cause (e.g. fs.ErrNotExist), if any
+	File   string // config file, or "<defaults>"
+	Line   int    // 1-based; 0 when not tied to a line
+	Column int    // 1-based; 0 when unknown
+	Field  string // dotted key ("training.lr"), or "--set KEY=VALUE"; may be empty
+	Msg    string
+	Err    error // underlying cause (e.g. fs.ErrNotExist), if any
 }
 
 // Unwrap returns the underlying cause, so errors.Is(err, fs.ErrNotExist) works on a missing file.
@@ -290,6 +292,9 @@ func (e *ConfigError) Error() string {
 	loc := e.File
 	if e.Line > 0 {
 		loc += ":" + strconv.Itoa(e.Line)
+		if e.Column > 0 {
+			loc += ":" + strconv.Itoa(e.Column)
+		}
 	}
 	if e.Field == "" {
 		return "config " + loc + ": " + e.Msg
@@ -328,12 +333,7 @@ func Parse(name string, data []byte) (*Config, error) {
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		ce := &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-		if m := lineErr.FindStringSubmatch(ce.Msg); m != nil {
-			ce.Line, _ = strconv.Atoi(m[1])
-			ce.Msg = m[2]
-		}
-		return nil, ce
+		return nil, syntaxError(name, data, err)
 	}
 	if len(doc.Content) == 0 {
 		return cfg, nil // empty file: all defaults
@@ -394,6 +394,89 @@ func nodeKind(n *yaml.Node) string {
 }
 
 var lineErr = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// yamlParserProblems are the problems yaml.v3's parser (as opposed to its scanner) reports. yaml.v3
+// v3.0.1 prints the 0-based line of their mark as it is, while it adds 1 for scanner errors
+// (decode.go, parser.fail): an unclosed '[' on line 2 reads "line 1", and one on line 1 no line at all.
+var yamlParserProblems = []string{
+	"did not find expected <stream-start>", "did not find expected <document start>",
+	"did not find expected node content", "did not find expected '-' indicator", "did not find expected key",
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'", "found undefined tag handle",
+	"found duplicate %YAML directive", "found incompatible YAML document", "found duplicate %TAG directive",
+}
+
+// syntaxError turns a yaml.v3 syntax error into a ConfigError at the right 1-based line and, when a
+// flow sequence or mapping is left open, at the line and column of its opening bracket.
+func syntaxError(name string, data []byte, err error) *ConfigError {
+	ce := &ConfigError{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	line := 0
+	if m := lineErr.FindStringSubmatch(ce.Msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		ce.Msg = m[2]
+	}
+	if !slices.Contains(yamlParserProblems, ce.Msg) {
+		ce.Line = line
+		return ce
+	}
+	ce.Line = line + 1
+	kinds := ""
+	switch ce.Msg {
+	case "did not find expected ',' or ']'":
+		kinds = "["
+	case "did not find expected ',' or '}'":
+		kinds = "{"
+	case "did not find expected node content": // e.g. "targets: [" at the end of the file
+		kinds = "[{"
+	}
+	if l, col, c, ok := unclosedBracket(data, ce.Line, kinds); ok {
+		ce.Line, ce.Column = l, col
+		ce.Msg = fmt.Sprintf("'%c' is not closed: %s", c, ce.Msg)
+	}
+	return ce
+}
+
+// unclosedBracket finds the flow collection a parser error is about: the innermost bracket of one of
+// kinds still open at the end of line upto (the error's line, which is also the bracket's unless the
+// bracket is on line 1). It knows just enough YAML for that: a bracket opens a collection where a value
+// can start, and quoted scalars and comments hide brackets.
+func unclosedBracket(data []byte, upto int, kinds string) (line, col int, c byte, ok bool) {
+	if kinds == "" {
+		return 0, 0, 0, false
+	}
+	type opener struct{ line, off int }
+	var stack []opener
+	lines := strings.Split(string(data), "\n")
+	for l := 1; l <= min(upto, len(lines)); l++ {
+		text := lines[l-1]
+		valueStart := true
+		for i := 0; i < len(text); i++ {
+			c := text[i]
+			switch {
+			case c == '#' && (i == 0 || text[i-1] == ' ' || text[i-1] == '\t'):
+				i = len(text) // a comment runs to the end of the line
+			case (c == '"' || c == '\'') && valueStart:
+				for i++; i < len(text) && text[i] != c; i++ {
+					if c == '"' && text[i] == '\\' {
+						i++
+					}
+				}
+			case (c == '[' || c == '{') && (valueStart || len(stack) > 0):
+				stack = append(stack, opener{l, i})
+			case (c == ']' || c == '}') && len(stack) > 0:
+				stack = stack[:len(stack)-1]
+			}
+			valueStart = strings.IndexByte(" \t:,-[{", c) >= 0
+		}
+	}
+	for k := len(stack) - 1; k >= 0; k-- {
+		o := stack[k]
+		text := lines[o.line-1]
+		if strings.IndexByte(kinds, text[o.off]) >= 0 {
+			return o.line, utf8.RuneCountInString(text[:o.off]) + 1, text[o.off], true
+		}
+	}
+	return 0, 0, 0, false
+}
 
 // decodeError turns yaml.v3's "line N: cannot unmarshal ..." messages into ConfigErrors naming the key.
 func decodeError(file string, err error, lines map[int]string) error {
