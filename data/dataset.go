@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,10 +31,21 @@ type Source interface {
 type FSSource struct {
 	FS   fs.FS
 	Name string // for messages
+	Dir  string // the local directory FS reads, if it is one (NewDirSource): see LocalPath
 }
 
 // NewDirSource reads the local directory dir.
-func NewDirSource(dir string) *FSSource { return &FSSource{FS: os.DirFS(dir), Name: dir} }
+func NewDirSource(dir string) *FSSource { return &FSSource{FS: os.DirFS(dir), Name: dir, Dir: dir} }
+
+// LocalPath returns the path of name on the local file system, when the source is a local directory:
+// readers that need random access or an external program (FFmpeg) use the file in place instead of
+// copying it.
+func (s *FSSource) LocalPath(name string) (string, bool) {
+	if s.Dir == "" || !fs.ValidPath(name) {
+		return "", false
+	}
+	return filepath.Join(s.Dir, filepath.FromSlash(name)), true
+}
 
 func (s *FSSource) Open(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {

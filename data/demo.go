@@ -689,3 +689,44 @@ func droidFeaturesJSON(h, w int) map[string]any {
 		}),
 	})
 }
+
+// DemoTrajectory is one episode of the demo scene, for writers of other formats (data/lerobot): the same
+// poses and pictures WriteDemoDataset stores as RLDS.
+type DemoTrajectory struct{ ep *demoEpisode }
+
+// NewDemoTrajectory returns episode e of the demo dataset cfg describes (cfg.Steps and cfg.Seed matter).
+func NewDemoTrajectory(cfg DemoConfig, e int) DemoTrajectory {
+	return DemoTrajectory{makeDemoEpisode(cfg, e)}
+}
+
+// States are the end-effector poses and gripper per step (spec §7.4).
+func (d DemoTrajectory) States() []State { return d.ep.states }
+
+// Joints are the stand-in joint angles of step t.
+func (d DemoTrajectory) Joints(t int) [7]float64 { return demoJoints(d.ep.states[t]) }
+
+// Success reports whether the episode succeeds.
+func (d DemoTrajectory) Success() bool { return d.ep.success }
+
+// Instruction is the episode's language instruction.
+func (d DemoTrajectory) Instruction() string { return d.ep.lang[0] }
+
+// DemoRenderer draws frames of demo trajectories; it keeps one image buffer, so each goroutine needs its
+// own.
+type DemoRenderer struct{ r *demoRenderer }
+
+// NewDemoRenderer returns a renderer of DemoFrameWidth×DemoFrameHeight frames.
+func NewDemoRenderer() DemoRenderer { return DemoRenderer{newDemoRenderer()} }
+
+// Demo frame size.
+const (
+	DemoFrameWidth  = demoWidth
+	DemoFrameHeight = demoHeight
+	DemoFPS         = demoHz
+)
+
+// Render draws step t of d from camera cam (0, 1: exterior; 2: wrist). The image is reused by the next
+// call.
+func (r DemoRenderer) Render(cam int, d DemoTrajectory, t int) *image.RGBA {
+	return r.r.render(cam, d.ep, t)
+}

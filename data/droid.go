@@ -185,8 +185,22 @@ func DefaultClipConfig() ClipConfig {
 	return ClipConfig{Frames: 8, FPS: 4, SourceFPS: 15, Camera: CameraExterior1, Start: -1}
 }
 
-// Validate checks the configuration.
+// Validate checks the configuration for RLDS: the window and a DROID camera name.
 func (c ClipConfig) Validate() error {
+	if err := c.ValidateWindow(); err != nil {
+		return err
+	}
+	switch c.Camera {
+	case CameraExterior1, CameraExterior2, CameraWrist, CameraRandomExterior:
+	default:
+		return fmt.Errorf("clip.camera: unknown camera %q, want %s, %s, %s or %s", c.Camera,
+			CameraExterior1, CameraExterior2, CameraWrist, CameraRandomExterior)
+	}
+	return nil
+}
+
+// ValidateWindow checks the numbers of the configuration; each Format checks the camera (Format.CheckClip).
+func (c ClipConfig) ValidateWindow() error {
 	switch {
 	case c.Frames < 2:
 		return fmt.Errorf("clip.frames: must be >= 2, got %d", c.Frames)
@@ -196,12 +210,6 @@ func (c ClipConfig) Validate() error {
 		return fmt.Errorf("clip.source_fps: must be > 0, got %v", c.SourceFPS)
 	case c.Start < -1:
 		return fmt.Errorf("clip.start: must be >= 0 or -1 (random), got %d", c.Start)
-	}
-	switch c.Camera {
-	case CameraExterior1, CameraExterior2, CameraWrist, CameraRandomExterior:
-	default:
-		return fmt.Errorf("clip.camera: unknown camera %q, want %s, %s, %s or %s", c.Camera,
-			CameraExterior1, CameraExterior2, CameraWrist, CameraRandomExterior)
 	}
 	return nil
 }
@@ -359,12 +367,31 @@ func runs(mask []bool) [][2]int {
 // Clip is one training sample before pixels are decoded.
 type Clip struct {
 	Camera     string
-	Start      int      // first step, Indices[0]
-	Indices    []int    // [T] step indices
-	States     []State  // [T]
-	Actions    []Action // [T−1]
+	Start      int         // first step, Indices[0]
+	Indices    []int       // [T] step indices
+	States     [][]float64 // [T][S]: 7-D State rows on RLDS (spec §7.4)
+	Actions    [][]float64 // [T−1][A]: 7-D Action rows on RLDS (spec §7.5)
 	Extrinsics [][6]float64
-	Frames     [][]byte // [T] JPEG views into the record
+	Frames     [][]byte  // [T] encoded images (JPEG views into the record on RLDS); nil for video frames
+	Times      []float64 // [T] seconds from the episode's start, where the format has timestamps
+}
+
+// StateRows returns states as [T][7] rows.
+func StateRows(states []State) [][]float64 {
+	out := make([][]float64, len(states))
+	for i := range states {
+		out[i] = states[i][:]
+	}
+	return out
+}
+
+// ActionRows returns actions as [T−1][7] rows.
+func ActionRows(actions []Action) [][]float64 {
+	out := make([][]float64, len(actions))
+	for i := range actions {
+		out[i] = actions[i][:]
+	}
+	return out
 }
 
 // MakeClip cuts one clip from ep (spec §7.3–7.5): picks the camera, the start (cfg.Start, or uniform
@@ -430,14 +457,15 @@ func MakeClip(ep *Episode, cfg ClipConfig, filters FilterConfig, rng *rand.Rand)
 		return nil, err
 	}
 	clip := &Clip{Camera: camera, Start: start, Indices: cfg.Indices(start)}
-	clip.States = make([]State, cfg.Frames)
+	states := make([]State, cfg.Frames)
 	for k, i := range clip.Indices {
-		clip.States[k] = all[i]
+		states[k] = all[i]
 	}
-	clip.Actions = StatesToActions(clip.States)
-	if filters.Motion.Enabled && isStatic(clip.Actions, filters.Motion) {
+	actions := StatesToActions(states)
+	if filters.Motion.Enabled && IsStatic(actions, filters.Motion) {
 		return nil, &SkipError{Reason: SkipStatic, Detail: fmt.Sprintf("clip at steps %v barely moves", clip.Indices)}
 	}
+	clip.States, clip.Actions = StateRows(states), ActionRows(actions)
 	clip.Extrinsics = make([][6]float64, cfg.Frames)
 	clip.Frames = make([][]byte, cfg.Frames)
 	key := "steps/observation/" + camera
@@ -458,7 +486,8 @@ func MakeClip(ep *Episode, cfg ClipConfig, filters FilterConfig, rng *rand.Rand)
 	return clip, nil
 }
 
-func isStatic(actions []Action, cfg MotionFilterConfig) bool {
+// IsStatic is the motion rule of MotionFilterConfig over a clip's T−1 pose actions.
+func IsStatic(actions []Action, cfg MotionFilterConfig) bool {
 	var trans, rot, grip float64
 	for _, a := range actions {
 		trans += math.Sqrt(a[0]*a[0] + a[1]*a[1] + a[2]*a[2])

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -165,7 +166,7 @@ func TestMakeClipSample(t *testing.T) {
 				t.Fatal(err)
 			}
 			for k, idx := range clip.Indices {
-				if clip.States[k] != all[idx] {
+				if !slices.Equal(clip.States[k], all[idx][:]) {
 					t.Fatalf("episode %d: state %d is not step %d", i, k, idx)
 				}
 				want, _ := ep.Frame(cfg.Camera, idx)

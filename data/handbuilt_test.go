@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -208,12 +209,12 @@ func TestHandBuiltFixture(t *testing.T) {
 			states = append(states, handbuiltState(e, idx))
 		}
 		for k := range states {
-			if r.Clip.States[k] != states[k] {
+			if !slices.Equal(r.Clip.States[k], states[k][:]) {
 				t.Fatalf("report %d: state %d = %v, want %v", i, k, r.Clip.States[k], states[k])
 			}
 		}
 		for k, a := range StatesToActions(states) {
-			if r.Clip.Actions[k] != a {
+			if !slices.Equal(r.Clip.Actions[k], a[:]) {
 				t.Fatalf("report %d: action %d = %v, want %v", i, k, r.Clip.Actions[k], a)
 			}
 		}

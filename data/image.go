@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/jpeg"
+	_ "image/jpeg" // RLDS frames; LeRobot image features
+	_ "image/png"  // LeRobot image features (datasets.Image stores PNG by default)
 	"math"
 )
 
@@ -152,56 +153,92 @@ func (p *Preprocessor) setup(w, h int) {
 const MaxFramePixels = 1 << 24
 
 // Expect sets the frame size the dataset declares (from says where, e.g. features.json and the feature
-// key) for the frames that follow: Frame then refuses any JPEG whose header gives another size, before
+// key) for the frames that follow: Frame then refuses any image whose header gives another size, before
 // decoding it. The zero size means undeclared: frames up to MaxFramePixels are decoded.
 func (p *Preprocessor) Expect(size image.Point, from string) {
 	p.expect, p.from = size, from
 }
 
-// Frame decodes one JPEG and writes frame t of a clip into dst, laid out [3, T, H, W] (channels,
-// time, rows, columns), normalized.
-func (p *Preprocessor) Frame(dst []float32, T, t int, jpegData []byte) error {
-	if err := p.frame(dst, T, t, jpegData); err != nil {
+// Frame decodes one encoded image (JPEG on RLDS; JPEG or PNG in LeRobot image features) and writes frame
+// t of a clip into dst, laid out [3, T, H, W] (channels, time, rows, columns), normalized.
+func (p *Preprocessor) Frame(dst []float32, T, t int, encoded []byte) error {
+	if err := p.frame(dst, T, t, encoded); err != nil {
 		return fmt.Errorf("data: %w", err)
 	}
 	return nil
 }
 
 // frame is Frame with errors that leave the package prefix to the caller.
-func (p *Preprocessor) frame(dst []float32, T, t int, jpegData []byte) error {
+func (p *Preprocessor) frame(dst []float32, T, t int, encoded []byte) error {
+	p.checkDst(dst, T, t)
+	hdr, format, err := image.DecodeConfig(bytes.NewReader(encoded))
+	if err != nil {
+		return fmt.Errorf("decode image header (%d bytes): %w", len(encoded), err)
+	}
+	switch {
+	case p.expect != (image.Point{}) && (hdr.Width != p.expect.X || hdr.Height != p.expect.Y):
+		return fmt.Errorf("%s header (%d bytes) says %d×%d, want the %d×%d that %s declares", format, len(encoded),
+			hdr.Width, hdr.Height, p.expect.X, p.expect.Y, p.from)
+	case p.expect == (image.Point{}) && int64(hdr.Width)*int64(hdr.Height) > MaxFramePixels:
+		return fmt.Errorf("%s header (%d bytes) says %d×%d, more than the %d pixels allowed when the dataset declares no frame size",
+			format, len(encoded), hdr.Width, hdr.Height, MaxFramePixels)
+	}
+	img, _, err := image.Decode(bytes.NewReader(encoded))
+	if err != nil {
+		return fmt.Errorf("decode %s (%d bytes): %w", format, len(encoded), err)
+	}
+	p.FrameImage(dst, T, t, img)
+	return nil
+}
+
+// FrameImage writes the decoded image img as frame t of dst [3, T, H, W], normalized.
+func (p *Preprocessor) FrameImage(dst []float32, T, t int, img image.Image) {
+	p.checkDst(dst, T, t)
+	b := img.Bounds()
+	p.setup(b.Dx(), b.Dy())
+	p.toPlanes(img)
+	p.resize(dst, T, t)
+}
+
+// FrameRGB writes a packed 8-bit RGB frame rgb [h, w, 3] (what FFmpeg's rgb24 gives) as frame t of dst
+// [3, T, H, W], normalized.
+func (p *Preprocessor) FrameRGB(dst []float32, T, t int, rgb []byte, w, h int) {
+	p.checkDst(dst, T, t)
+	if len(rgb) != 3*w*h {
+		panic(fmt.Sprintf("data: Preprocessor.FrameRGB: %d bytes, want 3×%d×%d", len(rgb), w, h))
+	}
+	p.setup(w, h)
+	cw, ch := p.crop.Dx(), p.crop.Dy()
+	r, g, bl := p.planes[:cw*ch], p.planes[cw*ch:2*cw*ch], p.planes[2*cw*ch:]
+	for y := range ch {
+		row := rgb[3*((p.crop.Min.Y+y)*w+p.crop.Min.X):][:3*cw]
+		for x := range cw {
+			i := y*cw + x
+			r[i], g[i], bl[i] = float32(row[3*x]), float32(row[3*x+1]), float32(row[3*x+2])
+		}
+	}
+	p.resize(dst, T, t)
+}
+
+func (p *Preprocessor) checkDst(dst []float32, T, t int) {
 	H, W := p.cfg.Height, p.cfg.Width
 	if len(dst) != 3*T*H*W || t < 0 || t >= T {
 		panic(fmt.Sprintf("data: Preprocessor.Frame: dst len %d, want 3×%d×%d×%d, t=%d", len(dst), T, H, W, t))
 	}
-	hdr, err := jpeg.DecodeConfig(bytes.NewReader(jpegData))
-	if err != nil {
-		return fmt.Errorf("decode jpeg header (%d bytes): %w", len(jpegData), err)
-	}
-	switch {
-	case p.expect != (image.Point{}) && (hdr.Width != p.expect.X || hdr.Height != p.expect.Y):
-		return fmt.Errorf("jpeg header (%d bytes) says %d×%d, want the %d×%d that %s declares", len(jpegData),
-			hdr.Width, hdr.Height, p.expect.X, p.expect.Y, p.from)
-	case p.expect == (image.Point{}) && int64(hdr.Width)*int64(hdr.Height) > MaxFramePixels:
-		return fmt.Errorf("jpeg header (%d bytes) says %d×%d, more than the %d pixels allowed when the dataset declares no frame size",
-			len(jpegData), hdr.Width, hdr.Height, MaxFramePixels)
-	}
-	img, err := jpeg.Decode(bytes.NewReader(jpegData))
-	if err != nil {
-		return fmt.Errorf("decode jpeg (%d bytes): %w", len(jpegData), err)
-	}
-	b := img.Bounds()
-	p.setup(b.Dx(), b.Dy())
-	p.toPlanes(img)
+}
+
+// resize writes the crop planes, resized and normalized, as frame t of dst [3, T, H, W].
+func (p *Preprocessor) resize(dst []float32, T, t int) {
+	H, W := p.cfg.Height, p.cfg.Width
 	cw, ch := p.crop.Dx(), p.crop.Dy()
 	for c := range 3 {
 		out := dst[(c*T+t)*H*W : (c*T+t+1)*H*W]
 		mean, std := float32(255*imagenetMean[c]), float32(255*imagenetStd[c])
 		resizePlane(out, W, H, W, p.planes[c*cw*ch:(c+1)*cw*ch], ch, cw, p.ty, p.tx, p.tmp, mean, 1/std)
 	}
-	return nil
 }
 
-// Clip decodes len(frames) JPEGs into dst [3, T, H, W].
+// Clip decodes len(frames) encoded images into dst [3, T, H, W].
 func (p *Preprocessor) Clip(dst []float32, frames [][]byte) error {
 	for t, f := range frames {
 		if err := p.frame(dst, len(frames), t, f); err != nil {

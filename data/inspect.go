@@ -32,10 +32,11 @@ type EpisodeReport struct {
 
 // ClipReport is the clip an episode gives.
 type ClipReport struct {
-	Camera  string   `json:"camera"`
-	Indices []int    `json:"frame_indices"`
-	States  []State  `json:"states"`  // [T][7]
-	Actions []Action `json:"actions"` // [T−1][7]
+	Camera  string      `json:"camera"`
+	Indices []int       `json:"frame_indices"`
+	Times   []float64   `json:"timestamps,omitempty"` // seconds, where the format has timestamps
+	States  [][]float64 `json:"states"`               // [T][S]
+	Actions [][]float64 `json:"actions"`              // [T−1][A]
 }
 
 // NoClipReport says why an episode gives no clip.
@@ -50,28 +51,51 @@ type InspectSummary struct {
 	Counts
 }
 
-// InspectEpisodes walks every shard of the split in file order and reports each record through fn:
-// its metadata and the clip MakeClip cuts from it (or why none). Frames are not decoded.
+// InspectEpisodes walks every RLDS shard of the split in file order; see InspectFormat.
 func InspectEpisodes(ctx context.Context, src Source, opts InspectOptions, fn func(*EpisodeReport) error) (InspectSummary, error) {
 	if err := opts.Clip.Validate(); err != nil {
 		return InspectSummary{}, fmt.Errorf("data: inspect: %w", err)
 	}
-	shards, err := FindShards(ctx, src, opts.Split)
+	f, err := OpenRLDS(ctx, src, opts.Split, opts.MaxRecordLen)
 	if err != nil {
 		return InspectSummary{}, err
 	}
+	return InspectFormat(ctx, f, opts, fn)
+}
+
+// InspectFormat walks every shard of f in order and reports each episode through fn: its metadata and
+// the clip MakeClip cuts from it (or why none). Frames are not decoded. opts.Split and
+// opts.MaxRecordLen are the format's business.
+func InspectFormat(ctx context.Context, f Format, opts InspectOptions, fn func(*EpisodeReport) error) (InspectSummary, error) {
+	if err := opts.Clip.ValidateWindow(); err != nil {
+		return InspectSummary{}, fmt.Errorf("data: inspect: %w", err)
+	}
+	if err := f.CheckClip(opts.Clip); err != nil {
+		return InspectSummary{}, fmt.Errorf("data: inspect %s: %w", f, err)
+	}
+	shards := f.Shards()
 	sum := InspectSummary{Shards: len(shards)}
 	seen := 0
 	errStop := errors.New("stop")
 	for _, sh := range shards {
-		_, err := EachRecord(ctx, src, sh, opts.MaxRecordLen, func(record int, data []byte) error {
-			if opts.MaxEpisodes > 0 && seen >= opts.MaxEpisodes {
-				return errStop
-			}
+		more := func() bool { return opts.MaxEpisodes <= 0 || seen < opts.MaxEpisodes }
+		err := f.EachEpisode(ctx, sh, func(int) bool { return more() }, func(record int, ep ClipEpisode) error {
 			seen++
 			sum.Records++
-			rep := inspectRecord(sh, record, data, opts, &sum.Counts)
-			return fn(rep)
+			if err := fn(inspectEpisode(sh, record, ep, opts, &sum.Counts)); err != nil {
+				return err
+			}
+			if !more() {
+				return errStop // stop reading the shard too
+			}
+			return nil
+		}, func(record int, err error) {
+			seen++
+			sum.Records++
+			sum.BadEpisodes++
+			if ferr := fn(&EpisodeReport{Shard: sh.Name, Index: record, Error: err.Error()}); ferr != nil && opts.Warn != nil {
+				opts.Warn(ferr)
+			}
 		}, func(c *CorruptRecordError) {
 			if errors.Is(c, ErrTruncated) {
 				sum.TruncatedShards++
@@ -82,7 +106,7 @@ func InspectEpisodes(ctx context.Context, src Source, opts InspectOptions, fn fu
 				opts.Warn(c)
 			}
 		})
-		if err == errStop {
+		if err == errStop || !more() {
 			break
 		}
 		if err != nil {
@@ -92,28 +116,12 @@ func InspectEpisodes(ctx context.Context, src Source, opts InspectOptions, fn fu
 	return sum, nil
 }
 
-func inspectRecord(sh Shard, record int, data []byte, opts InspectOptions, c *Counts) *EpisodeReport {
-	rep := &EpisodeReport{Shard: sh.Name, Index: record}
-	ex, err := ParseExample(data)
-	if err != nil {
-		c.BadEpisodes++
-		rep.Error = err.Error()
-		return rep
-	}
-	ep, err := NewEpisode(ex)
-	if err != nil {
-		c.BadEpisodes++
-		rep.Error = err.Error()
-		return rep
-	}
+func inspectEpisode(sh Shard, record int, ep ClipEpisode, opts InspectOptions, c *Counts) *EpisodeReport {
+	in := ep.Info()
+	rep := &EpisodeReport{Shard: sh.Name, Index: record, Steps: in.Steps, Success: in.Success, FilePath: in.FilePath,
+		Instruction: in.Instruction}
 	c.Episodes++
-	rep.Steps, rep.Success, rep.FilePath = ep.Steps, ep.Success(), ep.FilePath
-	if f, ok := ex.Feature(KeyLanguage1); ok {
-		if v, err := f.BytesAt(0); err == nil {
-			rep.Instruction = string(v)
-		}
-	}
-	clip, err := MakeClip(ep, opts.Clip, opts.Filter, episodeRNG(opts.Seed, 0, sh.Index, record))
+	clip, err := ep.MakeClip(opts.Clip, opts.Filter, episodeRNG(opts.Seed, 0, sh.Index, record))
 	var skip *SkipError
 	switch {
 	case errors.As(err, &skip):
@@ -133,7 +141,7 @@ func inspectRecord(sh Shard, record int, data []byte, opts InspectOptions, c *Co
 		rep.Error = err.Error()
 	default:
 		c.Clips++
-		rep.Clip = &ClipReport{Camera: clip.Camera, Indices: clip.Indices, States: clip.States, Actions: clip.Actions}
+		rep.Clip = &ClipReport{Camera: clip.Camera, Indices: clip.Indices, Times: clip.Times, States: clip.States, Actions: clip.Actions}
 	}
 	return rep
 }

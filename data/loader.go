@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -57,7 +56,7 @@ func DefaultLoaderConfig() LoaderConfig {
 
 // Validate checks the configuration.
 func (c *LoaderConfig) Validate() error {
-	if err := c.Clip.Validate(); err != nil {
+	if err := c.Clip.ValidateWindow(); err != nil {
 		return err
 	}
 	if err := c.Image.Validate(); err != nil {
@@ -130,9 +129,10 @@ type Sample struct {
 // Batch is B samples stacked (spec §7.8); float32 throughout, row-major.
 type Batch struct {
 	B, T, H, W int
+	S, A       int       // state and action widths: 7 and 7 on RLDS (spec §7.4–7.5)
 	Frames     []float32 // [B, 3, T, H, W]
-	States     []float32 // [B, T, 7]
-	Actions    []float32 // [B, T−1, 7]
+	States     []float32 // [B, T, S]
+	Actions    []float32 // [B, T−1, A]
 	Extrinsics []float32 // [B, T, 6], zeros on RLDS
 	Samples    []*Sample // provenance; their Pixels are nil (copied into Frames)
 }
@@ -143,38 +143,43 @@ type Batch struct {
 // Each clip's random choices (start, camera) are seeded by (seed, epoch, shard, record), so they do
 // not even depend on the worker count.
 type Loader struct {
-	parent context.Context
-	cfg    LoaderConfig
-	src    Source
-	shards []Shard
-	// frameSizes are the frame sizes features.json declares, by feature key; frames of another size are
-	// refused before decoding (nil: none declared).
-	frameSizes map[string]image.Point
-	counts     counters
-	batches    chan *Batch
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	errOnce    sync.Once
-	err        error
-	done       chan struct{}
+	parent  context.Context
+	cfg     LoaderConfig
+	format  Format
+	shards  []Shard
+	counts  counters
+	batches chan *Batch
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     error
+	done    chan struct{}
 }
 
-// NewLoader finds the shards of cfg.Split in src and starts the workers.
+// NewLoader finds the RLDS shards of cfg.Split in src and starts the workers.
 func NewLoader(ctx context.Context, src Source, cfg LoaderConfig) (*Loader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("data: loader: %w", err)
 	}
-	shards, err := FindShards(ctx, src, cfg.Split)
+	f, err := OpenRLDS(ctx, src, cfg.Split, cfg.MaxRecordLen)
 	if err != nil {
 		return nil, err
 	}
-	sizes, err := FrameSizes(ctx, src)
-	if err != nil {
-		return nil, err
+	return NewFormatLoader(ctx, f, cfg)
+}
+
+// NewFormatLoader starts the workers over the shards of f (cfg.Split and cfg.MaxRecordLen are the
+// format's business).
+func NewFormatLoader(ctx context.Context, f Format, cfg LoaderConfig) (*Loader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("data: loader: %w", err)
+	}
+	if err := f.CheckClip(cfg.Clip); err != nil {
+		return nil, fmt.Errorf("data: loader %s: %w", f, err)
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	l := &Loader{parent: parent, cfg: cfg, src: src, shards: shards, frameSizes: sizes, cancel: cancel,
+	l := &Loader{parent: parent, cfg: cfg, format: f, shards: f.Shards(), cancel: cancel,
 		batches: make(chan *Batch, max(cfg.Prefetch, 0)), done: make(chan struct{})}
 	outs := make([]chan *Sample, cfg.Workers)
 	for w := range outs {
@@ -259,12 +264,12 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 	for epoch := 0; l.cfg.Epochs == 0 || epoch < l.cfg.Epochs; epoch++ {
 		produced := 0
 		for _, unit := range AssignShards(l.shards, l.cfg.Seed, epoch, l.cfg.Rank, l.cfg.WorldSize, w, l.cfg.Workers) {
-			_, err := EachRecord(ctx, l.src, unit.Shard, l.cfg.MaxRecordLen, func(record int, data []byte) error {
-				if record%unit.Parts != unit.Part || (l.cfg.Keep != nil && !l.cfg.Keep(unit.Shard.Index, record)) {
-					return nil
-				}
+			keep := func(record int) bool {
+				return record%unit.Parts == unit.Part && (l.cfg.Keep == nil || l.cfg.Keep(unit.Shard.Index, record))
+			}
+			err := l.format.EachEpisode(ctx, unit.Shard, keep, func(record int, ep ClipEpisode) error {
 				l.counts.records.Add(1)
-				s, err := l.sample(pre, unit.Shard, epoch, record, data)
+				s, err := l.sample(ctx, pre, unit.Shard, epoch, record, ep)
 				if err != nil || s == nil {
 					return err
 				}
@@ -275,6 +280,10 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 				case <-ctx.Done():
 					return ctx.Err()
 				}
+			}, func(record int, err error) {
+				l.counts.records.Add(1)
+				l.counts.bad.Add(1)
+				l.warn(&BadEpisodeError{Shard: unit.Shard.Name, Record: record, Err: err})
 			}, func(corrupt *CorruptRecordError) {
 				if unit.Part != 0 {
 					return // another part of this shard counts and reports it
@@ -303,8 +312,8 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 	return nil
 }
 
-// BadEpisodeError is an episode the loader skipped: a malformed Example or DROID field, or a frame that
-// does not decode or has another size than the dataset declares.
+// BadEpisodeError is an episode the loader skipped: a malformed record or row, or a frame that does not
+// decode or has another size than the dataset declares.
 type BadEpisodeError struct {
 	Shard  string
 	Record int // index of the episode within its shard
@@ -312,29 +321,24 @@ type BadEpisodeError struct {
 }
 
 func (e *BadEpisodeError) Error() string {
-	// Err comes from this package and starts with its prefix; say it once.
+	// Err may come from this package and start with its prefix; say it once.
 	return fmt.Sprintf("data: %s record %d: %s", e.Shard, e.Record, strings.TrimPrefix(e.Err.Error(), "data: "))
 }
 
 func (e *BadEpisodeError) Unwrap() error { return e.Err }
 
-// sample turns one record into a Sample, or nil when the episode is skipped or malformed.
-func (l *Loader) sample(pre *Preprocessor, shard Shard, epoch, record int, data []byte) (*Sample, error) {
+// sample turns one episode into a Sample, or nil when the episode is skipped or malformed.
+func (l *Loader) sample(ctx context.Context, pre *Preprocessor, shard Shard, epoch, record int, ep ClipEpisode) (*Sample, error) {
 	bad := func(err error) (*Sample, error) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		l.counts.bad.Add(1)
 		l.warn(&BadEpisodeError{Shard: shard.Name, Record: record, Err: err})
 		return nil, nil
 	}
-	ex, err := ParseExample(data)
-	if err != nil {
-		return bad(err)
-	}
-	ep, err := NewEpisode(ex)
-	if err != nil {
-		return bad(err)
-	}
 	l.counts.episodes.Add(1)
-	clip, err := MakeClip(ep, l.cfg.Clip, l.cfg.Filter, episodeRNG(l.cfg.Seed, epoch, shard.Index, record))
+	clip, err := ep.MakeClip(l.cfg.Clip, l.cfg.Filter, episodeRNG(l.cfg.Seed, epoch, shard.Index, record))
 	if r := SkipReasonOf(err); r != "" {
 		l.counts.skip(r)
 		return nil, nil
@@ -344,9 +348,7 @@ func (l *Loader) sample(pre *Preprocessor, shard Shard, epoch, record int, data 
 	}
 	T, H, W := l.cfg.Clip.Frames, l.cfg.Image.Height, l.cfg.Image.Width
 	pixels := make([]float32, 3*T*H*W)
-	key := "steps/observation/" + clip.Camera
-	pre.Expect(l.frameSizes[key], FeaturesFile+" ("+key+")")
-	if err := pre.Clip(pixels, clip.Frames); err != nil {
+	if err := ep.DecodeClip(ctx, pre, pixels, clip); err != nil {
 		return bad(err)
 	}
 	l.counts.clips.Add(1)
@@ -420,10 +422,11 @@ func (l *Loader) assemble(ctx context.Context, outs []chan *Sample) {
 // stack copies samples into one Batch.
 func (l *Loader) stack(samples []*Sample) *Batch {
 	B, T, H, W := len(samples), l.cfg.Clip.Frames, l.cfg.Image.Height, l.cfg.Image.Width
-	b := &Batch{B: B, T: T, H: H, W: W,
+	S, A := l.format.Dims()
+	b := &Batch{B: B, T: T, H: H, W: W, S: S, A: A,
 		Frames:     make([]float32, B*3*T*H*W),
-		States:     make([]float32, B*T*7),
-		Actions:    make([]float32, B*(T-1)*7),
+		States:     make([]float32, B*T*S),
+		Actions:    make([]float32, B*(T-1)*A),
 		Extrinsics: make([]float32, B*T*6),
 		Samples:    samples,
 	}
@@ -431,13 +434,19 @@ func (l *Loader) stack(samples []*Sample) *Batch {
 		copy(b.Frames[i*3*T*H*W:(i+1)*3*T*H*W], s.Pixels)
 		s.Pixels = nil
 		for t, st := range s.Clip.States {
+			if len(st) != S {
+				panic(fmt.Sprintf("data: %s gave a %d-D state, want %d", l.format, len(st), S))
+			}
 			for k, v := range st {
-				b.States[(i*T+t)*7+k] = float32(v)
+				b.States[(i*T+t)*S+k] = float32(v)
 			}
 		}
 		for t, a := range s.Clip.Actions {
+			if len(a) != A {
+				panic(fmt.Sprintf("data: %s gave a %d-D action, want %d", l.format, len(a), A))
+			}
 			for k, v := range a {
-				b.Actions[(i*(T-1)+t)*7+k] = float32(v)
+				b.Actions[(i*(T-1)+t)*A+k] = float32(v)
 			}
 		}
 		for t, e := range s.Clip.Extrinsics {
