@@ -445,7 +445,7 @@ func editFile(t *testing.T, path, old, new string) {
 // naming the file and the field.
 func TestBadDataset(t *testing.T) {
 	for _, tc := range []struct {
-		name string
+		name   string
 		damage func(t *testing.T, dir string)
 		m      Mapping
 		want   string
@@ -457,8 +457,12 @@ func TestBadDataset(t *testing.T) {
 		}, Mapping{}, `codebase_version: "v1.6", want v2.0, v2.1 or v3.0`},
 		{"no state feature", nil, Mapping{State: "observation.joints"}, `lerobot.state: no feature "observation.joints" in meta/info.json`},
 		{"state not float", nil, Mapping{State: "frame_index"}, `feature "frame_index" is int64 in meta/info.json, want float32 or float64`},
-		{"no episodes", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "meta/episodes/chunk-000/file-000.parquet")) }, Mapping{}, "no meta/episodes/chunk-000/file-000.parquet"},
-		{"bad split", func(t *testing.T, dir string) { editFile(t, filepath.Join(dir, InfoFile), `"train": "0:4"`, `"train": "4"`) }, Mapping{}, `splits.train = "4"`},
+		{"no episodes", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "meta/episodes/chunk-000/file-000.parquet"))
+		}, Mapping{}, "no meta/episodes/chunk-000/file-000.parquet"},
+		{"bad split", func(t *testing.T, dir string) {
+			editFile(t, filepath.Join(dir, InfoFile), `"train": "0:4"`, `"train": "4"`)
+		}, Mapping{}, `splits.train = "4"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := copyFixture(t, fixtures[1].dir)
