@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -10,6 +11,17 @@ import (
 // in dtype (f32, f16 or bf16; biases and vectors stay f32). Each adapter must match a 2-D base weight of
 // shape [out, in]; an adapter without its base weight is an error naming it.
 func MergeLoRA(out string, src *StateDict, cfg AdapterConfig, mods []LoRAWeights, dtype DType) error {
+	return MergeAdapter(out, src, &Adapter{Config: cfg, LoRA: mods}, dtype)
+}
+
+// MergeAdapter is MergeLoRA for a whole adapter: the adapters folded in, and the modules trained in full
+// (modules.go) written in place of the base's tensors of the same names, whatever their shapes there.
+func MergeAdapter(out string, src *StateDict, ad *Adapter, dtype DType) error {
+	cfg, mods := ad.Config, ad.LoRA
+	replaced := map[string]ModuleTensor{}
+	for _, m := range ad.Modules {
+		replaced[m.Name] = m
+	}
 	byName := map[string]LoRAWeights{}
 	for _, m := range mods {
 		byName[m.Module+".weight"] = m
@@ -18,7 +30,11 @@ func MergeLoRA(out string, src *StateDict, cfg AdapterConfig, mods []LoRAWeights
 	outInfos := make([]TensorInfo, len(infos))
 	for i, in := range infos {
 		outInfos[i] = TensorInfo{Name: in.Name, DType: DTypeF32, Shape: in.Shape}
-		if len(in.Shape) >= 2 {
+		if m, ok := replaced[in.Name]; ok {
+			outInfos[i].Shape = m.Shape
+			delete(replaced, in.Name)
+		}
+		if len(outInfos[i].Shape) >= 2 {
 			outInfos[i].DType = dtype
 		}
 		if m, ok := byName[in.Name]; ok {
@@ -27,6 +43,9 @@ func MergeLoRA(out string, src *StateDict, cfg AdapterConfig, mods []LoRAWeights
 			}
 			delete(byName, in.Name)
 		}
+	}
+	for n := range replaced {
+		return fmt.Errorf("model: merge: %s has no tensor %s for the adapter's module to replace", src.Source, n)
 	}
 	if len(byName) > 0 {
 		var missing []string
@@ -44,8 +63,15 @@ func MergeLoRA(out string, src *StateDict, cfg AdapterConfig, mods []LoRAWeights
 	for _, m := range mods {
 		adapters[m.Module+".weight"] = m
 	}
+	modules := map[string][]float32{}
+	for _, m := range ad.Modules {
+		modules[m.Name] = m.Data
+	}
 	for i, in := range infos {
 		v, err := src.ReadFloat32(in.Name)
+		if mv, ok := modules[in.Name]; ok {
+			v, err = slices.Clone(mv), nil
+		}
 		if err != nil {
 			w.Abort()
 			return err

@@ -26,6 +26,29 @@ type PredictorConfig struct {
 	Grid       int     // patches per image side (256 px / 16 = 16)
 	MLPRatio   float64 // MLP hidden = int(Dim·MLPRatio) (4)
 	Extrinsics bool    // use_extrinsics: adds the extrinsics token; the encoder's weights exist either way
+	// ActionDim and StateDim are the widths of the action and state inputs; 0 means ActionDim (7), the
+	// official model's. Another width gives new action_encoder/state_encoder layers of that width,
+	// trained in full next to the adapters (PEFT's modules_to_save, modules.go).
+	ActionDim, StateDim int
+}
+
+// ActionIn is the action_encoder's input width.
+func (c PredictorConfig) ActionIn() int { return widthOr7(c.ActionDim) }
+
+// StateIn is the state_encoder's input width.
+func (c PredictorConfig) StateIn() int { return widthOr7(c.StateDim) }
+
+func widthOr7(n int) int {
+	if n == 0 {
+		return ActionDim
+	}
+	return n
+}
+
+// Official returns c with the official 7-D conditioning widths: the layout of a base checkpoint.
+func (c PredictorConfig) Official() PredictorConfig {
+	c.ActionDim, c.StateDim = 0, 0
+	return c
 }
 
 // OfficialPredictorConfig is the released vjepa2-ac-vitg predictor (spec §2.1).
@@ -43,6 +66,9 @@ func (c PredictorConfig) Validate() error {
 	}
 	if c.Dim%c.Heads != 0 {
 		return fmt.Errorf("model: predictor config: dim %d is not a multiple of heads %d", c.Dim, c.Heads)
+	}
+	if c.ActionDim < 0 || c.StateDim < 0 {
+		return fmt.Errorf("model: predictor config: action dim %d, state dim %d: want >= 1 (0: 7)", c.ActionDim, c.StateDim)
 	}
 	return nil
 }
@@ -78,7 +104,8 @@ func (c EncoderConfig) Validate() error {
 }
 
 // PredictorTensors lists the predictor's state_dict in module order: exactly 12·Depth + 12 tensors
-// (300 for the official config), extrinsics_encoder included whatever Extrinsics says (spec §2.2).
+// (300 for the official config), extrinsics_encoder included whatever Extrinsics says (spec §2.2). The
+// conditioning encoders have the config's widths: c.Official() lists a base checkpoint.
 func PredictorTensors(c PredictorConfig) []TensorInfo {
 	D, E, H := c.Dim, c.EmbedDim, c.MLPHidden()
 	var out []TensorInfo
@@ -87,9 +114,9 @@ func PredictorTensors(c PredictorConfig) []TensorInfo {
 	}
 	add("predictor_embed.weight", D, E)
 	add("predictor_embed.bias", D)
-	add("action_encoder.weight", D, ActionDim)
+	add("action_encoder.weight", D, c.ActionIn())
 	add("action_encoder.bias", D)
-	add("state_encoder.weight", D, ActionDim)
+	add("state_encoder.weight", D, c.StateIn())
 	add("state_encoder.bias", D)
 	add("extrinsics_encoder.weight", D, ExtrinsicsDim)
 	add("extrinsics_encoder.bias", D)

@@ -19,8 +19,8 @@ type Pass struct {
 
 	// Inputs, written by the caller (upload or device copies) before the stream runs.
 	Z          vk.Tensor // [B·T·HW, EmbedDim] patch features of frames 0..T-1
-	Actions    vk.Tensor // [B·T, 7]
-	States     vk.Tensor // [B·T, 7]
+	Actions    vk.Tensor // [B·T, A] (A = Cfg.ActionIn(), 7 officially)
+	States     vk.Tensor // [B·T, S]
 	Extrinsics vk.Tensor // [B·T, 6] (only with Cfg.Extrinsics)
 
 	Out  vk.Tensor // [B·T·HW, EmbedDim] predictor output (before the loss's parameter-free LayerNorm)
@@ -32,6 +32,7 @@ type Pass struct {
 	own            bool        // ar belongs to the pass (NewPass), not to a caller (NewPassIn)
 	fwd, bwd       int         // first of the three phases of Forward and of Backward on ar
 	weightGrads    bool        // planned for frozen-weight gradients: Z, Actions, States and xn kept for backward
+	moduleGrads    bool        // planned for trained conditioning encoders (modules.go): Actions, States kept
 	pe, ca, cs, ce vk.Tensor   // embedded patches [B·T·HW, D]; cond tokens [B·T, D]
 	xs             []vk.Tensor // block inputs xs[i] [R, D]; xs[Depth] is the last block's output
 	acts           []*blockActs
@@ -162,7 +163,7 @@ func (p *Predictor) NewPassIn(ar *Arena, B, T int, checkpoint bool, l PassLives)
 	lseN := B * c.Heads * N
 	F, Bw := l.Forward, l.Backward
 	ps := &Pass{B: B, T: T, K: K, HW: HW, N: N, R: R, Checkpoint: checkpoint, p: p, ar: ar, fwd: F, bwd: Bw,
-		weightGrads: p.embed != nil && p.embed.gw.Valid()}
+		weightGrads: p.embed != nil && p.embed.gw.Valid(), moduleGrads: p.condGrads()}
 	inout := func(dst *vk.Tensor, name string, lives []Life, shape ...int) {
 		if lives == nil {
 			ar.Persistent(dst, l.Name+" "+name, shape...)
@@ -174,12 +175,16 @@ func (p *Predictor) NewPassIn(ar *Arena, B, T int, checkpoint bool, l PassLives)
 		ar.F32(dst, l.Name+" "+name, lives, shape...)
 	}
 	in := l.In
-	if in != nil && ps.weightGrads { // the encoders' weight gradients read their inputs at the end of backward
+	inZ := in
+	if in != nil && (ps.weightGrads || ps.moduleGrads) { // the encoders' weight gradients read their inputs at the end of backward
 		in = append(append([]Life(nil), in...), Life{F, Bw + 2})
+		if ps.weightGrads {
+			inZ = in
+		}
 	}
-	inout(&ps.Z, "Z", in, P, E)
-	inout(&ps.Actions, "actions", in, B*T, ActionDim)
-	inout(&ps.States, "states", in, B*T, ActionDim)
+	inout(&ps.Z, "Z", inZ, P, E)
+	inout(&ps.Actions, "actions", in, B*T, c.ActionIn())
+	inout(&ps.States, "states", in, B*T, c.StateIn())
 	if c.Extrinsics {
 		inout(&ps.Extrinsics, "extrinsics", in, B*T, ExtrinsicsDim)
 		f32(&ps.ce, "extrinsics tokens", At(F), B*T, D)
@@ -420,7 +425,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	if wantDZ && ps.DZ.Shape == nil { // not planned: NewPassIn without WantDZ
 		panic("model: Backward with wantDZ on a pass planned without DZ")
 	}
-	if p.embed.gw.Valid() != ps.weightGrads {
+	if p.embed.gw.Valid() != ps.weightGrads || p.condGrads() != ps.moduleGrads {
 		panic("model: weight gradients were enabled or disabled after the pass was planned")
 	}
 	ps.drop.on = p.training && p.dropP > 0
@@ -441,13 +446,16 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	}
 	ps.ar.Enter(s, ps.bwd+2)
 	g := ps.dres
-	if p.embed.gw.Valid() { // weight gradients of the conditioning encoders (their outputs' rows of g)
+	if p.embed.gw.Valid() || ps.moduleGrads { // weight gradients of the conditioning encoders (their outputs' rows of g)
 		encs := []*linear{p.actionEnc, p.stateEnc}
 		ins := []vk.Tensor{ps.Actions, ps.States}
 		if p.Cfg.Extrinsics {
 			encs, ins = append(encs, p.extrinsicsEnc), append(ins, ps.Extrinsics)
 		}
 		for slot, l := range encs {
+			if !l.gw.Valid() {
+				continue // a frozen encoder next to a trained one (modules_to_save)
+			}
 			ps.condCopy(s, g, ps.dcond, slot, true)
 			vk.Gemm(s, l.gw, ps.dcond, ins[slot], vk.GemmOpts{TransA: true, Beta: 1})
 			vk.BiasGradient(s, l.gb, ps.dcond)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -121,8 +122,18 @@ func (l LoRAWeights) check() error {
 	return nil
 }
 
+// ModuleTensor is one tensor of a module trained in full (modules.go), under its state_dict name.
+type ModuleTensor struct {
+	Name  string // "action_encoder.weight"
+	Shape []int
+	Data  []float32
+}
+
 // WritePEFTAdapter writes dir/adapter_config.json and dir/adapter_model.safetensors (F32), creating dir.
-func WritePEFTAdapter(dir string, cfg AdapterConfig, mods []LoRAWeights) error {
+// Modules trained in full are stored as PEFT's save_pretrained stores modules_to_save,
+// base_model.model.<name> (the ".modules_to_save.default" of the live module dropped), and
+// cfg.ModulesToSave must name their modules.
+func WritePEFTAdapter(dir string, cfg AdapterConfig, mods []LoRAWeights, modules ...ModuleTensor) error {
 	fail := func(err error) error { return fmt.Errorf("model: write peft adapter %s: %w", dir, err) }
 	if err := cfg.validate(); err != nil {
 		return fail(err)
@@ -140,6 +151,14 @@ func WritePEFTAdapter(dir string, cfg AdapterConfig, mods []LoRAWeights) error {
 		tensors = append(tensors,
 			RawTensor{TensorInfo{peftPrefix + m.Module + ".lora_A.weight", DTypeF32, []int{m.R, m.In}}, a},
 			RawTensor{TensorInfo{peftPrefix + m.Module + ".lora_B.weight", DTypeF32, []int{m.Out, m.R}}, b})
+	}
+	for _, m := range modules {
+		mod, _, _ := strings.Cut(m.Name, ".")
+		if !slices.Contains(cfg.ModulesToSave, mod) {
+			return fail(fmt.Errorf("%s: module %s is not in modules_to_save %v", m.Name, mod, cfg.ModulesToSave))
+		}
+		b, _ := EncodeFloat32(DTypeF32, m.Data)
+		tensors = append(tensors, RawTensor{TensorInfo{peftPrefix + m.Name, DTypeF32, m.Shape}, b})
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(err)
@@ -222,6 +241,9 @@ func LoRAFromTensors(source string, refs []TensorRef, prefix string) ([]LoRAWeig
 		}
 		var mod string
 		var isA bool
+		if !strings.Contains(name, ".lora_") {
+			continue // a module trained in full (modules_to_save): ReadAdapter reads those
+		}
 		if m, ok := strings.CutSuffix(name, ".lora_A.weight"); ok {
 			mod, isA = m, true
 		} else if m, ok := strings.CutSuffix(name, ".lora_B.weight"); ok {
@@ -265,4 +287,86 @@ func LoRAFromTensors(source string, refs []TensorRef, prefix string) ([]LoRAWeig
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// Adapter is everything a PEFT adapter folder holds: its config, the LoRA pairs, and the modules trained
+// in full (modules_to_save: the conditioning encoders of another state or action width).
+type Adapter struct {
+	Config  AdapterConfig
+	LoRA    []LoRAWeights
+	Modules []ModuleTensor
+}
+
+// ReadAdapter reads an adapter folder: what ReadPEFTAdapter reads, and the tensors of every module
+// adapter_config.json's modules_to_save names (base_model.model.<module>.weight and .bias). This is the
+// loader for inference (merge, eval, plan): Overlay puts the modules over the base weights and
+// PredictorConfig gives the widths they need.
+func ReadAdapter(dir string) (*Adapter, error) {
+	cfg, mods, err := ReadPEFTAdapter(dir)
+	if err != nil {
+		return nil, err
+	}
+	ad := &Adapter{Config: cfg, LoRA: mods}
+	if len(cfg.ModulesToSave) == 0 {
+		return ad, nil
+	}
+	st, err := OpenSafetensors(filepath.Join(dir, AdapterWeightsFile))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	have := map[string]TensorRef{}
+	for _, r := range st.Refs() {
+		have[r.Info().Name] = r
+	}
+	for _, mod := range cfg.ModulesToSave {
+		for _, part := range []string{".weight", ".bias"} {
+			r, ok := have[peftPrefix+mod+part]
+			if !ok {
+				return nil, fmt.Errorf("model: read peft adapter %s: %s: modules_to_save names %s but %s has no %s",
+					dir, AdapterConfigFile, mod, AdapterWeightsFile, peftPrefix+mod+part)
+			}
+			v, err := r.ReadFloat32()
+			if err != nil {
+				return nil, err
+			}
+			ad.Modules = append(ad.Modules, ModuleTensor{Name: mod + part, Shape: r.Info().Shape, Data: v})
+		}
+	}
+	return ad, nil
+}
+
+// Overlay returns base with the adapter's modules in place of its own tensors.
+func (ad *Adapter) Overlay(base WeightSource) WeightSource {
+	if len(ad.Modules) == 0 {
+		return base
+	}
+	top := MapWeights{}
+	for _, m := range ad.Modules {
+		top[m.Name] = m.Data
+	}
+	return Overlay{Top: top, Base: base}
+}
+
+// PredictorConfig returns base with the conditioning widths the adapter's modules have (base as it is
+// when the adapter has none), or an error when a module does not fit base's width D.
+func (ad *Adapter) PredictorConfig(base PredictorConfig) (PredictorConfig, error) {
+	c := base
+	for _, m := range ad.Modules {
+		if !strings.HasSuffix(m.Name, ".weight") {
+			continue
+		}
+		if len(m.Shape) != 2 || m.Shape[0] != base.Dim {
+			return c, fmt.Errorf("model: adapter module %s: shape %v, want [%d, width]", m.Name, m.Shape, base.Dim)
+		}
+		switch m.Name {
+		case "action_encoder.weight":
+			c.ActionDim = m.Shape[1]
+		case "state_encoder.weight":
+			c.StateDim = m.Shape[1]
+		default:
+			return c, fmt.Errorf("model: adapter module %s: only action_encoder and state_encoder can be trained in full", m.Name)
+		}
+	}
+	return c, nil
 }

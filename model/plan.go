@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
@@ -105,7 +106,7 @@ func PredictorParams(cfg PredictorConfig, loras []*LoRA) ParamCounts {
 	for _, t := range PredictorTensors(cfg) {
 		n := int64(t.Numel())
 		switch {
-		case len(t.Shape) == 2 && (t.Shape[1] == ActionDim || t.Shape[1] == ExtrinsicsDim):
+		case strings.HasSuffix(t.Name, "_encoder.weight"): // action, state, extrinsics
 			pc.Vectors += n
 		case len(t.Shape) == 2:
 			pc.Matrices += n

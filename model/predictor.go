@@ -38,7 +38,8 @@ type acBlock struct {
 }
 
 // LoadPredictor checks nothing about names (callers run CheckPredictor first) and uploads every tensor of
-// spec §2.2 from src, base weights in precision prec.
+// spec §2.2 from src, base weights in precision prec. With conditioning widths other than 7, src must
+// hold encoders of those widths: a merged checkpoint, or a base overlaid with modules (modules.go).
 func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Precision) (*Predictor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -57,10 +58,10 @@ func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Pre
 		return fail(err)
 	}
 	// The conditioning encoders have 7 (or 6) inputs: f32 keeps them exact and costs nothing.
-	if p.actionEnc, err = loadLinear(d, src, "action_encoder", ActionDim, D, vk.F32); err != nil {
+	if p.actionEnc, err = loadLinear(d, src, "action_encoder", cfg.ActionIn(), D, vk.F32); err != nil {
 		return fail(err)
 	}
-	if p.stateEnc, err = loadLinear(d, src, "state_encoder", ActionDim, D, vk.F32); err != nil {
+	if p.stateEnc, err = loadLinear(d, src, "state_encoder", cfg.StateIn(), D, vk.F32); err != nil {
 		return fail(err)
 	}
 	if p.extrinsicsEnc, err = loadLinear(d, src, "extrinsics_encoder", ExtrinsicsDim, D, vk.F32); err != nil {

@@ -80,13 +80,12 @@ func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o Encode
 	}
 	defer s.Destroy()
 	t.ep.Forward(s)
-	src, err := data.OpenSource(ctx, cfg.Data.Source)
-	if err != nil {
+	if t.format, err = OpenDataset(ctx, cfg); err != nil {
 		return 0, err
 	}
 	lc := t.loaderConfig()
 	lc.Epochs, lc.DropLast, lc.ShuffleBuffer = o.Epochs, false, 0
-	l, err := data.NewLoader(ctx, src, lc)
+	l, err := data.NewFormatLoader(ctx, t.format, lc)
 	if err != nil {
 		return 0, err
 	}

@@ -30,6 +30,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/model"
 )
 
@@ -70,6 +71,11 @@ type ModelConfig struct {
 	// GradCheckpointing recomputes block activations in backward to save memory (on in the official
 	// recipe, spec §10). Default false.
 	GradCheckpointing bool `yaml:"grad_checkpointing"`
+	// ActionDim and StateDim are the widths of the data's actions and states; default 7 (DROID, spec
+	// §7.4-7.5). Other widths give new action_encoder/state_encoder layers trained in full next to the
+	// adapters (exported as PEFT modules_to_save).
+	ActionDim int `yaml:"action_dim"`
+	StateDim  int `yaml:"state_dim"`
 }
 
 // EncoderConfig sizes the frozen ViT encoder (spec §8.1). Its width must equal model.embed_dim.
@@ -99,17 +105,23 @@ func (l LoRAConfig) Model() model.LoRAConfig {
 		Seed: uint64(l.Seed), Path: model.LoRAPath(l.Path)}
 }
 
-// DataConfig selects DROID episodes and how clips are cut from them (spec §7, droid-rlds.md §3).
+// DataConfig selects episodes and how clips are cut from them (spec §7, droid-rlds.md §3).
 type DataConfig struct {
-	// Source is a local RLDS folder or gs://bucket/prefix of a TFDS version folder. Required.
-	// Relative paths are relative to the working directory.
+	// Format is rlds (DROID's TFRecords; default) or lerobot (a LeRobot v2.1 or v3.0 dataset).
+	Format string `yaml:"format"`
+	// Source is a local dataset folder or gs://bucket/prefix (for RLDS, of a TFDS version folder).
+	// Required. Relative paths are relative to the working directory.
 	Source string `yaml:"source"`
 	// Camera is the RLDS image key: exterior_image_1_left (default), exterior_image_2_left,
-	// wrist_image_left, or exterior_random (one of the two exterior views per clip, as openpi does).
+	// wrist_image_left, or exterior_random (one of the two exterior views per clip, as openpi does); for
+	// lerobot, a video or image feature (observation.images.<name>).
 	Camera string `yaml:"camera"`
+	// LeRobot maps a LeRobot dataset's columns to the model's inputs (format lerobot only).
+	LeRobot lerobot.Mapping `yaml:"lerobot"`
 	// Frames per clip T; default 8 (spec §6).
 	Frames int `yaml:"frames"`
-	// FPS is the nominal sampling rate; the stride is ceil(15/fps) steps of the 15 Hz episode. Default 4.
+	// FPS is the nominal sampling rate; the stride is ceil(source/fps) steps of the episode, recorded at
+	// 15 Hz on DROID and at meta/info.json's fps on LeRobot. Default 4.
 	FPS float64 `yaml:"fps"`
 	// BatchSize is clips per micro-batch; default 8 (per GPU in the official recipe, spec §7.8).
 	BatchSize int `yaml:"batch_size"`
@@ -238,6 +250,7 @@ var (
 	loraPaths     = []string{string(model.LoRAFused), string(model.LoRAThin)}
 	loraTargets   = []string{"qkv", "proj", "fc1", "fc2"}
 	cameras       = []string{"exterior_image_1_left", "exterior_image_2_left", "wrist_image_left", "exterior_random"}
+	formats       = []string{FormatRLDS, FormatLeRobot}
 	optimizers    = []string{"adamw", "adamw8bit"}
 	scheduleKinds = []string{"wsd", "cosine", "constant"}
 	progressModes = []string{"auto", "bar", "plain", "off"}
@@ -248,12 +261,13 @@ func Default() *Config {
 	return &Config{
 		Model: ModelConfig{
 			EmbedDim: 1408, PredDim: 1024, Depth: 24, Heads: 16, MLPRatio: 4,
-			Img: 256, Patch: 16, Tubelet: 2,
+			Img: 256, Patch: 16, Tubelet: 2, ActionDim: 7, StateDim: 7,
 			Encoder:   EncoderConfig{Dim: 1408, Depth: 40, Heads: 22, MLPHidden: 6144},
 			Precision: "bf16",
 		},
 		LoRA: LoRAConfig{R: 16, Alpha: 32, Targets: slices.Clone(loraTargets), Path: string(model.LoRAFused)},
 		Data: DataConfig{
+			Format: FormatRLDS, LeRobot: lerobot.DefaultMapping(),
 			Camera: "exterior_image_1_left", Frames: 8, FPS: 4, BatchSize: 8, Workers: 4, ShuffleBuffer: 256,
 		},
 		Training: TrainingConfig{
@@ -632,6 +646,8 @@ func (c *Config) Validate() error {
 	v.heads("model.encoder.heads", m.Encoder.Heads, "model.encoder.dim", m.Encoder.Dim)
 	v.atLeast("model.encoder.mlp_hidden", m.Encoder.MLPHidden, 1)
 	v.oneOf("model.precision", m.Precision, precisions)
+	v.atLeast("model.action_dim", m.ActionDim, 1)
+	v.atLeast("model.state_dim", m.StateDim, 1)
 
 	l := &c.LoRA
 	if v.atLeast("lora.r", l.R, 1) && m.PredDim >= 1 && l.R > m.PredDim {
@@ -656,13 +672,32 @@ func (c *Config) Validate() error {
 	d := &c.Data
 	switch {
 	case d.Source == "":
-		v.add("data.source", "must be set to a local RLDS folder or gs://bucket/prefix")
+		v.add("data.source", "must be set to a local dataset folder or gs://bucket/prefix")
 	case strings.HasPrefix(d.Source, "gs://"):
 		if _, _, err := ParseGCSURL(d.Source); err != nil {
 			v.add("data.source", "%v", err)
 		}
 	}
-	v.oneOf("data.camera", d.Camera, cameras)
+	v.oneOf("data.format", d.Format, formats)
+	if d.Format == FormatLeRobot {
+		if d.Camera == "" {
+			v.add("data.camera", "must name a video or image feature of the LeRobot dataset")
+		}
+		if err := d.LeRobot.Validate(); err != nil {
+			v.add("data."+strings.SplitN(err.Error(), ":", 2)[0], "%s", strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+		}
+		if d.SuccessOnly || d.IdleFilter {
+			v.add("data.success_only", "and data.idle_filter need DROID's file_path and joint velocities; LeRobot datasets have neither")
+		}
+		if d.LeRobot.Convert == "ee_pose" && (m.ActionDim != 7 || m.StateDim != 7) {
+			v.add("model.action_dim", "and model.state_dim must be 7 with data.lerobot.convert: ee_pose (the official state and pose deltas), got %d and %d", m.ActionDim, m.StateDim)
+		}
+	} else {
+		v.oneOf("data.camera", d.Camera, cameras)
+	}
+	if d.FeatureCache != "" && (m.ActionDim != 7 || m.StateDim != 7) {
+		v.add("data.feature_cache", "stores 7-D states and actions; model.action_dim %d and model.state_dim %d need training from the episodes (feature_cache: \"\")", m.ActionDim, m.StateDim)
+	}
 	v.atLeast("data.frames", d.Frames, 2)
 	v.positive("data.fps", d.FPS)
 	v.atLeast("data.batch_size", d.BatchSize, 1)

@@ -198,7 +198,7 @@ func TestConfigErrors(t *testing.T) {
 		{"lora_path=unknown", src + "lora:\n  path: merged\n",
 			`config t.yaml: lora.path: must be one of fused|thin, got "merged"`},
 		{"source=missing", "training:\n  seed: 1\n",
-			"config t.yaml: data.source: must be set to a local RLDS folder or gs://bucket/prefix"},
+			"config t.yaml: data.source: must be set to a local dataset folder or gs://bucket/prefix"},
 		{"source=bad_gs", "data:\n  source: gs://\n",
 			`config t.yaml: data.source: want gs://bucket[/prefix], got "gs://" (empty bucket)`},
 		{"camera=bad", "data:\n  source: x\n  camera: left\n",

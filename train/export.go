@@ -31,7 +31,16 @@ func ExportPEFT(d *vk.Device, p *model.Predictor, c *Config, dir string) error {
 	}
 	ac := model.NewAdapterConfig(c.LoRA.R, c.LoRA.Alpha, c.LoRA.RSLoRA, c.LoRA.Targets, base)
 	ac.LoRADropout = c.LoRA.Dropout
-	if err := model.WritePEFTAdapter(dir, ac, mods); err != nil {
+	ac.ModulesToSave = model.ModuleNames(p.Cfg)
+	var modules []model.ModuleTensor
+	for _, m := range p.Modules() {
+		v, err := d.Download(m.Param)
+		if err != nil {
+			return err
+		}
+		modules = append(modules, model.ModuleTensor{Name: m.Name, Shape: m.Param.Shape, Data: v})
+	}
+	if err := model.WritePEFTAdapter(dir, ac, mods, modules...); err != nil {
 		return fmt.Errorf("train: export: %w", err)
 	}
 	return nil

@@ -43,6 +43,7 @@ type trainer struct {
 	zeroS, stepS, normS, optS *vk.Stream
 
 	loader   *data.Loader
+	format   data.Format // the dataset the loaders read (OpenDataset)
 	batches  int // batches consumed from the loader (its position, for exact resume)
 	video    []float32
 	step     int
@@ -72,6 +73,9 @@ func Train(ctx context.Context, cfg *Config, opts Options) (err error) {
 func (t *trainer) close() {
 	if t.loader != nil {
 		t.loader.Close()
+	}
+	if t.format != nil {
+		closeDataset(t.format)
 	}
 	if t.cacheF != nil {
 		t.cacheF.Close()
@@ -111,14 +115,16 @@ func (t *trainer) close() {
 func modelConfigs(c *Config) (model.PredictorConfig, model.EncoderConfig) {
 	m := c.Model
 	p := model.PredictorConfig{EmbedDim: m.EmbedDim, Dim: m.PredDim, Depth: m.Depth, Heads: m.Heads,
-		Grid: m.Img / m.Patch, MLPRatio: m.MLPRatio, Extrinsics: m.Extrinsics}
+		Grid: m.Img / m.Patch, MLPRatio: m.MLPRatio, Extrinsics: m.Extrinsics, ActionDim: m.ActionDim, StateDim: m.StateDim}
 	e := model.EncoderConfig{Dim: m.Encoder.Dim, Depth: m.Encoder.Depth, Heads: m.Encoder.Heads,
 		MLPHidden: m.Encoder.MLPHidden, Patch: m.Patch, Tubelet: m.Tubelet}
 	return p, e
 }
 
-// loadWeights opens the official checkpoint's predictor and encoder, or draws random weights (demo).
+// loadWeights opens the official checkpoint's predictor and encoder, or draws random weights (demo). The
+// predictor is the base layout (7-D conditioning encoders): withModules puts new encoders over it.
 func loadWeights(c *Config, pcfg model.PredictorConfig, ecfg model.EncoderConfig) (pw, ew model.WeightSource, closeFn func(), err error) {
+	pcfg = pcfg.Official()
 	if c.Model.Checkpoint == "" {
 		seed := uint64(c.Training.Seed)
 		return model.InitPredictor(pcfg, seed), model.InitEncoder(ecfg, seed+1), func() {}, nil
@@ -174,6 +180,9 @@ func (t *trainer) setup(ctx context.Context) error {
 	}
 	defer closeW()
 	prec := model.Precision(c.Model.Precision)
+	if pw, err = withModules(pcfg, pw); err != nil {
+		return err
+	}
 	if t.pred, err = model.LoadPredictor(t.d, pcfg, pw, prec); err != nil {
 		return err
 	}
@@ -183,6 +192,9 @@ func (t *trainer) setup(ctx context.Context) error {
 		}
 	}
 	if err := t.pred.AddLoRA(c.LoRA.Model()); err != nil {
+		return err
+	}
+	if err := t.pred.TrainModules(); err != nil { // other state/action widths: new encoders, trained in full
 		return err
 	}
 	B, T := c.Data.BatchSize, c.Data.Frames
@@ -256,7 +268,10 @@ func (t *trainer) loaderConfig() data.LoaderConfig {
 	c := t.cfg
 	lc := data.DefaultLoaderConfig()
 	lc.Clip.Frames, lc.Clip.FPS, lc.Clip.Camera = c.Data.Frames, c.Data.FPS, c.Data.Camera
-	if c.Data.Camera == "exterior_random" {
+	if f, ok := t.format.(interface{ FPS() float64 }); ok {
+		lc.Clip.SourceFPS = f.FPS() // LeRobot records its rate; RLDS is DROID's 15 Hz
+	}
+	if c.Data.Camera == "exterior_random" && c.Data.Format != FormatLeRobot {
 		lc.Clip.Camera = data.CameraRandomExterior
 	}
 	lc.Image.Height, lc.Image.Width = c.Model.Img, c.Model.Img
@@ -288,23 +303,20 @@ func (t *trainer) openLoader(ctx context.Context) error {
 		t.cache.skip(t.batches)
 		return nil
 	}
-	src, err := data.OpenSource(ctx, t.cfg.Data.Source)
-	if err != nil {
+	var err error
+	if t.format, err = OpenDataset(ctx, t.cfg); err != nil {
 		return err
 	}
-	shards, err := data.FindShards(ctx, src, "train")
-	if err != nil {
-		return err
-	}
+	shards := t.format.Shards()
 	lc := t.loaderConfig()
 	if n := t.cfg.Data.ValEpisodes; n > 0 {
 		val := heldOut(shards, n)
 		lc.Keep = func(shard, record int) bool { return !val(shard, record) }
-		if err := t.setupValidation(ctx, src, shards); err != nil {
+		if err := t.setupValidation(ctx, t.format, shards); err != nil {
 			return err
 		}
 	}
-	if t.loader, err = data.NewLoader(ctx, src, lc); err != nil {
+	if t.loader, err = data.NewFormatLoader(ctx, t.format, lc); err != nil {
 		return err
 	}
 	for i := 0; i < t.batches; i++ {
@@ -628,7 +640,7 @@ func (t *trainer) export() error {
 	if !c.Checkpoint.Export.Merged {
 		return nil
 	}
-	ac, mods, err := model.ReadPEFTAdapter(dir)
+	ad, err := model.ReadAdapter(dir)
 	if err != nil {
 		return err
 	}
@@ -644,7 +656,7 @@ func (t *trainer) export() error {
 		dt = model.DTypeBF16
 	}
 	out := filepath.Join(c.Logging.Dir, "predictor_merged.safetensors")
-	if err := model.MergeLoRA(out, sd, ac, mods, dt); err != nil {
+	if err := model.MergeAdapter(out, sd, ad, dt); err != nil {
 		return fmt.Errorf("train: export merged predictor: %w", err)
 	}
 	t.progress.Printf("exported merged predictor to %s", out)

@@ -26,8 +26,8 @@ type LossGraph struct {
 
 	// Inputs written by the caller before the stream runs.
 	Features   vk.Tensor // [B·T·HW, E] encoder outputs (before LN₀)
-	Actions    vk.Tensor // [B·(T-1), 7] a_0..a_{T-2}
-	States     vk.Tensor // [B·T, 7]
+	Actions    vk.Tensor // [B·(T-1), A] a_0..a_{T-2} (A = 7 officially)
+	States     vk.Tensor // [B·T, S]
 	Extrinsics vk.Tensor // [B·T, 6] (extrinsics models only)
 	// DLoss [1] is the seed of backward: 1, or the fp16 loss scale.
 	DLoss vk.Tensor
@@ -112,8 +112,8 @@ func NewLossGraph(p *model.Predictor, B, T, autoSteps int, checkpoint bool) (*Lo
 
 	HW, E := g.hw, g.e
 	ar.Persistent(&g.Features, "features", B*T*HW, E)
-	ar.Persistent(&g.Actions, "actions", B*(T-1), model.ActionDim)
-	ar.Persistent(&g.States, "states", B*T, model.ActionDim)
+	ar.Persistent(&g.Actions, "actions", B*(T-1), c.ActionIn())
+	ar.Persistent(&g.States, "states", B*T, c.StateIn())
 	if c.Extrinsics {
 		ar.Persistent(&g.Extrinsics, "extrinsics", B*T, model.ExtrinsicsDim)
 	}
@@ -207,8 +207,8 @@ func (g *LossGraph) conds(s *vk.Stream, dst vk.Tensor, Td int, src vk.Tensor, Ts
 }
 
 func (g *LossGraph) passInputs(s *vk.Stream, ps *model.Pass, nf int) {
-	g.conds(s, ps.Actions, nf, g.Actions, g.T-1, nf, model.ActionDim)
-	g.conds(s, ps.States, nf, g.States, g.T, nf, model.ActionDim)
+	g.conds(s, ps.Actions, nf, g.Actions, g.T-1, nf, g.p.Cfg.ActionIn())
+	g.conds(s, ps.States, nf, g.States, g.T, nf, g.p.Cfg.StateIn())
 	if g.Extrinsics.Valid() {
 		g.conds(s, ps.Extrinsics, nf, g.Extrinsics, g.T, nf, model.ExtrinsicsDim)
 	}
@@ -283,5 +283,8 @@ func ZeroGrads(s *vk.Stream, p *model.Predictor) {
 	for _, a := range p.LoRAs {
 		vk.Zero(s, a.GradA)
 		vk.Zero(s, a.GradB)
+	}
+	for _, m := range p.Modules() {
+		vk.Zero(s, m.Grad)
 	}
 }

@@ -16,7 +16,7 @@ type param struct {
 	decay       bool
 }
 
-// optimizer is AdamW (f32 or 8-bit) over every LoRA tensor, driven by a small hyper-parameter buffer so
+// optimizer is AdamW (f32 or 8-bit) over every LoRA tensor and every module trained in full, driven by a small hyper-parameter buffer so
 // that its recorded stream replays unchanged from step to step.
 type optimizer struct {
 	d        *vk.Device
@@ -62,6 +62,20 @@ func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, 
 			}
 			o.params = append(o.params, pr)
 		}
+	}
+	// Modules trained in full (other state/action widths): weights decay, biases do not (spec §10).
+	for _, m := range p.Modules() {
+		n := m.Param.Numel()
+		maxN = max(maxN, n)
+		pr := &param{name: "base_model.model." + m.Name, p: m.Param, g: m.Grad, decay: len(m.Param.Shape) == 2}
+		if eightBit {
+			blocks := (n + vk.Adam8BitBlock - 1) / vk.Adam8BitBlock
+			pr.m, pr.v = alloc(vk.U8, n), alloc(vk.U8, n)
+			pr.mScale, pr.vSc = alloc(vk.F32, blocks), alloc(vk.F32, blocks)
+		} else {
+			pr.m, pr.v = alloc(vk.F32, m.Param.Shape...), alloc(vk.F32, m.Param.Shape...)
+		}
+		o.params = append(o.params, pr)
 	}
 	o.hyper = alloc(vk.F32, vk.AdamHyperLen)
 	o.acc = alloc(vk.F32, 2)

@@ -35,13 +35,13 @@ func heldOut(shards []data.Shard, n int) func(shard, record int) bool {
 
 // valRunner evaluates the objective (no backward) on held-out episodes.
 type valRunner struct {
-	src     data.Source
+	src     data.Format
 	cfg     data.LoaderConfig
 	batches int
 	s       *vk.Stream
 }
 
-func (t *trainer) setupValidation(ctx context.Context, src data.Source, shards []data.Shard) error {
+func (t *trainer) setupValidation(ctx context.Context, src data.Format, shards []data.Shard) error {
 	c := t.cfg
 	if c.Data.ValEpisodes == 0 {
 		return nil
@@ -75,7 +75,7 @@ func (t *trainer) setupValidation(ctx context.Context, src data.Source, shards [
 // returns the mean losses and the error of each rollout step.
 func (t *trainer) validate(ctx context.Context) (ValMetrics, error) {
 	v, g := t.val, t.graph
-	l, err := data.NewLoader(ctx, v.src, v.cfg)
+	l, err := data.NewFormatLoader(ctx, v.src, v.cfg)
 	if err != nil {
 		return ValMetrics{}, err
 	}

@@ -1,0 +1,64 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
+	"github.com/vjepa-vk/vjepa-vk/model"
+)
+
+// Dataset formats data.format accepts.
+const (
+	FormatRLDS    = "rlds"
+	FormatLeRobot = "lerobot"
+)
+
+// OpenDataset opens the dataset of c.Data in its format (DROID RLDS, or LeRobot with the data.lerobot
+// mapping) and checks that its state and action widths are the model's (model.state_dim,
+// model.action_dim). Close it (io.Closer) when done: a remote LeRobot dataset keeps video copies.
+func OpenDataset(ctx context.Context, c *Config) (data.Format, error) {
+	src, err := data.OpenSource(ctx, c.Data.Source)
+	if err != nil {
+		return nil, err
+	}
+	var f data.Format
+	switch c.Data.Format {
+	case FormatLeRobot:
+		if f, err = lerobot.Open(ctx, src, lerobot.Options{Mapping: c.Data.LeRobot}); err != nil {
+			return nil, err
+		}
+	default:
+		if f, err = data.OpenRLDS(ctx, src, "train", 0); err != nil {
+			return nil, err
+		}
+	}
+	s, a := f.Dims()
+	if s != c.Model.StateDim || a != c.Model.ActionDim {
+		closeDataset(f)
+		return nil, fmt.Errorf("config %s: model.state_dim %d and model.action_dim %d, but %s gives %d-D states and %d-D actions (set them to %d and %d)",
+			c.Source(), c.Model.StateDim, c.Model.ActionDim, f, s, a, s, a)
+	}
+	return f, nil
+}
+
+func closeDataset(f data.Format) {
+	if c, ok := f.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// withModules puts freshly initialised conditioning encoders of the config's widths over the base
+// weights (model.InitModules), when the widths are not the official 7.
+func withModules(pcfg model.PredictorConfig, base model.WeightSource) (model.WeightSource, error) {
+	if len(model.ModuleNames(pcfg)) == 0 {
+		return base, nil
+	}
+	top, err := model.InitModules(pcfg, base)
+	if err != nil {
+		return nil, err
+	}
+	return model.Overlay{Top: top, Base: base}, nil
+}
