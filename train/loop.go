@@ -44,7 +44,7 @@ type trainer struct {
 
 	loader   *data.Loader
 	format   data.Format // the dataset the loaders read (OpenDataset)
-	batches  int // batches consumed from the loader (its position, for exact resume)
+	batches  int         // batches consumed from the loader (its position, for exact resume)
 	video    []float32
 	step     int
 	val      *valRunner
