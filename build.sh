@@ -92,6 +92,7 @@ have spirv-val || need_pkgs+=(spirv-tools)
 ldconfig -p 2>/dev/null | grep "libvulkan.so.1" >/dev/null || need_pkgs+=(libvulkan1)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_pkgs+=(mesa-vulkan-drivers)
 ls /usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json >/dev/null 2>&1 || need_pkgs+=(vulkan-validationlayers)
+have ffmpeg || need_pkgs+=(ffmpeg) # LeRobot videos (data/lerobot): decode H.264/AV1, encode the demo
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ $install = 1 ] && have apt-get; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

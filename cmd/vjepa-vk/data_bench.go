@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 )
 
 // runDataBench measures how fast the loader turns episodes into decoded clips:
@@ -24,6 +25,9 @@ func runDataBench(ctx context.Context, args []string) error {
 	source := fs.String("source", "", "dataset directory or gs://bucket/prefix (required)")
 	clips := fs.Int("clips", 64, "clips to decode (the shards repeat as needed)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	format := fs.String("format", "auto", "rlds, lerobot, or auto (lerobot when meta/info.json exists)")
+	var mapping lerobot.Mapping
+	lerobotFlags(fs, &mapping)
 	fs.IntVar(&cfg.Workers, "workers", runtime.GOMAXPROCS(0), "decode workers")
 	fs.IntVar(&cfg.Image.Height, "height", cfg.Image.Height, "output height")
 	fs.IntVar(&cfg.Image.Width, "width", cfg.Image.Width, "output width")
@@ -34,9 +38,15 @@ func runDataBench(ctx context.Context, args []string) error {
 	if *source == "" || fs.NArg() != 0 || *clips < 1 {
 		return usageErrorf("want --source, --clips >= 1 and no arguments")
 	}
-	src, err := data.OpenSource(ctx, *source)
+	src, err := openFormat(ctx, *source, *format, cfg.Split, mapping)
 	if err != nil {
 		return fmt.Errorf("data bench: %w", err)
+	}
+	if c, ok := src.(io.Closer); ok {
+		defer c.Close()
+	}
+	if l, ok := src.(*lerobot.Dataset); ok && !fs.Changed("camera") {
+		cfg.Clip.Camera = l.Info.Cameras()[0]
 	}
 	res, err := benchData(ctx, src, cfg, *clips)
 	if err != nil {
@@ -59,13 +69,13 @@ type dataBenchResult struct {
 }
 
 // benchData pulls n clips through a loader with batch size 1 and no shuffling, repeating the shards.
-func benchData(ctx context.Context, src data.Source, cfg data.LoaderConfig, n int) (dataBenchResult, error) {
+func benchData(ctx context.Context, src data.Format, cfg data.LoaderConfig, n int) (dataBenchResult, error) {
 	cfg.BatchSize, cfg.ShuffleBuffer, cfg.Epochs, cfg.DropLast = 1, 0, 0, false
 	cfg.Clip.Start = -1
 	cfg.Prefetch = 2 * cfg.Workers
 	cfg.Warn = data.NewWarnings(func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }).Warn
 	start, cpu0 := time.Now(), processCPUSeconds()
-	l, err := data.NewLoader(ctx, src, cfg)
+	l, err := data.NewFormatLoader(ctx, src, cfg)
 	if err != nil {
 		return dataBenchResult{}, fmt.Errorf("data bench: %w", err)
 	}

@@ -10,11 +10,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 )
 
 // dataClipFlags registers the clip and filter flags shared by data inspect and data bench.
 func dataClipFlags(fs *pflag.FlagSet, clip *data.ClipConfig, filter *data.FilterConfig) {
-	fs.StringVar(&clip.Camera, "camera", clip.Camera, "exterior_image_1_left, exterior_image_2_left, wrist_image_left or random_exterior")
+	fs.StringVar(&clip.Camera, "camera", clip.Camera, "exterior_image_1_left, exterior_image_2_left, wrist_image_left or random_exterior; lerobot: a video or image feature (default: the first)")
 	fs.IntVar(&clip.Frames, "frames", clip.Frames, "frames per clip")
 	fs.Float64Var(&clip.FPS, "fps", clip.FPS, "clip frame rate; the stride is ceil(source-fps / fps)")
 	fs.Float64Var(&clip.SourceFPS, "source-fps", clip.SourceFPS, "recording rate of the episodes")
@@ -33,6 +34,9 @@ func runDataInspect(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("data inspect", pflag.ContinueOnError)
 	source := fs.String("source", "", "dataset directory or gs://bucket/prefix (required)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
+	format := fs.String("format", "auto", "rlds, lerobot, or auto (lerobot when meta/info.json exists)")
+	var mapping lerobot.Mapping
+	lerobotFlags(fs, &mapping)
 	fs.StringVar(&opts.Split, "split", opts.Split, "split to read")
 	fs.IntVar(&opts.Clip.Start, "start", opts.Clip.Start, "first step of the clip, or -1 for a random start")
 	fs.Uint64Var(&opts.Seed, "seed", 0, "seed for a random start or camera")
@@ -44,20 +48,58 @@ func runDataInspect(ctx context.Context, args []string) error {
 	if *source == "" || fs.NArg() != 0 {
 		return usageErrorf("want --source and no arguments")
 	}
-	src, err := data.OpenSource(ctx, *source)
+	opts.Warn = data.NewWarnings(func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }).Warn
+	f, err := openFormat(ctx, *source, *format, opts.Split, mapping)
 	if err != nil {
 		return fmt.Errorf("data inspect: %w", err)
 	}
-	opts.Warn = data.NewWarnings(func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }).Warn
-	return writeDataInspect(ctx, os.Stdout, src, opts, *asJSON)
+	if c, ok := f.(io.Closer); ok {
+		defer c.Close()
+	}
+	if l, ok := f.(*lerobot.Dataset); ok && !fs.Changed("camera") {
+		opts.Clip.Camera = l.Info.Cameras()[0]
+	}
+	return writeDataInspect(ctx, os.Stdout, f, opts, *asJSON)
 }
 
-func writeDataInspect(ctx context.Context, w io.Writer, src data.Source, opts data.InspectOptions, asJSON bool) error {
+// lerobotFlags registers the LeRobot column mapping (train's data.lerobot).
+func lerobotFlags(fs *pflag.FlagSet, m *lerobot.Mapping) {
+	def := lerobot.DefaultMapping()
+	fs.StringVar(&m.State, "state", def.State, "lerobot: state column")
+	fs.StringVar(&m.Action, "action", def.Action, "lerobot: action column")
+	fs.StringVar(&m.ActionReduce, "action-reduce", def.ActionReduce, "lerobot: first, last, mean or sum of the actions between sampled frames")
+	fs.StringVar(&m.Convert, "convert", "", "lerobot: \"\" or ee_pose (absolute end-effector pose -> official 7-D state and delta actions)")
+	fs.IntSliceVar(&m.PoseIndices, "pose-indices", def.PoseIndices, "lerobot: positions of x y z roll pitch yaw gripper for --convert ee_pose")
+}
+
+// openFormat opens source as RLDS or LeRobot; auto picks LeRobot when meta/info.json exists.
+func openFormat(ctx context.Context, source, format, split string, m lerobot.Mapping) (data.Format, error) {
+	src, err := data.OpenSource(ctx, source)
+	if err != nil {
+		return nil, err
+	}
+	if format == "auto" {
+		format = "rlds"
+		if rc, err := src.Open(ctx, lerobot.InfoFile); err == nil {
+			rc.Close()
+			format = "lerobot"
+		}
+	}
+	switch format {
+	case "rlds":
+		return data.OpenRLDS(ctx, src, split, 0)
+	case "lerobot":
+		return lerobot.Open(ctx, src, lerobot.Options{Mapping: m, Split: split})
+	}
+	return nil, fmt.Errorf("--format %q: want rlds, lerobot or auto", format)
+}
+
+func writeDataInspect(ctx context.Context, w io.Writer, src data.Format, opts data.InspectOptions, asJSON bool) error {
 	enc := json.NewEncoder(w)
 	if !asJSON {
 		fmt.Fprintf(w, "%-44s %5s %5s %-7s %s\n", "shard", "index", "steps", "success", "clip")
 	}
-	sum, err := data.InspectEpisodes(ctx, src, opts, func(r *data.EpisodeReport) error {
+	sum, err := data.InspectFormat(ctx, src, opts, func(r *data.EpisodeReport) error {
 		if asJSON {
 			return enc.Encode(r)
 		}

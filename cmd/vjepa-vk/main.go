@@ -28,9 +28,10 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"devices":        {runDevices, "[--json]", "list Vulkan devices, their limits and the features vjepa-vk uses"},
-		"data inspect":   {runDataInspect, "--source PATH|gs://BUCKET/PREFIX [flags]", "list the episodes of a DROID RLDS dataset, their clips and skip counts"},
+		"data inspect":   {runDataInspect, "--source PATH|gs://BUCKET/PREFIX [flags]", "list the episodes of a dataset (DROID RLDS or LeRobot), their clips and skip counts"},
+		"data check":     {runDataCheck, "--source PATH|gs://BUCKET/PREFIX [--json] [flags]", "decode a clip of every episode; report sizes, state/action statistics, short/bad episodes, decode failures, gaps"},
 		"data bench":     {runDataBench, "--source PATH|gs://BUCKET/PREFIX [flags]", "measure clip decoding throughput (clips/s, clips/s per core)"},
-		"make-demo-data": {runMakeDemoData, "OUT [flags]", "write a small synthetic dataset in the DROID RLDS schema"},
+		"make-demo-data": {runMakeDemoData, "OUT [--format rlds|lerobot] [flags]", "write a small synthetic dataset: DROID RLDS, or LeRobot (parquet + mp4)"},
 		"train":          {runTrain, "--config FILE [--set section.key=value]... [--resume auto|PATH]", "fine-tune the AC predictor with LoRA: vjepa-vk train --config configs/demo.yaml"},
 		"plan-memory":    {runPlanMemory, "--config FILE [--detail] [--allocate] [--measure]", "print the GPU memory breakdown of a config (--allocate: allocated, not run; --measure: after one real step)"},
 		"merge":          {runMerge, "--base CKPT --adapter DIR --out FILE [--dtype f32|f16|bf16]", "fold a PEFT adapter into the predictor weights (W + scaling·B·A) for inference"},

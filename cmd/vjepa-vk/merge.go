@@ -27,7 +27,7 @@ func runMerge(ctx context.Context, args []string) error {
 	if err != nil || !dt.IsFloat() || dt == model.DTypeF64 {
 		return usageErrorf("--dtype %q, want f32, f16 or bf16", *dtype)
 	}
-	cfg, mods, err := model.ReadPEFTAdapter(*adapter)
+	ad, err := model.ReadAdapter(*adapter) // LoRA pairs and modules_to_save (other state/action widths)
 	if err != nil {
 		return err
 	}
@@ -36,9 +36,10 @@ func runMerge(ctx context.Context, args []string) error {
 		return err
 	}
 	defer sd.Close()
-	if err := model.MergeLoRA(*out, sd, cfg, mods, dt); err != nil {
+	if err := model.MergeAdapter(*out, sd, ad, dt); err != nil {
 		return err
 	}
-	fmt.Printf("merged %d adapters (scaling %g) into %s\n", len(mods), cfg.Scaling(), *out)
+	fmt.Printf("merged %d adapters (scaling %g) and %d module tensors (%v) into %s\n", len(ad.LoRA), ad.Config.Scaling(),
+		len(ad.Modules), ad.Config.ModulesToSave, *out)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -651,4 +652,56 @@ func (e *episode) DecodeClip(ctx context.Context, pre *data.Preprocessor, dst []
 		pre.FrameRGB(dst, len(frames), k, f.RGB, f.W, f.H)
 	}
 	return nil
+}
+
+// TimestampGaps lists the rows whose timestamp is not the previous one plus 1/fps (within
+// TimestampTolerance), as LeRobot's check_timestamps_sync does.
+func (e *episode) TimestampGaps() []string {
+	var out []string
+	fps := e.fr.d.Info.FPS
+	for i := e.lo + 1; i < e.hi; i++ {
+		if dt := e.fr.times[i] - e.fr.times[i-1]; math.Abs(dt-1/fps) > TimestampTolerance {
+			out = append(out, fmt.Sprintf("row %d: timestamp %.6g s after the previous one, want 1/fps = %.6g s", i-e.lo, dt, 1/fps))
+		}
+	}
+	return out
+}
+
+// Description is what data check reports of a LeRobot dataset's metadata.
+type Description struct {
+	Version                 string            `json:"codebase_version"`
+	Robot                   string            `json:"robot_type,omitempty"`
+	FPS                     float64           `json:"fps"`
+	Episodes                int               `json:"total_episodes"`
+	Frames                  int               `json:"total_frames"`
+	Cameras                 map[string]string `json:"cameras"` // key → "video av1 160x90" / "image 160x90"
+	State                   string            `json:"state"`
+	Action                  string            `json:"action"`
+	StateNames  []string          `json:"state_names,omitempty"`
+	ActionNames []string          `json:"action_names,omitempty"`
+}
+
+// Describe summarises info.json for data check.
+func (d *Dataset) Describe() any {
+	in := d.Info
+	desc := Description{Version: in.CodebaseVersion, Robot: in.RobotType, FPS: in.FPS, Episodes: in.TotalEpisodes,
+		Frames: in.TotalFrames, Cameras: map[string]string{}, State: d.opts.Mapping.State, Action: d.opts.Mapping.Action}
+	for _, k := range in.Cameras() {
+		f := in.Features[k]
+		s := f.DType
+		if f.Info != nil && f.Info.Codec != "" {
+			s += " " + f.Info.Codec
+		}
+		if len(f.Shape) == 3 {
+			s += fmt.Sprintf(" %dx%d", f.Shape[1], f.Shape[0])
+		}
+		desc.Cameras[k] = s
+	}
+	if f := in.Features[d.opts.Mapping.State]; f != nil {
+		desc.StateNames = f.NameList()
+	}
+	if f := in.Features[d.opts.Mapping.Action]; f != nil && d.opts.Mapping.Convert == "" {
+		desc.ActionNames = f.NameList()
+	}
+	return desc
 }
