@@ -669,14 +669,14 @@ func (e *episode) TimestampGaps() []string {
 
 // Description is what data check reports of a LeRobot dataset's metadata.
 type Description struct {
-	Version                 string            `json:"codebase_version"`
-	Robot                   string            `json:"robot_type,omitempty"`
-	FPS                     float64           `json:"fps"`
-	Episodes                int               `json:"total_episodes"`
-	Frames                  int               `json:"total_frames"`
-	Cameras                 map[string]string `json:"cameras"` // key → "video av1 160x90" / "image 160x90"
-	State                   string            `json:"state"`
-	Action                  string            `json:"action"`
+	Version     string            `json:"codebase_version"`
+	Robot       string            `json:"robot_type,omitempty"`
+	FPS         float64           `json:"fps"`
+	Episodes    int               `json:"total_episodes"`
+	Frames      int               `json:"total_frames"`
+	Cameras     map[string]string `json:"cameras"` // key → "video av1 160x90" / "image 160x90"
+	State       string            `json:"state"`
+	Action      string            `json:"action"`
 	StateNames  []string          `json:"state_names,omitempty"`
 	ActionNames []string          `json:"action_names,omitempty"`
 }
