@@ -44,7 +44,7 @@ func TestDispatch(t *testing.T) {
 		{args: []string{"help", "frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"help", "train", "extra"}, code: 2, stderr: "help takes one command"},
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
-		{args: []string{"data"}, code: 2, stderr: "data needs a subcommand: data bench, data inspect"},
+		{args: []string{"data"}, code: 2, stderr: "data needs a subcommand: data bench, data check, data inspect"},
 		{args: []string{"data", "frobnicate"}, code: 2, stderr: `unknown command "data frobnicate"`},
 		{args: []string{"train", "--bogus"}, code: 2, stderr: "vjepa-vk: train: unknown flag: --bogus\nusage: vjepa-vk train --config FILE"},
 		{args: []string{"train"}, code: 2, stderr: "vjepa-vk: train: --config FILE is required"},
