@@ -75,10 +75,16 @@ func (s *FSSource) List(ctx context.Context) ([]string, error) {
 func (s *FSSource) String() string { return s.Name }
 
 // OpenSource opens a local directory or a gs://bucket/prefix URL. GCS is read anonymously (DROID is a
-// public bucket); STORAGE_EMULATOR_HOST redirects it to an emulator.
+// public bucket) with the default GCSOptions (retries reported on standard error);
+// STORAGE_EMULATOR_HOST redirects it to an emulator.
 func OpenSource(ctx context.Context, pathOrURL string) (Source, error) {
+	return OpenSourceWith(ctx, pathOrURL, GCSOptions{})
+}
+
+// OpenSourceWith is OpenSource with the GCS request bounds and retry reporting of gcs.
+func OpenSourceWith(ctx context.Context, pathOrURL string, gcs GCSOptions) (Source, error) {
 	if strings.HasPrefix(pathOrURL, "gs://") {
-		return NewAnonymousGCSSource(ctx, pathOrURL)
+		return NewAnonymousGCSSource(ctx, pathOrURL, gcs)
 	}
 	st, err := os.Stat(pathOrURL)
 	if err != nil {
