@@ -174,24 +174,15 @@ func WritePEFTAdapter(dir string, cfg AdapterConfig, mods []LoRAWeights, modules
 }
 
 func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	f, err := NewPendingFile(path)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
+	defer f.Cleanup()
+	if _, err := f.Write(b); err != nil {
+		return err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return f.CloseAtomicallyReplace()
 }
 
 // ReadPEFTAdapter reads an adapter directory written by WritePEFTAdapter or by PEFT's save_pretrained.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
@@ -451,15 +453,16 @@ func (t *SafetensorsTensor) ReadFloat32() ([]float32, error) {
 // --- safetensors writer ---
 
 // SafetensorsWriter streams tensors into a safetensors file whose header is fixed up front, so only one
-// tensor needs to be in memory at a time. It writes to a temporary file next to the target and renames it
-// into place on Close, so a crash never leaves a truncated file under the final name.
+// tensor needs to be in memory at a time. It writes to a temporary file next to the target (a dot-name,
+// see NewPendingFile) and renames it into place on Close, so a crash never leaves a truncated file under
+// the final name. The file gets the permissions of any tool's output, 0666 less the umask.
 type SafetensorsWriter struct {
-	path, tmp string
-	f         *os.File
-	w         *bufio.Writer
-	infos     []TensorInfo
-	next      int
-	err       error
+	path  string
+	f     *renameio.PendingFile
+	w     *bufio.Writer
+	infos []TensorInfo
+	next  int
+	err   error
 }
 
 // CreateSafetensors writes the header for infos (in that order, which is also the data order) and
@@ -469,11 +472,11 @@ func CreateSafetensors(path string, infos []TensorInfo, metadata map[string]stri
 	if err != nil {
 		return nil, fmt.Errorf("model: create safetensors %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	f, err := NewPendingFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("model: create safetensors: %w", err)
 	}
-	w := &SafetensorsWriter{path: path, tmp: f.Name(), f: f, w: bufio.NewWriterSize(f, 1<<20), infos: infos}
+	w := &SafetensorsWriter{path: path, f: f, w: bufio.NewWriterSize(f, 1<<20), infos: infos}
 	var n [8]byte
 	binary.LittleEndian.PutUint64(n[:], uint64(len(header)))
 	w.w.Write(n[:])
@@ -574,35 +577,32 @@ func (w *SafetensorsWriter) Close() error {
 	if w.err == nil {
 		if err := w.w.Flush(); err != nil {
 			w.fail(err)
-		} else if err := w.f.Sync(); err != nil {
+		} else if err := w.f.CloseAtomicallyReplace(); err != nil { // fsync, close, rename
 			w.fail(err)
 		}
 	}
-	if err := w.f.Close(); err != nil && w.err == nil {
-		w.fail(err)
-	}
+	w.f.Cleanup() // removes the temporary file unless it was renamed
 	w.f = nil
-	if w.err == nil {
-		if err := os.Rename(w.tmp, w.path); err != nil {
-			w.fail(err)
-		}
-	}
-	if w.err != nil {
-		os.Remove(w.tmp)
-	}
 	return w.err
 }
 
 // Abort discards the partial file.
 func (w *SafetensorsWriter) Abort() {
 	if w.f != nil {
-		w.f.Close()
+		w.f.Cleanup()
 		w.f = nil
-		os.Remove(w.tmp)
 	}
 	if w.err == nil {
 		w.err = errors.New("model: write safetensors " + w.path + ": aborted")
 	}
+}
+
+// NewPendingFile starts an atomic write of path: a temporary file ".<name><digits>" in the same folder,
+// created 0666 less the umask like any tool's output, renamed onto path by CloseAtomicallyReplace after
+// an fsync. A process killed meanwhile leaves only the dot-file, which package train removes at the next
+// start.
+func NewPendingFile(path string) (*renameio.PendingFile, error) {
+	return renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithPermissions(0o666))
 }
 
 // RawTensor is a tensor held in memory, for small files such as LoRA adapters.

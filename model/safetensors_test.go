@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/x448/float16"
@@ -345,7 +346,7 @@ func TestSafetensorsWriterErrors(t *testing.T) {
 			if _, err := os.Stat(path); !os.IsNotExist(err) {
 				t.Errorf("%s exists after a failed write", path)
 			}
-			if left, _ := filepath.Glob(filepath.Join(dir, c.name+"*tmp*")); len(left) > 0 {
+			if left, _ := filepath.Glob(filepath.Join(dir, "."+c.name+"*")); len(left) > 0 {
 				t.Errorf("temporary files left: %v", left)
 			}
 		})
@@ -358,6 +359,41 @@ func TestSafetensorsWriterErrors(t *testing.T) {
 	} {
 		if _, err := CreateSafetensors(filepath.Join(dir, "bad.safetensors"), bad, nil); err == nil {
 			t.Errorf("CreateSafetensors(%v) succeeded, want an error", bad)
+		}
+	}
+}
+
+// TestWritersHonourUmask: safetensors files (convert, merge) and PEFT adapters (export) are created
+// 0666 less the umask, like any tool's output, not 0600; no temp file is left next to them.
+func TestWritersHonourUmask(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	st := filepath.Join(dir, "w.safetensors")
+	if err := WriteSafetensors(st, []RawTensor{{TensorInfo{"a", DTypeF32, []int{1}}, make([]byte, 4)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	adapter := filepath.Join(dir, "adapter")
+	cfg := NewAdapterConfig(1, 2, false, []string{"qkv"}, "base")
+	l := LoRAWeights{Module: "predictor_blocks.0.attn.qkv", R: 1, In: 2, Out: 3, A: make([]float32, 2), B: make([]float32, 3)}
+	if err := WritePEFTAdapter(adapter, cfg, []LoRAWeights{l}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{st, filepath.Join(adapter, AdapterWeightsFile), filepath.Join(adapter, AdapterConfigFile)} {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Mode().Perm(); got != 0o644 {
+			t.Errorf("%s: mode %v, want -rw-r--r-- (0666 less umask 022)", p, got)
+		}
+	}
+	for _, d := range []string{dir, adapter} {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("temp file %s left in %s", e.Name(), d)
+			}
 		}
 	}
 }
