@@ -306,25 +306,35 @@ func ReadAdapter(dir string) (*Adapter, error) {
 		return nil, err
 	}
 	defer st.Close()
+	if ad.Modules, err = ModulesFromTensors(st.Source, st.Refs(), "", cfg.ModulesToSave); err != nil {
+		return nil, fmt.Errorf("model: read peft adapter %s: %s names them in modules_to_save: %w", dir, AdapterConfigFile, err)
+	}
+	return ad, nil
+}
+
+// ModulesFromTensors reads the weight and bias of each module trained in full (names, e.g.
+// "action_encoder") from refs, stored as prefix + base_model.model.<module>.weight/.bias: a PEFT adapter
+// file or a trainer checkpoint.
+func ModulesFromTensors(source string, refs []TensorRef, prefix string, names []string) ([]ModuleTensor, error) {
 	have := map[string]TensorRef{}
-	for _, r := range st.Refs() {
+	for _, r := range refs {
 		have[r.Info().Name] = r
 	}
-	for _, mod := range cfg.ModulesToSave {
+	var out []ModuleTensor
+	for _, mod := range names {
 		for _, part := range []string{".weight", ".bias"} {
-			r, ok := have[peftPrefix+mod+part]
+			r, ok := have[prefix+peftPrefix+mod+part]
 			if !ok {
-				return nil, fmt.Errorf("model: read peft adapter %s: %s: modules_to_save names %s but %s has no %s",
-					dir, AdapterConfigFile, mod, AdapterWeightsFile, peftPrefix+mod+part)
+				return nil, fmt.Errorf("model: read module %s: %s has no %s", mod, source, prefix+peftPrefix+mod+part)
 			}
 			v, err := r.ReadFloat32()
 			if err != nil {
 				return nil, err
 			}
-			ad.Modules = append(ad.Modules, ModuleTensor{Name: mod + part, Shape: r.Info().Shape, Data: v})
+			out = append(out, ModuleTensor{Name: mod + part, Shape: r.Info().Shape, Data: v})
 		}
 	}
-	return ad, nil
+	return out, nil
 }
 
 // Overlay returns base with the adapter's modules in place of its own tensors.

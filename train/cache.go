@@ -80,7 +80,7 @@ func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o Encode
 	}
 	defer s.Destroy()
 	t.ep.Forward(s)
-	if t.format, err = OpenDataset(ctx, cfg); err != nil {
+	if t.format, err = OpenDataset(ctx, cfg, t.gcsOptions()); err != nil {
 		return 0, err
 	}
 	lc := t.loaderConfig()

@@ -35,6 +35,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vjepa-vk/vjepa-vk/model"
 )
 
 // CheckpointFormat is the metadata "format" value of files written by this package.
@@ -288,38 +290,26 @@ func writeCheckpointFile(path string, ck *Checkpoint, wrap func(io.Writer) io.Wr
 	return nil
 }
 
-// writeFileAtomic is the temp-fsync-rename-fsync dance. Temp names start with "." and end in ".tmp" so
-// directory scans and the GCS syncer skip them.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+// writeFileAtomic is the temp-fsync-rename-fsync dance, through model.NewPendingFile: the temp file is a
+// dot-name (skipped by directory scans and the GCS syncer, removed at the next start if a kill left it
+// behind) and the result has the permissions of any tool's output, 0666 less the umask.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	f, err := model.NewPendingFile(path)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer f.Cleanup()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = write(bw); err != nil {
+	if err := write(bw); err != nil {
 		return err
 	}
-	if err = bw.Flush(); err != nil {
+	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
+	if err := f.CloseAtomicallyReplace(); err != nil {
 		return err
 	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
 }
 
 // syncDir makes a rename durable. Some filesystems refuse fsync on folders; that is not an error worth
@@ -540,7 +530,7 @@ func (cs CheckpointStore) Save(ck *Checkpoint) (string, error) {
 	if err := os.MkdirAll(cs.Dir, 0o755); err != nil {
 		return "", fmt.Errorf("train: save checkpoint: %w", err)
 	}
-	removeStaleTemps(cs.Dir)
+	removeLeftoverTemps(cs.Dir) // a save killed earlier; a failure here only leaves them for later
 	if ck.Header.Created.IsZero() {
 		ck.Header.Created = time.Now().UTC()
 	}
@@ -680,17 +670,6 @@ func checkpointFiles(dir string) ([]string, error) {
 	return names, nil
 }
 
-// removeStaleTemps deletes temp files left by a writer that was killed mid-write.
-func removeStaleTemps(dir string) {
-	des, _ := os.ReadDir(dir)
-	for _, de := range des {
-		n := de.Name()
-		if strings.HasPrefix(n, ".ckpt-") && strings.HasSuffix(n, ".tmp") {
-			os.Remove(filepath.Join(dir, n))
-		}
-	}
-}
-
 // LatestCheckpoint returns the path of the highest-step checkpoint in dir (resume: auto). It looks only at
 // file names, so a torn write (which never gets a final name) is never returned; it does not verify the
 // file: ReadCheckpoint does. It returns an error wrapping ErrNoCheckpoint when there is none.
@@ -716,31 +695,4 @@ func BestCheckpoint(dir string) (string, error) {
 		return "", fmt.Errorf("train: best checkpoint in %s: no checkpoint has a validation loss: %w", dir, ErrNoCheckpoint)
 	}
 	return filepath.Join(dir, m.Best), nil
-}
-
-// ResolveResume turns checkpoint.resume into a file to resume from: "" for a fresh start (resume is ""
-// or "auto" with no checkpoint yet), the latest checkpoint for "auto" or for a folder, or the given file.
-func ResolveResume(c CheckpointConfig) (string, error) {
-	switch c.Resume {
-	case "":
-		return "", nil
-	case "auto":
-		p, err := LatestCheckpoint(c.Dir)
-		if errors.Is(err, ErrNoCheckpoint) {
-			return "", nil
-		}
-		return p, err
-	}
-	st, err := os.Stat(c.Resume)
-	if err != nil {
-		return "", fmt.Errorf("train: checkpoint.resume: %w", err)
-	}
-	if st.IsDir() {
-		p, err := LatestCheckpoint(c.Resume)
-		if err != nil {
-			return "", fmt.Errorf("train: checkpoint.resume: %w", err)
-		}
-		return p, nil
-	}
-	return c.Resume, nil
 }

@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -350,42 +351,75 @@ func TestCheckpointRetention(t *testing.T) {
 	}
 }
 
-func TestResolveResume(t *testing.T) {
+// TestFindResume covers every form of checkpoint.resume on local folders: off, auto (empty, missing,
+// newest, newest corrupt: warned, set aside, next older used; all corrupt), a folder, a file (never
+// replaced by another, even when corrupt) and missing paths.
+func TestFindResume(t *testing.T) {
 	empty := t.TempDir()
 	full := t.TempDir()
 	store := CheckpointStore{Dir: full}
-	for _, s := range []int{10, 20} {
+	for _, s := range []int{10, 20, 30} {
 		if _, err := store.Save(sampleCheckpoint(s, nil)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	corrupt := func(step int) {
+		p := filepath.Join(full, CheckpointName(step))
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-1] ^= 1
+		os.WriteFile(p, b, 0o666)
+	}
 	explicit := filepath.Join(full, CheckpointName(10))
 	tests := []struct {
-		name    string
-		c       CheckpointConfig
-		want    string
-		wantErr string
+		name       string
+		dir        string // checkpoint.dir
+		resume     string
+		before     func()
+		want       int // step; 0 = fresh start
+		wantErr    string
+		wantOutput string
 	}{
-		{"resume=off", CheckpointConfig{Dir: full, Resume: ""}, "", ""},
-		{"resume=auto,dir=empty", CheckpointConfig{Dir: empty, Resume: "auto"}, "", ""},
-		{"resume=auto,dir=missing", CheckpointConfig{Dir: filepath.Join(empty, "nope"), Resume: "auto"}, "", ""},
-		{"resume=auto", CheckpointConfig{Dir: full, Resume: "auto"}, filepath.Join(full, CheckpointName(20)), ""},
-		{"resume=file", CheckpointConfig{Dir: empty, Resume: explicit}, explicit, ""},
-		{"resume=folder", CheckpointConfig{Dir: empty, Resume: full}, filepath.Join(full, CheckpointName(20)), ""},
-		{"resume=missing", CheckpointConfig{Dir: full, Resume: filepath.Join(empty, "x.safetensors")}, "", "train: checkpoint.resume: stat "},
-		{"resume=empty_folder", CheckpointConfig{Dir: full, Resume: empty}, "", "no checkpoint"},
+		{"resume=off", full, "", nil, 0, "", ""},
+		{"resume=auto,dir=empty", empty, "auto", nil, 0, "", ""},
+		{"resume=auto,dir=missing", filepath.Join(empty, "nope"), "auto", nil, 0, "", ""},
+		{"resume=auto", full, "auto", nil, 30, "", ""},
+		{"resume=file", empty, explicit, nil, 10, "", ""},
+		{"resume=folder", empty, full, nil, 30, "", ""},
+		{"resume=missing", full, filepath.Join(empty, "x.safetensors"), nil, 0, "train: checkpoint.resume: stat ", ""},
+		{"resume=empty_folder", full, empty, nil, 0, "no checkpoint", ""},
+		{"resume=auto,newest=corrupt", full, "auto", func() { corrupt(30) }, 20, "",
+			"set aside as ckpt-000000030.safetensors.corrupt; falling back to ckpt-000000020.safetensors"},
+		{"resume=file,corrupt", full, explicit, func() { corrupt(10) }, 0, "crc32c mismatch", ""},
+		{"resume=auto,all=corrupt", full, "auto", func() { corrupt(20) }, 0, "every checkpoint is corrupt (ckpt-000000020.safetensors, ckpt-000000010.safetensors)", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ResolveResume(tt.c)
+			if tt.before != nil {
+				tt.before()
+			}
+			cfg := Default()
+			cfg.Checkpoint.Dir, cfg.Checkpoint.Resume = tt.dir, tt.resume
+			var out strings.Builder
+			tr := &trainer{cfg: cfg, progress: NewProgress(&out, "plain", cfg.Training.Steps, 1)}
+			ck, _, err := tr.findResume(context.Background())
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ResolveResume(%+v) = %q, %v; want error containing %q", tt.c, got, err, tt.wantErr)
+					t.Fatalf("findResume(%q) = %v; want error containing %q", tt.resume, err, tt.wantErr)
 				}
 				return
 			}
-			if err != nil || got != tt.want {
-				t.Fatalf("ResolveResume(%+v) = %q, %v; want %q", tt.c, got, err, tt.want)
+			step := 0
+			if ck != nil {
+				step = ck.Header.Step
+			}
+			if err != nil || step != tt.want {
+				t.Fatalf("findResume(%q) = step %d, %v; want step %d", tt.resume, step, err, tt.want)
+			}
+			if !strings.Contains(out.String(), tt.wantOutput) {
+				t.Errorf("output %q, want it to contain %q", out.String(), tt.wantOutput)
 			}
 		})
 	}

@@ -225,7 +225,9 @@ type CheckpointConfig struct {
 	KeepLast int `yaml:"keep_last"`
 	// KeepBest also keeps the checkpoint with the lowest validation loss; default true.
 	KeepBest bool `yaml:"keep_best"`
-	// Resume is "" (start fresh; default), "auto" (latest checkpoint in dir if any) or a checkpoint path.
+	// Resume is "" (start fresh; default), "auto" (the newest valid checkpoint in dir, restored from
+	// gcs_sync.url when dir has none), gs://bucket/prefix (restore that mirror, then auto), a checkpoint
+	// folder or a checkpoint file (resume.go).
 	Resume string `yaml:"resume"`
 
 	GCSSync GCSSyncConfig `yaml:"gcs_sync"`
@@ -236,6 +238,9 @@ type CheckpointConfig struct {
 type GCSSyncConfig struct {
 	URL          string  `yaml:"url"`           // gs://bucket/prefix; "" (default) disables syncing
 	EveryMinutes float64 `yaml:"every_minutes"` // default 10
+	// FinalMinutes bounds the last pass after training ends or is interrupted (a second interrupt
+	// abandons it sooner); the run fails when that pass does. Default 5.
+	FinalMinutes float64 `yaml:"final_minutes"`
 }
 
 // ExportConfig chooses what is written at the end of training besides the trainer checkpoint.
@@ -281,7 +286,7 @@ func Default() *Config {
 		Logging: LoggingConfig{Dir: "runs/default", Every: 10, TensorBoard: true, JSONL: true, Progress: "auto"},
 		Checkpoint: CheckpointConfig{
 			Every: 1000, KeepLast: 3, KeepBest: true,
-			GCSSync: GCSSyncConfig{EveryMinutes: 10},
+			GCSSync: GCSSyncConfig{EveryMinutes: 10, FinalMinutes: 5},
 			Export:  ExportConfig{PEFT: true},
 		},
 		source: "<defaults>",
@@ -766,6 +771,7 @@ func (c *Config) Validate() error {
 			v.add("checkpoint.gcs_sync.url", "%v", err)
 		}
 		v.positive("checkpoint.gcs_sync.every_minutes", ck.GCSSync.EveryMinutes)
+		v.positive("checkpoint.gcs_sync.final_minutes", ck.GCSSync.FinalMinutes)
 	}
 	return errors.Join(v.errs...)
 }

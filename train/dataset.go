@@ -19,8 +19,8 @@ const (
 // OpenDataset opens the dataset of c.Data in its format (DROID RLDS, or LeRobot with the data.lerobot
 // mapping) and checks that its state and action widths are the model's (model.state_dim,
 // model.action_dim). Close it (io.Closer) when done: a remote LeRobot dataset keeps video copies.
-func OpenDataset(ctx context.Context, c *Config) (data.Format, error) {
-	src, err := data.OpenSource(ctx, c.Data.Source)
+func OpenDataset(ctx context.Context, c *Config, gcs data.GCSOptions) (data.Format, error) {
+	src, err := data.OpenSourceWith(ctx, c.Data.Source, gcs)
 	if err != nil {
 		return nil, err
 	}

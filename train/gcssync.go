@@ -14,9 +14,12 @@ package train
 // fresh VM the run folder starts empty, and the first pass must not wipe the backup that
 // RestoreFromGCS is about to bring back.
 //
-// Each file operation is retried with exponential backoff on transient errors (408, 429, 5xx, dropped
-// connections; storage.ShouldRetry). Passes never overlap: a tick or Trigger that arrives during a pass is
-// coalesced into at most one more pass, and callers never wait.
+// Every request is bounded as data.GCSOptions describes: abandoned when no byte moves for its Timeout,
+// retried on transient errors (408, 429, 5xx, dropped connections, stalls) at most Attempts-1 times with
+// exponential backoff and jitter, each retry reported through its Logf and counted in SyncStats.Retries.
+// A failed background pass is reported through SyncOptions.Logf as it happens, and every pass through
+// OnPass. Passes never overlap: a tick or Trigger that arrives during a pass is coalesced into at most one
+// more pass, and callers never wait.
 //
 // A file's CRC is computed from an open handle over the size seen at open time, and that handle is what
 // gets uploaded: files replaced by rename (checkpoints, manifest.json) upload consistently, and
@@ -29,16 +32,20 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
 )
 
 // ParseGCSURL splits "gs://bucket/some/prefix" into "bucket" and "some/prefix" (no trailing slash).
@@ -62,12 +69,13 @@ type SyncOptions struct {
 	// ChunkSize is the resumable-upload chunk; files larger than it go up in several requests. Rounded up
 	// to a multiple of 256 KiB by the client. Default 16 MiB.
 	ChunkSize int
-	// Attempts per file operation (1 = no retries); default 5.
-	Attempts int
-	// Backoff is the first retry delay, doubled per retry up to 30 s; default 1 s.
-	Backoff time.Duration
-	// Logf receives errors of background passes; nil discards them (Stats().LastErr still has them).
+	// GCS bounds and reports each request (attempts, backoff, stall timeout, retry lines).
+	GCS data.GCSOptions
+	// Logf receives errors of background passes as they happen; nil discards them (Stats().LastErr still
+	// has them).
 	Logf func(format string, args ...any)
+	// OnPass, if set, receives the counters after every background pass (metrics).
+	OnPass func(SyncStats)
 }
 
 // SyncStats counts what a Syncer has done since it started.
@@ -78,8 +86,10 @@ type SyncStats struct {
 	Deleted       int
 	Unchanged     int // files found identical (size and CRC-32C) in the latest pass
 	Retries       int
+	Failures      int // failed passes in a row, 0 after a pass that succeeded
 	LastPass      time.Time
-	LastErr       error // error of the latest pass, nil if it succeeded
+	LastOK        time.Time // end of the latest pass that succeeded; zero if none has
+	LastErr       error     // error of the latest pass, nil if it succeeded
 }
 
 // Syncer is a background mirror of a local folder to GCS.
@@ -126,12 +136,6 @@ func NewSyncer(client *storage.Client, opts SyncOptions) (*Syncer, error) {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = 16 << 20
 	}
-	if opts.Attempts <= 0 {
-		opts.Attempts = 5
-	}
-	if opts.Backoff <= 0 {
-		opts.Backoff = time.Second
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Syncer{
 		client: client, opts: opts, bucket: bucket, prefix: prefix,
@@ -159,6 +163,9 @@ func (s *Syncer) loop() {
 		}
 		if err := s.Sync(s.ctx); err != nil && s.opts.Logf != nil {
 			s.opts.Logf("%v", err)
+		}
+		if s.opts.OnPass != nil {
+			s.opts.OnPass(s.Stats())
 		}
 	}
 }
@@ -215,6 +222,12 @@ func (s *Syncer) Sync(ctx context.Context) error {
 	s.stats.Retries += st.Retries
 	s.stats.LastPass = time.Now()
 	s.stats.LastErr = err
+	if err == nil {
+		s.stats.Failures = 0
+		s.stats.LastOK = s.stats.LastPass
+	} else {
+		s.stats.Failures++
+	}
 	s.statsMu.Unlock()
 	return err
 }
@@ -233,12 +246,15 @@ type remoteObject struct {
 }
 
 func (s *Syncer) pass(ctx context.Context, st *SyncStats) error {
+	var retries atomic.Int64 // counted from the uploads' goroutines too
+	defer func() { st.Retries += int(retries.Load()) }()
+	count := func() { retries.Add(1) }
 	local, err := s.scanLocal()
 	if err != nil {
 		return err
 	}
-	var remote map[string]remoteObject
-	if err := s.retry(ctx, st, func() (err error) { remote, err = s.listRemote(ctx); return err }); err != nil {
+	remote, err := listRemote(ctx, s.client, s.bucket, s.prefix, s.opts.GCS, count)
+	if err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
 	var errs []error
@@ -247,7 +263,7 @@ func (s *Syncer) pass(ctx context.Context, st *SyncStats) error {
 		if ctx.Err() != nil {
 			return errors.Join(append(errs, ctx.Err())...)
 		}
-		if err := s.syncFile(ctx, st, rel, remote); err != nil {
+		if err := s.syncFile(ctx, st, rel, remote, count); err != nil {
 			errs = append(errs, fmt.Errorf("upload %s: %w", rel, err))
 		}
 		delete(remote, rel)
@@ -260,14 +276,12 @@ func (s *Syncer) pass(ctx context.Context, st *SyncStats) error {
 	}
 	sort.Strings(stale)
 	for _, rel := range stale {
-		obj := s.client.Bucket(s.bucket).Object(s.objectName(rel))
-		err := s.retry(ctx, st, func() error {
-			err := obj.Delete(ctx)
-			if errors.Is(err, storage.ErrObjectNotExist) {
-				return nil // a retried delete that had already succeeded
-			}
-			return err
-		})
+		name := s.objectName(rel)
+		obj := s.client.Bucket(s.bucket).Object(name).Retryer(s.opts.GCS.RetryOptions("delete gs://"+s.bucket+"/"+name, count)...)
+		err := obj.Delete(ctx)
+		if errors.Is(err, storage.ErrObjectNotExist) {
+			err = nil // a retried delete that had already succeeded
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("delete %s: %w", rel, err))
 			continue
@@ -277,7 +291,8 @@ func (s *Syncer) pass(ctx context.Context, st *SyncStats) error {
 	return errors.Join(errs...)
 }
 
-// scanLocal lists regular files under LocalDir as sorted slash paths, skipping dot-names.
+// scanLocal lists regular files under LocalDir as sorted slash paths, skipping dot-names and the temp
+// files of interrupted atomic writes.
 func (s *Syncer) scanLocal() ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(s.opts.LocalDir, func(path string, d fs.DirEntry, err error) error {
@@ -287,7 +302,7 @@ func (s *Syncer) scanLocal() ([]string, error) {
 			}
 			return err
 		}
-		if path != s.opts.LocalDir && strings.HasPrefix(d.Name(), ".") {
+		if path != s.opts.LocalDir && (strings.HasPrefix(d.Name(), ".") || isLeftoverTemp(d.Name())) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -309,16 +324,17 @@ func (s *Syncer) scanLocal() ([]string, error) {
 	return files, nil
 }
 
-func (s *Syncer) listRemote(ctx context.Context) (map[string]remoteObject, error) {
+// listRemote lists the objects under gs://bucket/prefix/ by relative name.
+func listRemote(ctx context.Context, client *storage.Client, bucket, prefix string, o data.GCSOptions, count func()) (map[string]remoteObject, error) {
 	q := &storage.Query{}
-	if s.prefix != "" {
-		q.Prefix = s.prefix + "/"
+	if prefix != "" {
+		q.Prefix = prefix + "/"
 	}
 	if err := q.SetAttrSelection([]string{"Name", "Size", "CRC32C"}); err != nil {
 		return nil, err
 	}
 	out := map[string]remoteObject{}
-	it := s.client.Bucket(s.bucket).Objects(ctx, q)
+	it := client.Bucket(bucket).Retryer(o.RetryOptions("list gs://"+bucket+"/"+q.Prefix, count)...).Objects(ctx, q)
 	for {
 		a, err := it.Next()
 		if errors.Is(err, iterator.Done) {
@@ -336,7 +352,7 @@ func (s *Syncer) listRemote(ctx context.Context) (map[string]remoteObject, error
 }
 
 // syncFile uploads one file unless the remote object already has its size and CRC-32C.
-func (s *Syncer) syncFile(ctx context.Context, st *SyncStats, rel string, remote map[string]remoteObject) error {
+func (s *Syncer) syncFile(ctx context.Context, st *SyncStats, rel string, remote map[string]remoteObject, count func()) error {
 	f, err := os.Open(filepath.Join(s.opts.LocalDir, filepath.FromSlash(rel)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // rotated away since the scan; the next pass deletes the remote copy
@@ -358,8 +374,7 @@ func (s *Syncer) syncFile(ctx context.Context, st *SyncStats, rel string, remote
 		st.Unchanged++
 		return nil
 	}
-	err = s.retry(ctx, st, func() error { return s.upload(ctx, rel, f, size, crc) })
-	if err != nil {
+	if err := s.upload(ctx, rel, f, size, crc, count); err != nil {
 		return err
 	}
 	st.Uploaded++
@@ -380,62 +395,54 @@ func (s *Syncer) crcOf(rel string, f *os.File, size int64, mod time.Time) (uint3
 }
 
 // upload sends size bytes of f as one object; GCS verifies the CRC-32C we send and rejects a mismatch.
-func (s *Syncer) upload(ctx context.Context, rel string, f *os.File, size int64, crc uint32) error {
+// The client retries the upload's requests (the session start and each chunk) as GCSOptions says.
+func (s *Syncer) upload(ctx context.Context, rel string, f *os.File, size int64, crc uint32, count func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // aborts the upload session if the copy fails
-	w := s.client.Bucket(s.bucket).Object(s.objectName(rel)).NewWriter(ctx)
+	o := s.opts.GCS
+	name := s.objectName(rel)
+	var attempts atomic.Int32
+	attempts.Store(1)
+	retry := o.RetryOptions("upload gs://"+s.bucket+"/"+name, func() {
+		attempts.Add(1)
+		if count != nil {
+			count()
+		}
+	})
+	w := s.client.Bucket(s.bucket).Object(name).Retryer(retry...).NewWriter(ctx)
 	w.ChunkSize = s.opts.ChunkSize
+	// The attempt count bounds the retries; the client's own per-chunk deadline (32 s by default) must
+	// not cut them shorter.
+	w.ChunkRetryDeadline = time.Hour
 	w.CRC32C = crc
 	w.SendCRC32C = true
-	if _, err := io.Copy(w, io.NewSectionReader(f, 0, size)); err != nil {
+	_, err := io.Copy(w, io.NewSectionReader(f, 0, size))
+	if err != nil {
 		cancel()
 		w.Close()
-		return err
+	} else {
+		err = w.Close()
 	}
-	return w.Close()
-}
-
-// retry runs op until it succeeds, fails with a non-transient error, or runs out of attempts.
-func (s *Syncer) retry(ctx context.Context, st *SyncStats, op func() error) error {
-	delay := s.opts.Backoff
-	for attempt := 1; ; attempt++ {
-		err := op()
-		if err == nil {
-			return nil
-		}
-		if !storage.ShouldRetry(err) || ctx.Err() != nil {
-			return err
-		}
-		if attempt >= s.opts.Attempts {
-			return fmt.Errorf("after %d attempts: %w", attempt, err)
-		}
-		st.Retries++
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		}
-		delay = min(2*delay, 30*time.Second)
+	if err != nil && storage.ShouldRetry(err) && ctx.Err() == nil {
+		return fmt.Errorf("gave up after %d attempts: %w", attempts.Load(), err)
 	}
+	return err
 }
 
 // RestoreFromGCS downloads gs://bucket/prefix into localDir, the reverse of a Syncer pass: objects missing
 // locally or differing in size or CRC-32C are fetched (each written atomically); local files are never
-// deleted. Call it before NewSyncer when resuming on a fresh machine. It returns the number of files
-// downloaded.
-func RestoreFromGCS(ctx context.Context, client *storage.Client, url, localDir string) (int, error) {
+// deleted, and temp files of interrupted writes are never fetched. Call it before NewSyncer when resuming
+// on a fresh machine. It returns the number of files downloaded.
+func RestoreFromGCS(ctx context.Context, client *storage.Client, url, localDir string, o data.GCSOptions) (int, error) {
 	bucket, prefix, err := ParseGCSURL(url)
 	if err != nil {
 		return 0, fmt.Errorf("train: gcs restore: %w", err)
 	}
-	s := &Syncer{client: client, bucket: bucket, prefix: prefix,
-		opts: SyncOptions{LocalDir: localDir, Attempts: 5, Backoff: time.Second}, crcs: map[string]fileCRC{}}
 	fail := func(err error) (int, error) {
 		return 0, fmt.Errorf("train: gcs restore gs://%s/%s -> %s: %w", bucket, prefix, localDir, err)
 	}
-	var st SyncStats
-	var remote map[string]remoteObject
-	if err := s.retry(ctx, &st, func() (err error) { remote, err = s.listRemote(ctx); return err }); err != nil {
+	remote, err := listRemote(ctx, client, bucket, prefix, o, nil)
+	if err != nil {
 		return fail(fmt.Errorf("list: %w", err))
 	}
 	names := make([]string, 0, len(remote))
@@ -443,38 +450,33 @@ func RestoreFromGCS(ctx context.Context, client *storage.Client, url, localDir s
 		names = append(names, rel)
 	}
 	sort.Strings(names)
+	crcs := map[string]fileCRC{}
 	n := 0
 	for _, rel := range names {
-		if strings.HasPrefix(path.Base(rel), ".") || strings.Contains(rel, "..") {
+		base := path.Base(rel)
+		if strings.HasPrefix(base, ".") || isLeftoverTemp(base) || strings.Contains(rel, "..") {
 			continue // temp files, and names that would escape localDir
 		}
 		local := filepath.Join(localDir, filepath.FromSlash(rel))
-		if f, err := os.Open(local); err == nil {
-			info, err := f.Stat()
-			same := false
-			if err == nil && info.Size() == remote[rel].size {
-				crc, err := s.crcOf(rel, f, info.Size(), info.ModTime())
-				same = err == nil && crc == remote[rel].crc
-			}
-			f.Close()
-			if same {
-				continue
-			}
+		if same, _ := sameAsRemote(local, rel, remote[rel], crcs); same {
+			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(local), 0o777); err != nil {
 			return fail(err)
 		}
-		obj := client.Bucket(bucket).Object(s.objectName(rel))
-		err := s.retry(ctx, &st, func() error {
-			return writeFileAtomic(local, func(w io.Writer) error {
-				r, err := obj.NewReader(ctx)
-				if err != nil {
-					return err
-				}
-				defer r.Close()
-				_, err = io.Copy(w, r) // the reader checks the object's CRC-32C at EOF
+		name := rel
+		if prefix != "" {
+			name = prefix + "/" + rel
+		}
+		obj := client.Bucket(bucket).Object(name).Retryer(o.RetryOptions("download gs://"+bucket+"/"+name, nil)...)
+		err := writeFileAtomic(local, func(w io.Writer) error {
+			r, err := obj.NewReader(ctx) // reopened at the offset reached if the connection breaks
+			if err != nil {
 				return err
-			})
+			}
+			defer r.Close()
+			_, err = io.Copy(w, r) // the reader checks the object's CRC-32C at EOF
+			return err
 		})
 		if err != nil {
 			return fail(fmt.Errorf("download %s: %w", rel, err))
@@ -482,4 +484,108 @@ func RestoreFromGCS(ctx context.Context, client *storage.Client, url, localDir s
 		n++
 	}
 	return n, nil
+}
+
+// sameAsRemote reports whether the local file has the remote object's size and CRC-32C.
+func sameAsRemote(local, rel string, r remoteObject, crcs map[string]fileCRC) (bool, error) {
+	f, err := os.Open(local)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || info.Size() != r.size {
+		return false, err
+	}
+	s := &Syncer{crcs: crcs}
+	crc, err := s.crcOf(rel, f, info.Size(), info.ModTime())
+	return err == nil && crc == r.crc, err
+}
+
+// gcsOptions are the GCS request bounds of this run, reporting retries on the progress output.
+func (t *trainer) gcsOptions() data.GCSOptions {
+	o := t.opts.GCS
+	if o.Logf == nil {
+		o.Logf = t.progress.Printf
+	}
+	return o
+}
+
+// gcsClient is the run's client for the mirror (credentials: Application Default Credentials), made on
+// first use.
+func (t *trainer) gcsClient(ctx context.Context) (*storage.Client, error) {
+	if t.gcs == nil {
+		c, err := data.NewGCSClient(ctx, t.gcsOptions())
+		if err != nil {
+			return nil, fmt.Errorf("train: checkpoint.gcs_sync: %w", err)
+		}
+		t.gcs = c
+	}
+	return t.gcs, nil
+}
+
+// startSync mirrors the run folder to checkpoint.gcs_sync.url in the background, if set. A failed pass
+// prints a warning at once and every pass is logged as a "sync" metric. The returned function runs the
+// final pass, bounded by gcs_sync.final_minutes and abandoned when Options.Abort is done, and returns
+// its error.
+func (t *trainer) startSync(ctx context.Context) (func() error, error) {
+	gs := t.cfg.Checkpoint.GCSSync
+	if gs.URL == "" {
+		return func() error { return nil }, nil
+	}
+	client, err := t.gcsClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := NewSyncer(client, SyncOptions{LocalDir: t.cfg.Logging.Dir, URL: gs.URL,
+		Every: time.Duration(gs.EveryMinutes * float64(time.Minute)), GCS: t.gcsOptions(), OnPass: t.syncPassed})
+	if err != nil {
+		return nil, err
+	}
+	t.syncer = s
+	return func() error {
+		abort := t.opts.Abort
+		if abort == nil {
+			abort = context.Background()
+		}
+		limit := time.Duration(gs.FinalMinutes * float64(time.Minute))
+		cctx, cancel := context.WithTimeout(abort, limit)
+		defer cancel()
+		t.progress.Printf("gcs sync: final pass to %s (at most %v; interrupt again to abandon it)", gs.URL, limit)
+		err := s.Close(cctx)
+		switch {
+		case err == nil:
+			st := s.Stats()
+			t.progress.Printf("gcs sync: %s is up to date (%d files uploaded, %d retries)", gs.URL, st.Uploaded, st.Retries)
+			return nil
+		case abort.Err() != nil:
+			t.progress.Printf("warning: gcs sync: final pass abandoned; %s may lack the latest files of %s", gs.URL, t.cfg.Logging.Dir)
+			return nil
+		case errors.Is(cctx.Err(), context.DeadlineExceeded):
+			return fmt.Errorf("train: gcs sync: the final pass did not finish within checkpoint.gcs_sync.final_minutes (%v): %w", limit, err)
+		}
+		return fmt.Errorf("train: gcs sync: final pass failed: %w", err)
+	}, nil
+}
+
+// syncPassed reports a background pass: a warning line when it failed, and a "sync" metric either way.
+func (t *trainer) syncPassed(st SyncStats) {
+	m := SyncMetrics{Step: int(t.doneSteps.Load()), OK: st.LastErr == nil, Failures: float64(st.Failures),
+		Retries: float64(st.Retries), Uploaded: float64(st.Uploaded), UploadedBytes: float64(st.UploadedBytes), SinceOK: math.NaN()}
+	if !st.LastOK.IsZero() {
+		m.SinceOK = st.LastPass.Sub(st.LastOK).Seconds()
+	}
+	if st.LastErr != nil {
+		m.Error = st.LastErr.Error()
+		since := "none has succeeded yet"
+		if !st.LastOK.IsZero() {
+			since = fmt.Sprintf("last success %v ago", st.LastPass.Sub(st.LastOK).Round(time.Second))
+		}
+		t.progress.Printf("warning: gcs sync failed (%d passes in a row, %s): %v", st.Failures, since, st.LastErr)
+	}
+	if t.metrics != nil {
+		if err := t.metrics.LogSync(m); err != nil {
+			t.progress.Printf("warning: %v", err)
+		}
+	}
 }

@@ -17,9 +17,19 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"google.golang.org/api/option"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
 )
 
 const testBucket = "runs-bucket"
+
+// fastGCS are test request bounds (the defaults behave the same, slower); logf nil discards retry lines.
+func fastGCS(logf func(string, ...any)) data.GCSOptions {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	return data.GCSOptions{Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Timeout: 2 * time.Second, Logf: logf, Anonymous: true}
+}
 
 // fakeGCS starts an in-memory fake-gcs-server (no socket) with one bucket plus an object outside the
 // synced prefix and one under a sibling prefix, which a sync must never touch.
@@ -78,8 +88,9 @@ func randomBytes(seed uint64, n int) []byte {
 }
 
 // TestSyncerMirror runs passes by hand: first upload, no-op, change detection (same size, different
-// bytes: only the CRC differs), deletion of a file that disappeared locally, and that dot-files, other
-// prefixes and remote files never seen locally (run1/from-earlier-vm.txt) are left alone.
+// bytes: only the CRC differs), deletion of a file that disappeared locally, and that dot-files, temp
+// files of interrupted writes, other prefixes and remote files never seen locally
+// (run1/from-earlier-vm.txt) are left alone.
 func TestSyncerMirror(t *testing.T) {
 	srv := fakeGCS(t)
 	dir := t.TempDir()
@@ -88,9 +99,12 @@ func TestSyncerMirror(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "checkpoints", "ckpt-000000001.safetensors"), big)
 	writeFile(t, filepath.Join(dir, "checkpoints", ".ckpt-000000002.safetensors.1.tmp"), []byte("partial"))
 	writeFile(t, filepath.Join(dir, ".hidden", "x"), []byte("skip"))
+	// Temp files of writers killed mid-write (kill -9): never uploaded, whatever their naming.
+	writeFile(t, filepath.Join(dir, "adapter", "adapter_model.safetensors.tmp-4242"), []byte("partial"))
+	writeFile(t, filepath.Join(dir, "adapter", ".adapter_config.json5791"), []byte("partial"))
 
 	client, rt := flakyClient(t, srv, 0, 0) // counts upload requests, fails none
-	s, err := NewSyncer(client, SyncOptions{LocalDir: dir, URL: "gs://" + testBucket + "/run1/", ChunkSize: 256 << 10, Backoff: time.Millisecond})
+	s, err := NewSyncer(client, SyncOptions{LocalDir: dir, URL: "gs://" + testBucket + "/run1/", ChunkSize: 256 << 10, GCS: fastGCS(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +227,7 @@ func TestSyncerRetry(t *testing.T) {
 	}{
 		{"status=503,failures=2", http.StatusServiceUnavailable, 2, 5, "", 2},
 		{"status=429,failures=1", http.StatusTooManyRequests, 1, 5, "", 1},
-		{"status=503,failures=9,attempts=3", http.StatusServiceUnavailable, 9, 3, "upload a.txt: after 3 attempts: ", 2},
+		{"status=503,failures=9,attempts=3", http.StatusServiceUnavailable, 9, 3, "upload a.txt: gave up after 3 attempts: ", 2},
 		{"status=403,failures=1", http.StatusForbidden, 1, 5, "upload a.txt: googleapi: Error 403: injected failure 1", 0},
 	}
 	for _, tt := range tests {
@@ -222,7 +236,7 @@ func TestSyncerRetry(t *testing.T) {
 			client, rt := flakyClient(t, srv, tt.status, tt.fail)
 			dir := t.TempDir()
 			writeFile(t, filepath.Join(dir, "a.txt"), []byte("payload"))
-			s, err := NewSyncer(client, SyncOptions{LocalDir: dir, URL: "gs://" + testBucket + "/r", Attempts: tt.attempts, Backoff: time.Millisecond})
+			s, err := NewSyncer(client, SyncOptions{LocalDir: dir, URL: "gs://" + testBucket + "/r", GCS: data.GCSOptions{Attempts: tt.attempts, Backoff: time.Millisecond, Logf: t.Logf}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -254,7 +268,7 @@ func TestSyncerBackground(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "early.txt"), []byte("1"))
 	var logged atomic.Int32
 	s, err := NewSyncer(srv.Client(), SyncOptions{LocalDir: dir, URL: "gs://" + testBucket + "/bg", Every: 10 * time.Millisecond,
-		Backoff: time.Millisecond, Logf: func(string, ...any) { logged.Add(1) }})
+		GCS: fastGCS(nil), Logf: func(string, ...any) { logged.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +348,7 @@ func TestRestoreFromGCS(t *testing.T) {
 
 	// run1/from-earlier-vm.txt was in the bucket before: restored too.
 	files["from-earlier-vm.txt"] = []byte("backup")
-	n, err := RestoreFromGCS(ctx, srv.Client(), url, b)
+	n, err := RestoreFromGCS(ctx, srv.Client(), url, b, fastGCS(nil))
 	if err != nil || n != len(files) {
 		t.Fatalf("RestoreFromGCS into an empty folder = %d, %v; want %d files", n, err, len(files))
 	}
@@ -347,7 +361,7 @@ func TestRestoreFromGCS(t *testing.T) {
 
 	writeFile(t, filepath.Join(b, "metrics.jsonl"), []byte("{]\n")) // same size, different bytes
 	writeFile(t, filepath.Join(b, "local-only.txt"), []byte("mine"))
-	n, err = RestoreFromGCS(ctx, srv.Client(), url, b)
+	n, err = RestoreFromGCS(ctx, srv.Client(), url, b, fastGCS(nil))
 	if err != nil || n != 1 {
 		t.Fatalf("second RestoreFromGCS = %d, %v; want 1 (only the changed file)", n, err)
 	}

@@ -11,7 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"cloud.google.com/go/storage"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/model"
@@ -23,7 +26,37 @@ type Options struct {
 	Out     io.Writer  // progress and messages; nil = os.Stdout
 	Device  *vk.Device // nil opens the default device
 	MaxStep int        // stop after this step (tests of resume); 0 = training.steps
+	// Overwrite lets a new run (checkpoint.resume "") delete an earlier run's outputs from its folder
+	// and GCS mirror instead of refusing to start (rundir.go).
+	Overwrite bool
+	// Abort, once done (a second SIGINT), abandons the final GCS sync; nil never does.
+	Abort context.Context
+	// GCS bounds the GCS requests of the data source and the mirror; a nil Logf prints retries to Out.
+	GCS data.GCSOptions
 }
+
+// ErrInterrupted is wrapped by Train's error when ctx was cancelled (SIGINT, SIGTERM) and the run
+// stopped cleanly: its last finished step is checkpointed and --resume auto continues it.
+var ErrInterrupted = errors.New("interrupted")
+
+// InterruptedError says where a cancelled run stopped.
+type InterruptedError struct {
+	Step       int    // last finished step (0: none)
+	Checkpoint string // the checkpoint of Step; "" when none exists
+	StartUp    bool   // cancelled before the first step of this start
+}
+
+func (e *InterruptedError) Error() string {
+	switch {
+	case !e.StartUp:
+		return fmt.Sprintf("train: interrupted after step %d, checkpoint %s; continue with --resume auto", e.Step, e.Checkpoint)
+	case e.Checkpoint != "":
+		return fmt.Sprintf("train: interrupted during start-up, nothing new to save (latest checkpoint %s, step %d); continue with --resume auto", e.Checkpoint, e.Step)
+	}
+	return "train: interrupted during start-up, before the first step; nothing was written"
+}
+
+func (e *InterruptedError) Unwrap() error { return ErrInterrupted }
 
 // trainer holds one run's state.
 type trainer struct {
@@ -54,6 +87,14 @@ type trainer struct {
 	metrics  *MetricsWriter
 	progress *Progress
 	warnings *data.Warnings // data problems, reported once each across passes and validation loaders
+
+	pending    *data.Batch // the first batch, read during setup to fail early on data without clips
+	resumeCk   *Checkpoint // checkpoint found by findResume, restored once the state exists
+	resumePath string      // its path ("" on a fresh start)
+	ckptPath   string      // the latest checkpoint this start wrote or resumed from
+	doneSteps  atomic.Int64
+	gcs        *storage.Client // made on first use (restore, mirror)
+	syncer     *Syncer
 }
 
 // Train runs the training described by cfg (already validated and resolved) until training.steps,
@@ -65,6 +106,13 @@ func Train(ctx context.Context, cfg *Config, opts Options) (err error) {
 	t := &trainer{cfg: cfg, opts: opts}
 	defer t.close()
 	if err := t.setup(ctx); err != nil {
+		if ctx.Err() != nil {
+			ie := &InterruptedError{Step: t.step, Checkpoint: t.resumePath, StartUp: true}
+			if t.resumeCk != nil { // found, not yet restored
+				ie.Step = t.resumeCk.Header.Step
+			}
+			return ie
+		}
 		return err
 	}
 	return t.run(ctx)
@@ -105,6 +153,9 @@ func (t *trainer) close() {
 	}
 	if t.metrics != nil {
 		t.metrics.Close()
+	}
+	if t.gcs != nil {
+		t.gcs.Close()
 	}
 	if t.d != nil && t.opts.Device == nil {
 		t.d.Close()
@@ -150,6 +201,10 @@ func loadWeights(c *Config, pcfg model.PredictorConfig, ecfg model.EncoderConfig
 	return psd, esd, func() { psd.Close(); esd.Close() }, nil
 }
 
+// setup checks everything that can be checked cheaply first (run folder, checkpoint to resume, config
+// changes), then builds the model, the loss graph and the optimizer, restores the checkpoint, opens the
+// data and reads its first batch, and only then writes into the run folder: a run that cannot start
+// leaves nothing behind. SIGINT is honoured between the phases.
 func (t *trainer) setup(ctx context.Context) error {
 	c := t.cfg
 	if c.Training.LossExp != 1 {
@@ -165,6 +220,12 @@ func (t *trainer) setup(ctx context.Context) error {
 		return fmt.Errorf("train: data.feature_cache with data.val_episodes: validation reads episodes, not the cache; set data.val_episodes: 0")
 	}
 	t.progress = NewProgress(t.opts.Out, c.Logging.Progress, c.Training.Steps, c.Logging.Every)
+	if err := t.prepareRunDir(ctx); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	var err error
 	t.d = t.opts.Device
 	if t.d == nil {
@@ -186,10 +247,16 @@ func (t *trainer) setup(ctx context.Context) error {
 	if t.pred, err = model.LoadPredictor(t.d, pcfg, pw, prec); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if c.Data.FeatureCache == "" {
 		if t.enc, err = model.LoadEncoder(t.d, ecfg, ew, prec); err != nil {
 			return err
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := t.pred.AddLoRA(c.LoRA.Model()); err != nil {
 		return err
@@ -215,19 +282,19 @@ func (t *trainer) setup(ctx context.Context) error {
 	if err := t.record(); err != nil {
 		return err
 	}
-	if err := t.resume(ctx); err != nil {
+	if t.resumeCk != nil {
+		if err := t.restoreState(t.resumeCk, t.resumePath); err != nil {
+			return err
+		}
+		t.resumeCk = nil // the tensors are on the device now
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := t.openLoader(ctx); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.Logging.Dir, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if t.metrics, err = NewMetricsWriter(c.Logging.Dir, MetricsOptions{JSONL: c.Logging.JSONL, TensorBoard: c.Logging.TensorBoard}); err != nil {
-		return err
-	}
-	return nil
+	return t.openRunDir()
 }
 
 // record builds the four streams once; every step replays them.
@@ -304,7 +371,7 @@ func (t *trainer) openLoader(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if t.format, err = OpenDataset(ctx, t.cfg); err != nil {
+	if t.format, err = OpenDataset(ctx, t.cfg, t.gcsOptions()); err != nil {
 		return err
 	}
 	shards := t.format.Shards()
@@ -324,7 +391,15 @@ func (t *trainer) openLoader(ctx context.Context) error {
 			return fmt.Errorf("train: resume: skip batch %d of %d: %w", i+1, t.batches, err)
 		}
 	}
-	return nil
+	// Read the first batch now: a source that gives no clip at all (every shard corrupt, every episode
+	// filtered) fails here, before anything is written to the run folder.
+	t.pending, err = t.loader.Next(ctx)
+	if errors.Is(err, io.EOF) {
+		n := t.loader.Counts()
+		return fmt.Errorf("train: data source %s gave no clip of %d frames for training: %d records read, %d corrupt records, %d truncated shards, %d malformed episodes, %d episodes too short, %d filtered out (success_only, idle_filter)",
+			t.cfg.Data.Source, t.cfg.Data.Frames, n.Records, n.CorruptRecords, n.TruncatedShards, n.BadEpisodes, n.ShortEpisodes, n.FailureFiltered+n.IdleFiltered+n.StaticFiltered)
+	}
+	return err
 }
 
 // uploadFrames writes a batch's frames into the encoder's input, each frame duplicated into a 2-frame
@@ -392,7 +467,11 @@ func (t *trainer) nextBatch(ctx context.Context, step int) error {
 		}
 		return nil
 	}
-	b, err := t.loader.Next(ctx)
+	b, err := t.pending, error(nil)
+	t.pending = nil
+	if b == nil {
+		b, err = t.loader.Next(ctx)
+	}
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("train: data source %s ran out of clips at step %d", t.cfg.Data.Source, step)
 	}
@@ -411,52 +490,22 @@ func (t *trainer) run(ctx context.Context) error {
 	}
 	t.progress.Printf("%s", t.banner())
 	if t.step > 0 {
-		t.progress.Printf("resumed at step %d", t.step)
+		t.progress.Printf("resumed at step %d from %s", t.step, t.resumePath)
 	}
-	var syncer interface{ Trigger() }
-	closeSync, err := t.startSync(ctx, &syncer)
+	t.doneSteps.Store(int64(t.step))
+	finalSync, err := t.startSync(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeSync()
-	interrupted := false
-	for t.step < last {
-		if ctx.Err() != nil {
-			interrupted = true
-			break
+	synced := false
+	defer func() {
+		if !synced { // a failed run still mirrors what it has; its own error is the one reported
+			finalSync()
 		}
-		m, err := t.trainStep(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				interrupted = true
-				break
-			}
-			return err
-		}
-		t.progress.Update(m)
-		if err := t.metrics.LogStep(m); err != nil {
-			return err
-		}
-		t.valLoss = nil
-		if t.val != nil && c.Training.ValEvery > 0 && (t.step%c.Training.ValEvery == 0 || t.step == last) {
-			vm, err := t.validate(ctx)
-			if err != nil {
-				return err
-			}
-			t.valLoss = &vm.Loss
-			if err := t.metrics.LogVal(vm); err != nil {
-				return err
-			}
-			t.progress.Validation(vm)
-		}
-		if c.Checkpoint.Every > 0 && t.step%c.Checkpoint.Every == 0 && t.step < last {
-			if err := t.save(); err != nil {
-				return err
-			}
-			if syncer != nil {
-				syncer.Trigger()
-			}
-		}
+	}()
+	interrupted, err := t.loop(ctx, last)
+	if err != nil {
+		return err
 	}
 	t.progress.Finish()
 	if err := t.save(); err != nil {
@@ -465,11 +514,70 @@ func (t *trainer) run(ctx context.Context) error {
 	if err := t.export(); err != nil {
 		return err
 	}
+	var stopped error
 	if interrupted {
+		stopped = &InterruptedError{Step: t.step, Checkpoint: t.ckptPath}
 		t.progress.Printf("interrupted: checkpoint written at step %d", t.step)
+	} else if err := t.metrics.LogRunEnd(t.step, true); err != nil {
+		return err
 	}
 	t.progress.Printf("%s", t.summary(last))
-	return nil
+	synced = true
+	if err := finalSync(); err != nil {
+		if stopped != nil {
+			return fmt.Errorf("%v; and %w", stopped, err)
+		}
+		return err
+	}
+	return stopped
+}
+
+// loop trains up to step last. It stops early, with interrupted set, when ctx is cancelled: during a
+// step (which is then not counted) or during validation (the step is kept, its validation dropped).
+func (t *trainer) loop(ctx context.Context, last int) (interrupted bool, err error) {
+	c := t.cfg
+	for t.step < last {
+		if ctx.Err() != nil {
+			return true, nil
+		}
+		m, err := t.trainStep(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return true, nil
+			}
+			return false, err
+		}
+		t.doneSteps.Store(int64(t.step))
+		t.progress.Update(m)
+		if err := t.metrics.LogStep(m); err != nil {
+			return false, err
+		}
+		t.valLoss = nil
+		if t.val != nil && c.Training.ValEvery > 0 && (t.step%c.Training.ValEvery == 0 || t.step == last) {
+			vm, err := t.validate(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					t.progress.Printf("validation at step %d interrupted", t.step)
+					return true, nil
+				}
+				return false, err
+			}
+			t.valLoss = &vm.Loss
+			if err := t.metrics.LogVal(vm); err != nil {
+				return false, err
+			}
+			t.progress.Validation(vm)
+		}
+		if c.Checkpoint.Every > 0 && t.step%c.Checkpoint.Every == 0 && t.step < last {
+			if err := t.save(); err != nil {
+				return false, err
+			}
+			if t.syncer != nil {
+				t.syncer.Trigger()
+			}
+		}
+	}
+	return false, nil
 }
 
 // trainStep runs one optimizer step: grad_accum micro-batches of forward+backward, the global gradient
@@ -589,49 +697,15 @@ func (t *trainer) save() error {
 	if err != nil {
 		return err
 	}
-	_, err = NewCheckpointStore(t.cfg.Checkpoint).Save(ck)
+	t.ckptPath, err = NewCheckpointStore(t.cfg.Checkpoint).Save(ck)
 	return err
-}
-
-// resume restores a checkpoint chosen by checkpoint.resume ("auto": the latest, if any).
-func (t *trainer) resume(ctx context.Context) error {
-	path, err := ResolveResume(t.cfg.Checkpoint)
-	if err != nil || path == "" {
-		return err
-	}
-	ck, err := ReadCheckpoint(path)
-	if err != nil {
-		return err
-	}
-	var pos struct{ Batches int }
-	if err := json.Unmarshal(ck.Header.Data, &pos); err != nil {
-		return fmt.Errorf("train: resume %s: data position: %w", path, err)
-	}
-	if err := json.Unmarshal(ck.Header.Extra["adam_steps"], &t.opt.steps); err != nil {
-		return fmt.Errorf("train: resume %s: adam_steps: %w", path, err)
-	}
-	for _, st := range t.opt.state() {
-		src, ok := ck.Tensor(st.name)
-		if !ok {
-			return fmt.Errorf("train: resume %s: no tensor %q (was it written with another lora/optimizer config?)", path, st.name)
-		}
-		if uint64(len(src.Data)) != st.t.Bytes() {
-			return fmt.Errorf("train: resume %s: %s: %d bytes, want %d (shape %v)", path, st.name, len(src.Data), st.t.Bytes(), st.t.Shape)
-		}
-		if err := t.d.WriteBytes(st.t, src.Data); err != nil {
-			return err
-		}
-	}
-	t.step, t.batches = ck.Header.Step, pos.Batches
-	*t.scaler = ck.Header.LossScale
-	return nil
 }
 
 // export writes PEFT-format adapters (adapter_model.safetensors + adapter_config.json) to
 // <logging.dir>/adapter.
 func (t *trainer) export() error {
 	c := t.cfg
-	dir := filepath.Join(c.Logging.Dir, "adapter")
+	dir := filepath.Join(c.Logging.Dir, AdapterDir)
 	if c.Checkpoint.Export.PEFT || c.Checkpoint.Export.Merged {
 		if err := ExportPEFT(t.d, t.pred, c, dir); err != nil {
 			return err
@@ -655,7 +729,7 @@ func (t *trainer) export() error {
 	} else if c.Model.Precision == "bf16" {
 		dt = model.DTypeBF16
 	}
-	out := filepath.Join(c.Logging.Dir, "predictor_merged.safetensors")
+	out := filepath.Join(c.Logging.Dir, MergedFile)
 	if err := model.MergeAdapter(out, sd, ad, dt); err != nil {
 		return fmt.Errorf("train: export merged predictor: %w", err)
 	}

@@ -3,12 +3,15 @@ package train_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
@@ -142,17 +145,20 @@ func TestFeatureCache(t *testing.T) {
 	}
 }
 
-// TestInterruptCheckpoints cancels the run (as SIGINT does) and checks that it returns without error
-// after writing a checkpoint of the last finished step, and that validation ran and was logged.
-func TestInterruptCheckpoints(t *testing.T) {
+// TestInterruptDuringValidation cancels the run (as SIGINT does) just as validation of step 2 starts:
+// the run must end like an interrupt during a step, with ErrInterrupted and a plain message, a checkpoint
+// of step 2 and the validation of step 1 logged, instead of failing with "context canceled".
+func TestInterruptDuringValidation(t *testing.T) {
 	d := vktest.Device(t)
 	dir := t.TempDir()
 	cfg := demoConfig(t, dir, 50, "data.val_episodes=1", "training.val_every=1", "checkpoint.every=0")
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &cancelAfter{lines: 2, cancel: cancel}
+	defer cancel()
+	out := &cancelOn{pattern: "step 2/", cancel: cancel}
 	cfg.Logging.Progress, cfg.Logging.Every = "plain", 1
-	if err := train.Train(ctx, cfg, train.Options{Device: d, Out: out}); err != nil {
-		t.Fatal(err)
+	runErr := train.Train(ctx, cfg, train.Options{Device: d, Out: out})
+	if !errors.Is(runErr, train.ErrInterrupted) || strings.Contains(runErr.Error(), "context canceled") {
+		t.Fatalf("Train = %v, want an interruption (ErrInterrupted) with a plain message\noutput:\n%s", runErr, out)
 	}
 	ckpt, err := train.LatestCheckpoint(cfg.Checkpoint.Dir)
 	if err != nil {
@@ -166,31 +172,69 @@ func TestInterruptCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Step < 1 || h.Step >= 50 || h.Step != len(m.Train) {
-		t.Fatalf("checkpoint at step %d with %d logged steps; want the last finished step of an interrupted run", h.Step, len(m.Train))
+	if h.Step != 2 || len(m.Train) != 2 {
+		t.Fatalf("checkpoint at step %d with %d logged steps; want step 2, the last finished one\noutput:\n%s", h.Step, len(m.Train), out)
 	}
-	if len(m.Val) == 0 || m.Val[0].Clips == 0 || len(m.Val[0].RolloutErr) != cfg.Training.AutoSteps {
-		t.Fatalf("validation records %+v", m.Val)
+	if len(m.Val) != 1 || m.Val[0].Clips == 0 || len(m.Val[0].RolloutErr) != cfg.Training.AutoSteps {
+		t.Fatalf("validation records %+v, want step 1's only", m.Val)
+	}
+	if !strings.Contains(runErr.Error(), "interrupted after step 2") {
+		t.Errorf("message %q, want it to say the run stopped after step 2", runErr)
 	}
 }
 
-// cancelAfter cancels a context once the run has printed some progress and validation lines (not the
-// banner's).
-type cancelAfter struct {
-	lines  int
-	cancel context.CancelFunc
+// TestInterruptDuringStartup cancels before the first step, on a fresh run and on a resumed one: both end
+// as interruptions naming what exists, write nothing, and leave no half-made run folder.
+func TestInterruptDuringStartup(t *testing.T) {
+	d := vktest.Device(t)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	fresh := filepath.Join(t.TempDir(), "run")
+	err := train.Train(cancelled, demoConfig(t, fresh, 4), train.Options{Device: d, Out: io.Discard})
+	if !errors.Is(err, train.ErrInterrupted) || strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("fresh run cancelled at start-up: %v, want ErrInterrupted with a plain message", err)
+	}
+	if _, serr := os.Stat(fresh); !errors.Is(serr, fs.ErrNotExist) {
+		t.Errorf("a fresh run interrupted at start-up left %s behind (%v)", fresh, serr)
+	}
+
+	dir := t.TempDir()
+	if err := train.Train(context.Background(), demoConfig(t, dir, 4), train.Options{Device: d, Out: io.Discard, MaxStep: 2}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadDir(dir)
+	err = train.Train(cancelled, demoConfig(t, dir, 4, "checkpoint.resume=auto"), train.Options{Device: d, Out: io.Discard})
+	var ie *train.InterruptedError
+	if !errors.As(err, &ie) || !ie.StartUp || ie.Step != 2 || !strings.Contains(err.Error(), "ckpt-000000002") {
+		t.Fatalf("resumed run cancelled at start-up: %v, want an interruption naming the step-2 checkpoint", err)
+	}
+	if after, _ := os.ReadDir(dir); len(after) != len(before) {
+		t.Errorf("run folder had %d entries, %d after an interrupted start-up", len(before), len(after))
+	}
 }
 
-func (c *cancelAfter) Write(p []byte) (int, error) {
-	for _, line := range bytes.Split(p, []byte("\n")) {
-		if bytes.HasPrefix(line, []byte("step ")) || bytes.HasPrefix(line, []byte("validation ")) {
-			c.lines--
-		}
-	}
-	if c.lines <= 0 {
+// cancelOn cancels a context once the run's output contains pattern, and keeps the output.
+type cancelOn struct {
+	mu      sync.Mutex
+	pattern string
+	cancel  context.CancelFunc
+	buf     bytes.Buffer
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf.Write(p)
+	if strings.Contains(c.buf.String(), c.pattern) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+func (c *cancelOn) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
 }
 
 // TestTrainBannerSummary runs a few steps with validation and checks what the run prints before the

@@ -3,15 +3,18 @@ package train
 // Metrics go to two sinks in the run folder (logging.dir), both flushed after every record so a crash
 // loses nothing that was logged:
 //
-//   - metrics.jsonl: one JSON object per line, {"kind":"train"|"val","wall_time":<unix s>, ...fields}.
-//     JSON has no NaN or Inf, so non-finite values are written as null and read back as NaN. A resumed run
-//     appends; readers keep the last record of each (kind, step).
+//   - metrics.jsonl: one JSON object per line, {"kind":"train"|"val"|"sync","wall_time":<unix s>,
+//     ...fields}. JSON has no NaN or Inf, so non-finite values are written as null and read back as NaN. A
+//     resumed run first drops the records at or after the step it restarts at (MetricsOptions.PurgeStep:
+//     steps after the checkpoint that a crash threw away), then appends; readers keep the last record of
+//     each (kind, step).
 //   - events.out.tfevents.<unix time>.<host>: TensorBoard's format, a TFRecord stream (length, masked
 //     CRC-32C of the length, payload, masked CRC-32C of the payload) of Event protos: the first has
 //     file_version "brain.Event:2", each later one a Summary of simple_value scalars tagged
-//     "train/<field>" or "val/<field>". Encoded by hand with protowire, so no TensorFlow dependency.
-//     Weights & Biases imports these files with `wandb sync --sync-tensorboard RUN_DIR`, and `tensorboard
-//     --logdir RUN_DIR` shows them live.
+//     "train/<field>", "val/<field>" or "sync/<field>" (tbsummary.go has the other summaries: config text,
+//     hparams, the purge marker). Encoded by hand with protowire, so no TensorFlow dependency. Weights &
+//     Biases imports these files with `wandb sync --sync-tensorboard RUN_DIR`, and `tensorboard --logdir
+//     RUN_DIR` shows them live.
 
 import (
 	"bufio"
@@ -19,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -29,8 +33,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
 )
@@ -65,12 +67,29 @@ type ValMetrics struct {
 	Clips      int       `json:"clips"` // validation clips evaluated
 }
 
+// SyncMetrics is the record of one background pass of the GCS mirror (gcssync.go). Counts are float64
+// so that TensorBoard plots them.
+type SyncMetrics struct {
+	Step          int     `json:"step"` // training step when the pass ended
+	OK            bool    `json:"ok"`
+	Failures      float64 `json:"failures"`       // failed passes in a row (0 after a success)
+	Retries       float64 `json:"retries"`        // requests retried since the run started
+	Uploaded      float64 `json:"uploaded"`       // files uploaded since the run started
+	UploadedBytes float64 `json:"uploaded_bytes"` // bytes uploaded since the run started
+	SinceOK       float64 `json:"since_ok_s"`     // seconds since the last pass that succeeded (NaN: none yet)
+	Error         string  `json:"error"`          // "" when OK
+}
+
 // MetricsOptions selects the sinks of a MetricsWriter.
 type MetricsOptions struct {
 	JSONL       bool
 	TensorBoard bool
 	Now         func() time.Time // wall clock; nil means time.Now
 	Host        string           // event file suffix; "" means os.Hostname()
+	// PurgeStep > 0 says the run restarts at this step (a resume from the checkpoint of PurgeStep-1):
+	// records of earlier runs at or after it are dropped from metrics.jsonl, and the new event file starts
+	// with TensorBoard's purge marker, as PyTorch's SummaryWriter(purge_step=PurgeStep) writes it.
+	PurgeStep int
 }
 
 // MetricsWriter appends metrics to the run folder.
@@ -97,7 +116,12 @@ func NewMetricsWriter(dir string, o MetricsOptions) (*MetricsWriter, error) {
 	}
 	if o.JSONL {
 		m.jsonlPath = filepath.Join(dir, MetricsFile)
-		f, err := os.OpenFile(m.jsonlPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if o.PurgeStep > 0 {
+			if err := truncateMetrics(m.jsonlPath, o.PurgeStep); err != nil {
+				return nil, err
+			}
+		}
+		f, err := os.OpenFile(m.jsonlPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o666)
 		if err != nil {
 			return nil, fmt.Errorf("train: open metrics: %w", err)
 		}
@@ -122,7 +146,7 @@ func NewMetricsWriter(dir string, o MetricsOptions) (*MetricsWriter, error) {
 			}
 			m.eventsPath = filepath.Join(dir, name)
 			var err error
-			f, err = os.OpenFile(m.eventsPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			f, err = os.OpenFile(m.eventsPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 			if err == nil {
 				break
 			}
@@ -137,8 +161,62 @@ func NewMetricsWriter(dir string, o MetricsOptions) (*MetricsWriter, error) {
 			m.Close()
 			return nil, err
 		}
+		if o.PurgeStep > 0 {
+			// SummaryWriter(purge_step=N): a file_version event and a SessionLog START, both at step N.
+			// TensorBoard then drops every event of this run at step >= N read before the marker.
+			wall := wallTime(m.now())
+			for _, ev := range [][]byte{
+				appendEvent(nil, wall, int64(o.PurgeStep), "brain.Event:2", nil),
+				appendSessionStart(nil, wall, int64(o.PurgeStep)),
+			} {
+				if err := m.writeEvent(ev); err != nil {
+					m.Close()
+					return nil, err
+				}
+			}
+		}
 	}
 	return m, nil
+}
+
+// truncateMetrics rewrites a metrics.jsonl without the records at or after step purge (and without a
+// torn last line), atomically. A missing file is left missing.
+func truncateMetrics(path string, purge int) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("train: truncate metrics: %w", err)
+	}
+	var kept []byte
+	dropped := 0
+	lines := bytes.SplitAfter(raw, []byte("\n"))
+	for _, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if line[len(line)-1] != '\n' { // torn by a crash mid-write
+			dropped++
+			continue
+		}
+		var rec struct {
+			Step *int `json:"step"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Step != nil && *rec.Step >= purge {
+			dropped++
+			continue
+		}
+		kept = append(kept, line...)
+	}
+	if dropped == 0 {
+		return nil
+	}
+	err = writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(kept); return err })
+	if err != nil {
+		return fmt.Errorf("train: truncate metrics %s to step %d: %w", path, purge-1, err)
+	}
+	return nil
 }
 
 // Paths returns the JSONL and event file paths ("" for a disabled sink).
@@ -149,6 +227,9 @@ func (m *MetricsWriter) LogStep(s StepMetrics) error { return m.log("train", s.S
 
 // LogVal appends one validation pass.
 func (m *MetricsWriter) LogVal(v ValMetrics) error { return m.log("val", v.Step, v) }
+
+// LogSync appends one pass of the GCS mirror.
+func (m *MetricsWriter) LogSync(s SyncMetrics) error { return m.log("sync", s.Step, s) }
 
 func (m *MetricsWriter) log(kind string, step int, rec any) error {
 	m.mu.Lock()
@@ -219,6 +300,9 @@ func appendRecordJSON(b []byte, kind string, wall float64, rec any) []byte {
 			b = strconv.AppendInt(b, f.Int(), 10)
 		case reflect.Bool:
 			b = strconv.AppendBool(b, f.Bool())
+		case reflect.String:
+			js, _ := json.Marshal(f.String()) // strconv.Quote's escapes are not all JSON
+			b = append(b, js...)
 		case reflect.Slice:
 			b = append(b, '[')
 			for j := 0; j < f.Len(); j++ {
@@ -289,6 +373,7 @@ func decodeRecord(obj map[string]json.RawMessage, dst any) error {
 type MetricsLog struct {
 	Train []StepMetrics
 	Val   []ValMetrics
+	Sync  []SyncMetrics // the latest pass ending at each step
 }
 
 // ReadMetrics reads a metrics.jsonl file. A torn last line (a crash mid-write) is ignored; any other bad
@@ -301,6 +386,7 @@ func ReadMetrics(path string) (*MetricsLog, error) {
 	}
 	train := map[int]StepMetrics{}
 	val := map[int]ValMetrics{}
+	syncs := map[int]SyncMetrics{}
 	lines := bytes.Split(data, []byte("\n"))
 	for i, line := range lines {
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -329,8 +415,14 @@ func ReadMetrics(path string) (*MetricsLog, error) {
 				return nil, fmt.Errorf("train: read metrics %s: line %d: %w", path, i+1, err)
 			}
 			val[v.Step] = v
+		case "sync":
+			var s SyncMetrics
+			if err := decodeRecord(obj, &s); err != nil {
+				return nil, fmt.Errorf("train: read metrics %s: line %d: %w", path, i+1, err)
+			}
+			syncs[s.Step] = s
 		default:
-			return nil, fmt.Errorf("train: read metrics %s: line %d: kind %q, want train or val", path, i+1, kind)
+			return nil, fmt.Errorf("train: read metrics %s: line %d: kind %q, want train, val or sync", path, i+1, kind)
 		}
 	}
 	log := &MetricsLog{}
@@ -340,6 +432,10 @@ func ReadMetrics(path string) (*MetricsLog, error) {
 	for _, v := range val {
 		log.Val = append(log.Val, v)
 	}
+	for _, s := range syncs {
+		log.Sync = append(log.Sync, s)
+	}
+	sort.Slice(log.Sync, func(i, j int) bool { return log.Sync[i].Step < log.Sync[j].Step })
 	sort.Slice(log.Train, func(i, j int) bool { return log.Train[i].Step < log.Train[j].Step })
 	sort.Slice(log.Val, func(i, j int) bool { return log.Val[i].Step < log.Val[j].Step })
 	return log, nil
@@ -370,40 +466,11 @@ func scalars(kind string, rec any) []tbScalar {
 	return out
 }
 
-// Field numbers of tensorflow/core/util/event.proto and framework/summary.proto.
-const (
-	eventWallTime    protowire.Number = 1 // double
-	eventStep        protowire.Number = 2 // int64
-	eventFileVersion protowire.Number = 3 // string
-	eventSummary     protowire.Number = 5 // Summary
-	summaryValue     protowire.Number = 1 // repeated Summary.Value
-	valueTag         protowire.Number = 1 // string
-	valueSimpleValue protowire.Number = 2 // float
-)
-
 // appendEvent encodes one Event with either a file_version or a Summary of scalars.
 func appendEvent(b []byte, wall float64, step int64, fileVersion string, values []tbScalar) []byte {
-	b = protowire.AppendTag(b, eventWallTime, protowire.Fixed64Type)
-	b = protowire.AppendFixed64(b, math.Float64bits(wall))
-	b = protowire.AppendTag(b, eventStep, protowire.VarintType)
-	b = protowire.AppendVarint(b, uint64(step))
-	if fileVersion != "" {
-		b = protowire.AppendTag(b, eventFileVersion, protowire.BytesType)
-		b = protowire.AppendString(b, fileVersion)
+	var vals [][]byte
+	for _, v := range values {
+		vals = append(vals, appendSimpleValue(nil, v.tag, v.value))
 	}
-	if len(values) > 0 {
-		var sum []byte
-		for _, v := range values {
-			var val []byte
-			val = protowire.AppendTag(val, valueTag, protowire.BytesType)
-			val = protowire.AppendString(val, v.tag)
-			val = protowire.AppendTag(val, valueSimpleValue, protowire.Fixed32Type)
-			val = protowire.AppendFixed32(val, math.Float32bits(v.value))
-			sum = protowire.AppendTag(sum, summaryValue, protowire.BytesType)
-			sum = protowire.AppendBytes(sum, val)
-		}
-		b = protowire.AppendTag(b, eventSummary, protowire.BytesType)
-		b = protowire.AppendBytes(b, sum)
-	}
-	return b
+	return appendEventWith(b, wall, step, fileVersion, vals)
 }

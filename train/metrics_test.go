@@ -144,7 +144,7 @@ func TestMetricsJSONL(t *testing.T) {
 		path := filepath.Join(t.TempDir(), MetricsFile)
 		os.WriteFile(path, []byte(`{"kind":"eval","step":1}`+"\n"), 0o644)
 		_, err := ReadMetrics(path)
-		if want := `line 1: kind "eval", want train or val`; err == nil || !strings.HasSuffix(err.Error(), want) {
+		if want := `line 1: kind "eval", want train, val or sync`; err == nil || !strings.HasSuffix(err.Error(), want) {
 			t.Errorf("ReadMetrics = %v, want suffix %q", err, want)
 		}
 	})
@@ -179,13 +179,50 @@ type event struct {
 	wall        float64
 	step        int64
 	fileVersion string
-	values      map[string]float32
+	sessionLog  int                // SessionLog.status; 0 when absent
+	values      map[string]float32 // simple values by tag
+	plugins     map[string]string  // plugin name by tag, for plugin summaries
+	contents    map[string][]byte  // plugin content by tag
+	strings     map[string]string  // first string_val of the tensor by tag
+}
+
+// consumeMessage iterates the fields of one encoded message, failing the test on a malformed one.
+func consumeMessage(t *testing.T, b []byte, field func(num protowire.Number, typ protowire.Type, v []byte, x uint64)) {
+	t.Helper()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			t.Fatalf("bad tag: %v", protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v []byte
+		var x uint64
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed32Type:
+			var y uint32
+			y, n = protowire.ConsumeFixed32(b)
+			x = uint64(y)
+		case protowire.Fixed64Type:
+			x, n = protowire.ConsumeFixed64(b)
+		default:
+			t.Fatalf("field %d: unexpected wire type %d", num, typ)
+		}
+		if n < 0 {
+			t.Fatalf("field %d: %v", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		field(num, typ, v, x)
+	}
 }
 
 // decodeEvent walks the Event proto field by field (tensorflow/core/util/event.proto).
 func decodeEvent(t *testing.T, b []byte) event {
 	t.Helper()
-	ev := event{values: map[string]float32{}}
+	ev := event{values: map[string]float32{}, plugins: map[string]string{}, contents: map[string][]byte{}, strings: map[string]string{}}
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -213,24 +250,53 @@ func decodeEvent(t *testing.T, b []byte) event {
 				}
 				val, n := protowire.ConsumeBytes(sum)
 				sum = sum[n:]
-				var tag string
+				var tag, plugin, str string
+				var content []byte
 				var x float32
-				for len(val) > 0 {
-					num, typ, n := protowire.ConsumeTag(val)
-					val = val[n:]
+				simple := false
+				consumeMessage(t, val, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) {
 					switch {
 					case num == 1 && typ == protowire.BytesType:
-						s, n := protowire.ConsumeString(val)
-						tag, val = s, val[n:]
+						tag = string(v)
 					case num == 2 && typ == protowire.Fixed32Type:
-						v, n := protowire.ConsumeFixed32(val)
-						x, val = math.Float32frombits(v), val[n:]
+						x, simple = math.Float32frombits(uint32(u)), true
+					case num == 8 && typ == protowire.BytesType: // tensor
+						consumeMessage(t, v, func(num protowire.Number, _ protowire.Type, v []byte, _ uint64) {
+							if num == 8 && str == "" {
+								str = string(v)
+							}
+						})
+					case num == 9 && typ == protowire.BytesType: // metadata
+						consumeMessage(t, v, func(num protowire.Number, _ protowire.Type, v []byte, _ uint64) {
+							if num == 1 { // plugin_data
+								consumeMessage(t, v, func(num protowire.Number, _ protowire.Type, v []byte, _ uint64) {
+									switch num {
+									case 1:
+										plugin = string(v)
+									case 2:
+										content = v
+									}
+								})
+							}
+						})
 					default:
 						t.Fatalf("summary value: unexpected field %d type %d", num, typ)
 					}
+				})
+				if simple {
+					ev.values[tag] = x
+				} else {
+					ev.plugins[tag], ev.contents[tag], ev.strings[tag] = plugin, content, str
 				}
-				ev.values[tag] = x
 			}
+		case num == 7 && typ == protowire.BytesType:
+			sl, n := protowire.ConsumeBytes(b)
+			b = b[n:]
+			consumeMessage(t, sl, func(num protowire.Number, _ protowire.Type, _ []byte, x uint64) {
+				if num == 1 {
+					ev.sessionLog = int(x)
+				}
+			})
 		default:
 			t.Fatalf("event: unexpected field %d type %d", num, typ)
 		}
