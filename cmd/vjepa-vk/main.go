@@ -2,8 +2,9 @@
 // device. main only parses the subcommand name and dispatches; each subcommand lives in its own file as
 // run<Name>(ctx, args) and parses its own flags with parseFlags (usage.go).
 //
-// Exit status: 0 done, 1 failed, 2 the command line was wrong (usage on stderr). Help that was asked for
-// (--help, -h, help [command]) goes to stdout with status 0.
+// Exit status: 0 done, 1 failed, 2 the command line was wrong (usage on stderr), 75 interrupted with the
+// work so far saved (train: run it again with --resume auto). Help that was asked for (--help, -h,
+// help [command]) goes to stdout with status 0.
 package main
 
 import (
@@ -16,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/vjepa-vk/vjepa-vk/train"
 )
 
 type command struct {
@@ -32,13 +35,14 @@ func commands() map[string]command {
 		"data check":     {runDataCheck, "--source PATH|gs://BUCKET/PREFIX [--json] [flags]", "decode a clip of every episode; report sizes, state/action statistics, short/bad episodes, decode failures, gaps"},
 		"data bench":     {runDataBench, "--source PATH|gs://BUCKET/PREFIX [flags]", "measure clip decoding throughput (clips/s, clips/s per core)"},
 		"make-demo-data": {runMakeDemoData, "OUT [--format rlds|lerobot] [flags]", "write a small synthetic dataset: DROID RLDS, or LeRobot (parquet + mp4)"},
-		"train":          {runTrain, "--config FILE [--set section.key=value]... [--resume auto|PATH]", "fine-tune the AC predictor with LoRA: vjepa-vk train --config configs/demo.yaml"},
+		"train":          {runTrain, "--config FILE [--set section.key=value]... [--resume auto|gs://BUCKET/PREFIX|PATH | --overwrite]", "fine-tune the AC predictor with LoRA: vjepa-vk train --config configs/demo.yaml"},
 		"plan-memory":    {runPlanMemory, "--config FILE [--detail] [--allocate] [--measure]", "print the GPU memory breakdown of a config (--allocate: allocated, not run; --measure: after one real step)"},
 		"merge":          {runMerge, "--base CKPT --adapter DIR --out FILE [--dtype f32|f16|bf16]", "fold a PEFT adapter into the predictor weights (W + scaling·B·A) for inference"},
 		"bench":          {runBench, "--config FILE [flags]", "time a whole training step at a config's shapes (step time, TFLOP/s, memory, per-op GPU time)"},
 		"encode":         {runEncode, "--config FILE --out DIR [--epochs N]", "run the frozen encoder over a dataset's clips into a feature cache (f16)"},
 		"verify":         {runVerify, "--fixture DIR [--validate]", "run a golden fixture folder on the device and report every error as JSON"},
 		"report":         {runReport, "RUN_DIR... [--out DIR]", "draw PNG plots of one run's metrics, or of several runs in the same figures"},
+		"export":         {runExport, "--checkpoint best|latest|PATH [--run RUN_DIR | --config FILE] --out DIR", "write a PEFT adapter (adapter_model.safetensors, adapter_config.json) from any trainer checkpoint"},
 		"convert":        {runConvert, "IN.pt|IN.safetensors OUT.safetensors [--key K] [--dtype f32|f16|bf16]", "convert a torch.save checkpoint (zip format, PyTorch >= 1.6) to safetensors"},
 	}
 }
@@ -55,6 +59,12 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2 // the command line was wrong, as for flag.ExitOnError and the go tool
+	// exitInterrupted: SIGINT/SIGTERM stopped the command after saving its work (train: the last finished
+	// step is checkpointed). It is EX_TEMPFAIL of sysexits.h, "a temporary failure; the user is invited to
+	// retry later": a known convention meaning exactly "run again", distinct from 1 and 2 and outside the
+	// 128+N range shells report for killed processes, so a Slurm job can requeue on it (RequeueExit=75 in
+	// slurm.conf, or a script testing $?).
+	exitInterrupted = 75
 )
 
 // dispatch runs the command named by args and returns the exit status. Help and version go to stdout,
@@ -115,6 +125,9 @@ func exitCode(stdout, stderr io.Writer, name string, c command, err error) int {
 		return exitUsage
 	}
 	fmt.Fprintf(stderr, "vjepa-vk: %v\n", err)
+	if errors.Is(err, train.ErrInterrupted) {
+		return exitInterrupted
+	}
 	return exitError
 }
 

@@ -2,19 +2,35 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
 	"github.com/vjepa-vk/vjepa-vk/train"
 )
 
+// trainNotes end `vjepa-vk train --help` (commandNotes).
+const trainNotes = `exit status:
+  0   training finished (and the final GCS sync, if any, succeeded)
+  1   error (bad config or data, device failure, failed final GCS sync, ...)
+  2   the command line was wrong
+  75  interrupted by SIGINT/SIGTERM: the last finished step is checkpointed;
+      run it again with --resume auto (EX_TEMPFAIL, for requeue scripts)
+
+SIGINT or SIGTERM finishes the current step (or stops validation or start-up), writes a checkpoint and
+exports the adapter; a second one abandons the final GCS sync, a third kills the process.
+`
+
 // runTrain is the product's main job: LoRA fine-tuning of the AC predictor as the config describes.
 func runTrain(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("train", pflag.ContinueOnError)
 	cf := addConfigFlags(fs, "YAML config (see configs/)")
 	printCfg := fs.Bool("print-config", false, "print the resolved config and exit")
-	resume := fs.String("resume", "", `resume from "auto" (latest checkpoint in checkpoint.dir) or a checkpoint path`)
+	resume := fs.String("resume", "", `continue a run: "auto" (newest valid checkpoint in checkpoint.dir, restored from checkpoint.gcs_sync.url when there is none), gs://bucket/prefix (restore that mirror first), a checkpoint folder or file`)
+	overwrite := fs.Bool("overwrite", false, "start a new run in a run folder (and GCS mirror) that holds an earlier one, deleting that run's outputs")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -29,5 +45,41 @@ func runTrain(ctx context.Context, args []string) error {
 	if *printCfg {
 		return train.Print(os.Stdout, cfg)
 	}
-	return train.Train(ctx, cfg, train.Options{Out: os.Stdout})
+	abort, stop := abortOnSecondSignal()
+	defer stop()
+	return train.Train(ctx, cfg, train.Options{Out: os.Stdout, Overwrite: *overwrite, Abort: abort})
+}
+
+// abortOnSecondSignal returns a context cancelled by the second SIGINT/SIGTERM (the first one cancels
+// main's context, which stops training); after it the default handling is restored, so a third one
+// kills the process.
+func abortOnSecondSignal() (context.Context, func()) {
+	abort, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			case <-sigs:
+				n++
+				if n == 1 {
+					fmt.Fprintln(os.Stderr, "vjepa-vk: interrupt: finishing the current step, then checkpointing (interrupt again to skip the final GCS sync)")
+					continue
+				}
+				fmt.Fprintln(os.Stderr, "vjepa-vk: second interrupt: abandoning the final GCS sync (a third one kills the process)")
+				signal.Reset(os.Interrupt, syscall.SIGTERM)
+				cancel()
+				return
+			}
+		}
+	}()
+	return abort, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }

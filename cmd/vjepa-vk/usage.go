@@ -47,4 +47,16 @@ func commandHelp(w io.Writer, name string, c command, fs *pflag.FlagSet) {
 	if fs != nil && fs.HasFlags() {
 		fmt.Fprintf(w, "\nflags:\n%s", fs.FlagUsages())
 	}
+	if notes := commandNotes(name); notes != "" {
+		fmt.Fprintf(w, "\n%s", notes)
+	}
+}
+
+// commandNotes is what a command's help says after its flags (exit statuses, signals), if anything.
+func commandNotes(name string) string {
+	switch name {
+	case "train":
+		return trainNotes
+	}
+	return ""
 }
