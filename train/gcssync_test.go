@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -381,5 +382,43 @@ func TestRestoreFromGCS(t *testing.T) {
 	}
 	if st := down.Stats(); st.Deleted != 0 || st.Uploaded != 1 {
 		t.Errorf("syncer on the restored folder: uploaded %d, deleted %d; want 1 (local-only.txt) and 0", st.Uploaded, st.Deleted)
+	}
+}
+
+// TestSyncerUnreachable syncs to an address nobody listens on: the pass must fail within its retry bounds
+// with an error that says so, after one line per retry, and count as a failed pass.
+func TestSyncerUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("cannot listen on loopback: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	t.Setenv("STORAGE_EMULATOR_HOST", addr)
+	var lines atomic.Int32
+	opts := fastGCS(func(string, ...any) { lines.Add(1) })
+	opts.Anonymous = false // the emulator host needs no credentials either
+	client, err := data.NewGCSClient(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.txt"), []byte("payload"))
+	s, err := NewSyncer(client, SyncOptions{LocalDir: dir, URL: "gs://" + testBucket + "/r", GCS: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = s.Close(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("the pass was still retrying after 30 s")
+	}
+	if err == nil || !strings.Contains(err.Error(), "list: ") || !strings.Contains(err.Error(), "retry failed after 3 attempts") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Close = %v, want the list's connection-refused error after 3 attempts", err)
+	}
+	if st := s.Stats(); st.Retries != 2 || st.Failures != 1 || lines.Load() != 2 {
+		t.Errorf("retries %d, failures %d, retry lines %d; want 2, 1, 2", st.Retries, st.Failures, lines.Load())
 	}
 }
