@@ -43,27 +43,28 @@ func runConfig(t *testing.T, dir string, steps int, sets ...string) *Config {
 	return cfg
 }
 
-// output collects a run's messages and runs a function once they contain a pattern.
-type output struct {
+// Output collects a run's messages and calls Do once they contain Pattern (for example to cancel the
+// run as SIGINT would). Exported for the package's external tests too.
+type Output struct {
+	Pattern string
+	Do      func()
 	mu      sync.Mutex
 	buf     bytes.Buffer
-	pattern string
-	do      func()
 	done    bool
 }
 
-func (o *output) Write(p []byte) (int, error) {
+func (o *Output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.buf.Write(p)
-	if o.do != nil && !o.done && strings.Contains(o.buf.String(), o.pattern) {
+	if o.Do != nil && !o.done && strings.Contains(o.buf.String(), o.Pattern) {
 		o.done = true
-		o.do()
+		o.Do()
 	}
 	return len(p), nil
 }
 
-func (o *output) String() string {
+func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.String()
@@ -213,7 +214,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond)
 
-	out := &output{}
+	out := &Output{}
 	if err := Train(ctx, runConfig(t, dir, 4, "checkpoint.resume=auto"), Options{Device: d, Out: out}); err != nil {
 		t.Fatalf("%v\noutput:\n%s", err, out)
 	}
@@ -276,7 +277,7 @@ func TestResumeRefuses(t *testing.T) {
 			t.Errorf("resume with %v: %v, want a refusal naming %s and %q", tt.sets, err, ckpt, tt.want)
 		}
 	}
-	out := &output{}
+	out := &Output{}
 	if err := Train(ctx, runConfig(t, dir, 2, "checkpoint.resume=auto", "training.lr=0.003", "lora.dropout=0.1"), Options{Device: d, Out: out}); err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +317,7 @@ func TestSyncServerDies(t *testing.T) {
 	dir := t.TempDir()
 	cfg := runConfig(t, dir, 6, "checkpoint.gcs_sync.url=gs://"+testBucket+"/dies", "checkpoint.gcs_sync.every_minutes=0.0005",
 		"checkpoint.every=1")
-	out := &output{pattern: "step 1/", do: func() { kt.dead.Store(true) }}
+	out := &Output{Pattern: "step 1/", Do: func() { kt.dead.Store(true) }}
 	err := trainWithin(t, 2*time.Minute, context.Background(), cfg, Options{Device: d, Out: out, GCS: gcsTestOptions(kt)})
 	if err == nil || errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "train: gcs sync: final pass failed") ||
 		!strings.Contains(err.Error(), "connection refused") {
@@ -364,7 +365,7 @@ func TestResumeFromBucket(t *testing.T) {
 		{"checkpoint.resume=auto", "checkpoint.gcs_sync.url=" + url}, // restores, then mirrors on
 	} {
 		dir := filepath.Join(t.TempDir(), "fresh-vm")
-		out := &output{}
+		out := &Output{}
 		if err := Train(ctx, runConfig(t, dir, 4, sets...), Options{Device: d, Out: out, GCS: opts}); err != nil {
 			t.Fatalf("%v: %v\noutput:\n%s", sets, err, out)
 		}
@@ -422,7 +423,7 @@ func TestFinalSyncBounded(t *testing.T) {
 
 	abort, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &output{pattern: "final pass to", do: cancel}
+	out := &Output{Pattern: "final pass to", Do: cancel}
 	cfg = runConfig(t, t.TempDir(), 2, "checkpoint.gcs_sync.url=gs://"+testBucket+"/hang2", "checkpoint.every=0")
 	if err := trainWithin(t, time.Minute, ctx, cfg, Options{Device: d, Out: out, GCS: opts, Abort: abort}); err != nil {
 		t.Fatalf("Train = %v, want a finished run whose abandoned final sync is only a warning", err)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
@@ -154,7 +153,7 @@ func TestInterruptDuringValidation(t *testing.T) {
 	cfg := demoConfig(t, dir, 50, "data.val_episodes=1", "training.val_every=1", "checkpoint.every=0")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &cancelOn{pattern: "step 2/", cancel: cancel}
+	out := &train.Output{Pattern: "step 2/", Do: cancel}
 	cfg.Logging.Progress, cfg.Logging.Every = "plain", 1
 	runErr := train.Train(ctx, cfg, train.Options{Device: d, Out: out})
 	if !errors.Is(runErr, train.ErrInterrupted) || strings.Contains(runErr.Error(), "context canceled") {
@@ -211,30 +210,6 @@ func TestInterruptDuringStartup(t *testing.T) {
 	if after, _ := os.ReadDir(dir); len(after) != len(before) {
 		t.Errorf("run folder had %d entries, %d after an interrupted start-up", len(before), len(after))
 	}
-}
-
-// cancelOn cancels a context once the run's output contains pattern, and keeps the output.
-type cancelOn struct {
-	mu      sync.Mutex
-	pattern string
-	cancel  context.CancelFunc
-	buf     bytes.Buffer
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf.Write(p)
-	if strings.Contains(c.buf.String(), c.pattern) {
-		c.cancel()
-	}
-	return len(p), nil
-}
-
-func (c *cancelOn) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
 }
 
 // TestTrainBannerSummary runs a few steps with validation and checks what the run prints before the
