@@ -345,7 +345,7 @@ func TestGCS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	src, err := data.NewGCSSource(srv.Client(), "gs://robots/lerobot/demo")
+	src, err := data.NewGCSSource(srv.Client(), "gs://robots/lerobot/demo", data.GCSOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
