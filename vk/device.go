@@ -85,6 +85,7 @@ type Device struct {
 	dev       vulkan.Device
 	queue     vulkan.Queue
 	family    uint32
+	calls     deviceCalls // the calls that take structs (shim.go)
 	messenger C.VkDebugUtilsMessengerEXT
 	handle    cgo.Handle
 	validate  bool
@@ -122,34 +123,12 @@ func loadVulkan() error {
 	return loadOnce.err
 }
 
-func cstr(s string) string { return s + "\x00" }
-
 func createInstance(validate bool) (vulkan.Instance, error) {
 	if err := loadVulkan(); err != nil {
 		return nil, err
 	}
-	app := &vulkan.ApplicationInfo{
-		SType:              vulkan.StructureTypeApplicationInfo,
-		PApplicationName:   cstr("vjepa-vk"),
-		ApplicationVersion: vulkan.MakeVersion(0, 1, 0),
-		PEngineName:        cstr("vjepa-vk"),
-		ApiVersion:         vulkan.MakeVersion(1, 2, 0),
-	}
-	var layers, exts []string
-	if validate {
-		layers = append(layers, cstr("VK_LAYER_KHRONOS_validation"))
-		exts = append(exts, cstr("VK_EXT_debug_utils"))
-	}
-	ci := &vulkan.InstanceCreateInfo{
-		SType:                   vulkan.StructureTypeInstanceCreateInfo,
-		PApplicationInfo:        app,
-		EnabledLayerCount:       uint32(len(layers)),
-		PpEnabledLayerNames:     layers,
-		EnabledExtensionCount:   uint32(len(exts)),
-		PpEnabledExtensionNames: exts,
-	}
-	var inst vulkan.Instance
-	if err := check(vulkan.CreateInstance(ci, nil, &inst), "vkCreateInstance", ""); err != nil {
+	inst, r := shimCreateInstance(validate)
+	if err := check(r, "vkCreateInstance", ""); err != nil {
 		if validate {
 			return nil, fmt.Errorf("%w (validation requested: install vulkan-validationlayers)", err)
 		}
@@ -380,7 +359,7 @@ func Open(opts Options) (*Device, error) {
 		return nil, err
 	}
 	d.phys, d.Info = pds[idx], infos[idx]
-	d.family, err = computeFamily(d.phys)
+	d.family, err = computeFamily(queueFamilyFlags(inst, d.phys))
 	if err != nil {
 		d.Close()
 		return nil, err
@@ -398,17 +377,17 @@ func Open(opts Options) (*Device, error) {
 	var q vulkan.Queue
 	vulkan.GetDeviceQueue(d.dev, d.family, 0, &q)
 	d.queue = q
-	var pool vulkan.CommandPool
-	if err := check(vulkan.CreateCommandPool(d.dev, &vulkan.CommandPoolCreateInfo{
-		SType:            vulkan.StructureTypeCommandPoolCreateInfo,
-		Flags:            vulkan.CommandPoolCreateFlags(vulkan.CommandPoolCreateResetCommandBufferBit),
-		QueueFamilyIndex: d.family,
-	}, nil, &pool), "vkCreateCommandPool", ""); err != nil {
+	if d.calls, err = loadDeviceCalls(inst, d.dev); err != nil {
+		d.Close()
+		return nil, err
+	}
+	pool, r2 := d.calls.createCommandPool(d.family)
+	if err := check(r2, "vkCreateCommandPool", ""); err != nil {
 		d.Close()
 		return nil, err
 	}
 	d.cmdPool = pool
-	d.mem = newAllocator(d, opts.BlockBytes)
+	d.mem = newAllocator(d, memoryTypeFlags(inst, d.phys), opts.BlockBytes)
 	d.pipes = newPipelineCache(d)
 	return d, nil
 }
@@ -420,15 +399,10 @@ func b2i(b bool) C.int {
 	return 0
 }
 
-func computeFamily(pd vulkan.PhysicalDevice) (uint32, error) {
-	var n uint32
-	vulkan.GetPhysicalDeviceQueueFamilyProperties(pd, &n, nil)
-	props := make([]vulkan.QueueFamilyProperties, n)
-	vulkan.GetPhysicalDeviceQueueFamilyProperties(pd, &n, props)
+// computeFamily picks the queue family for compute from each family's VkQueueFlags.
+func computeFamily(families []vulkan.QueueFlagBits) (uint32, error) {
 	best := -1
-	for i := range props {
-		props[i].Deref()
-		f := vulkan.QueueFlagBits(props[i].QueueFlags)
+	for i, f := range families {
 		if f&vulkan.QueueComputeBit == 0 {
 			continue
 		}
@@ -467,6 +441,7 @@ func (d *Device) Close() {
 		}
 		vulkan.DestroyDevice(d.dev, nil)
 		d.dev = nil
+		d.calls.release()
 	}
 	if d.messenger != nil {
 		C.vj_destroy_messenger(C.VkInstance(unsafe.Pointer(d.instance)), d.messenger)

@@ -24,6 +24,7 @@ type span struct{ off, size uint64 }
 // allocator suballocates device-local blocks with the device's storage-buffer offset alignment.
 type allocator struct {
 	d         *Device
+	memTypes  []vulkan.MemoryPropertyFlagBits // property flags of each memory type
 	blockSize uint64
 	align     uint64
 	blocks    []*block
@@ -32,25 +33,20 @@ type allocator struct {
 	peak      uint64
 }
 
-func newAllocator(d *Device, blockSize uint64) *allocator {
+func newAllocator(d *Device, memTypes []vulkan.MemoryPropertyFlagBits, blockSize uint64) *allocator {
 	align := d.Info.StorageAlignment
 	if align < 16 {
 		align = 16
 	}
-	return &allocator{d: d, blockSize: blockSize, align: align}
+	return &allocator{d: d, memTypes: memTypes, blockSize: blockSize, align: align}
 }
 
 func alignUp(x, a uint64) uint64 { return (x + a - 1) / a * a }
 
 func (a *allocator) findMemoryType(bits uint32, want vulkan.MemoryPropertyFlagBits) (uint32, bool) {
-	var mp vulkan.PhysicalDeviceMemoryProperties
-	vulkan.GetPhysicalDeviceMemoryProperties(a.d.phys, &mp)
-	mp.Deref()
-	for i := uint32(0); i < mp.MemoryTypeCount; i++ {
-		mp.MemoryTypes[i].Deref()
-		flags := vulkan.MemoryPropertyFlagBits(mp.MemoryTypes[i].PropertyFlags)
+	for i, flags := range a.memTypes {
 		if bits&(1<<i) != 0 && flags&want == want {
-			return i, true
+			return uint32(i), true
 		}
 	}
 	return 0, false
@@ -61,18 +57,11 @@ func (a *allocator) findMemoryType(bits uint32, want vulkan.MemoryPropertyFlagBi
 func (a *allocator) newBlock(size uint64, hostVisible bool) (*block, error) {
 	dev := a.d.dev
 	usage := vulkan.BufferUsageStorageBufferBit | vulkan.BufferUsageTransferSrcBit | vulkan.BufferUsageTransferDstBit
-	var buf vulkan.Buffer
-	if err := check(vulkan.CreateBuffer(dev, &vulkan.BufferCreateInfo{
-		SType:       vulkan.StructureTypeBufferCreateInfo,
-		Size:        vulkan.DeviceSize(size),
-		Usage:       vulkan.BufferUsageFlags(usage),
-		SharingMode: vulkan.SharingModeExclusive,
-	}, nil, &buf), "vkCreateBuffer", "%d bytes", size); err != nil {
+	buf, r := a.d.calls.createBuffer(size, usage)
+	if err := check(r, "vkCreateBuffer", "%d bytes", size); err != nil {
 		return nil, err
 	}
-	var req vulkan.MemoryRequirements
-	vulkan.GetBufferMemoryRequirements(dev, buf, &req)
-	req.Deref()
+	reqSize, typeBits := a.d.calls.bufferRequirements(buf)
 	hostBits := vulkan.MemoryPropertyHostVisibleBit | vulkan.MemoryPropertyHostCoherentBit
 	var (
 		idx    uint32
@@ -80,28 +69,24 @@ func (a *allocator) newBlock(size uint64, hostVisible bool) (*block, error) {
 		mapped bool
 	)
 	if hostVisible {
-		if idx, ok = a.findMemoryType(req.MemoryTypeBits, hostBits|vulkan.MemoryPropertyHostCachedBit); !ok {
-			idx, ok = a.findMemoryType(req.MemoryTypeBits, hostBits)
+		if idx, ok = a.findMemoryType(typeBits, hostBits|vulkan.MemoryPropertyHostCachedBit); !ok {
+			idx, ok = a.findMemoryType(typeBits, hostBits)
 		}
 		mapped = ok
-	} else if idx, ok = a.findMemoryType(req.MemoryTypeBits, vulkan.MemoryPropertyDeviceLocalBit|hostBits); ok && a.d.Info.Type == "cpu" {
+	} else if idx, ok = a.findMemoryType(typeBits, vulkan.MemoryPropertyDeviceLocalBit|hostBits); ok && a.d.Info.Type == "cpu" {
 		mapped = true
 	} else {
-		idx, ok = a.findMemoryType(req.MemoryTypeBits, vulkan.MemoryPropertyDeviceLocalBit)
+		idx, ok = a.findMemoryType(typeBits, vulkan.MemoryPropertyDeviceLocalBit)
 		if !ok {
-			idx, ok = a.findMemoryType(req.MemoryTypeBits, 0)
+			idx, ok = a.findMemoryType(typeBits, 0)
 		}
 	}
 	if !ok {
 		vulkan.DestroyBuffer(dev, buf, nil)
-		return nil, fmt.Errorf("vk: no memory type for a %d-byte buffer (type bits %#x)", size, req.MemoryTypeBits)
+		return nil, fmt.Errorf("vk: no memory type for a %d-byte buffer (type bits %#x)", size, typeBits)
 	}
-	var mem vulkan.DeviceMemory
-	if err := check(vulkan.AllocateMemory(dev, &vulkan.MemoryAllocateInfo{
-		SType:           vulkan.StructureTypeMemoryAllocateInfo,
-		AllocationSize:  req.Size,
-		MemoryTypeIndex: idx,
-	}, nil, &mem), "vkAllocateMemory", "block of %d MiB (%d MiB in use)", size>>20, a.used>>20); err != nil {
+	mem, r := a.d.calls.allocateMemory(reqSize, idx)
+	if err := check(r, "vkAllocateMemory", "block of %d MiB (%d MiB in use)", size>>20, a.used>>20); err != nil {
 		vulkan.DestroyBuffer(dev, buf, nil)
 		return nil, err
 	}

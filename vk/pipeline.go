@@ -52,21 +52,8 @@ func (c *pipelineCache) setLayout(n int) (vulkan.DescriptorSetLayout, error) {
 	if l, ok := c.layouts[n]; ok {
 		return l, nil
 	}
-	bs := make([]vulkan.DescriptorSetLayoutBinding, n)
-	for i := range bs {
-		bs[i] = vulkan.DescriptorSetLayoutBinding{
-			Binding:         uint32(i),
-			DescriptorType:  vulkan.DescriptorTypeStorageBuffer,
-			DescriptorCount: 1,
-			StageFlags:      vulkan.ShaderStageFlags(vulkan.ShaderStageComputeBit),
-		}
-	}
-	var l vulkan.DescriptorSetLayout
-	if err := check(vulkan.CreateDescriptorSetLayout(c.d.dev, &vulkan.DescriptorSetLayoutCreateInfo{
-		SType:        vulkan.StructureTypeDescriptorSetLayoutCreateInfo,
-		BindingCount: uint32(n),
-		PBindings:    bs,
-	}, nil, &l), "vkCreateDescriptorSetLayout", "%d bindings", n); err != nil {
+	l, r := c.d.calls.createStorageSetLayout(n)
+	if err := check(r, "vkCreateDescriptorSetLayout", "%d bindings", n); err != nil {
 		return nil, err
 	}
 	c.layouts[n] = l
@@ -88,12 +75,8 @@ func (c *pipelineCache) get(k kernel, nbind int) (*pipeline, error) {
 	dev := c.d.dev
 	words := make([]uint32, len(code)/4)
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), len(code)), code)
-	var mod vulkan.ShaderModule
-	if err := check(vulkan.CreateShaderModule(dev, &vulkan.ShaderModuleCreateInfo{
-		SType:    vulkan.StructureTypeShaderModuleCreateInfo,
-		CodeSize: uint(len(code)),
-		PCode:    words,
-	}, nil, &mod), "vkCreateShaderModule", k.shader); err != nil {
+	mod, r := c.d.calls.createShaderModule(words)
+	if err := check(r, "vkCreateShaderModule", k.shader); err != nil {
 		return nil, err
 	}
 	defer vulkan.DestroyShaderModule(dev, mod, nil)
@@ -101,50 +84,18 @@ func (c *pipelineCache) get(k kernel, nbind int) (*pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	var layout vulkan.PipelineLayout
-	if err := check(vulkan.CreatePipelineLayout(dev, &vulkan.PipelineLayoutCreateInfo{
-		SType:                  vulkan.StructureTypePipelineLayoutCreateInfo,
-		SetLayoutCount:         1,
-		PSetLayouts:            []vulkan.DescriptorSetLayout{dsl},
-		PushConstantRangeCount: 1,
-		PPushConstantRanges: []vulkan.PushConstantRange{{
-			StageFlags: vulkan.ShaderStageFlags(vulkan.ShaderStageComputeBit), Offset: 0, Size: pushBytes,
-		}},
-	}, nil, &layout), "vkCreatePipelineLayout", k.shader); err != nil {
+	layout, r := c.d.calls.createPipelineLayout(dsl, pushBytes)
+	if err := check(r, "vkCreatePipelineLayout", k.shader); err != nil {
 		return nil, err
 	}
-	stage := vulkan.PipelineShaderStageCreateInfo{
-		SType:  vulkan.StructureTypePipelineShaderStageCreateInfo,
-		Stage:  vulkan.ShaderStageComputeBit,
-		Module: mod,
-		PName:  cstr("main"),
-	}
-	if len(k.spec) > 0 {
-		entries := make([]vulkan.SpecializationMapEntry, len(k.spec))
-		for i := range k.spec {
-			entries[i] = vulkan.SpecializationMapEntry{ConstantID: uint32(i), Offset: uint32(4 * i), Size: 4}
-		}
-		data := make([]byte, 4*len(k.spec))
-		copy(data, unsafe.Slice((*byte)(unsafe.Pointer(&k.spec[0])), len(data)))
-		stage.PSpecializationInfo = []vulkan.SpecializationInfo{{
-			MapEntryCount: uint32(len(entries)),
-			PMapEntries:   entries,
-			DataSize:      uint(len(data)),
-			PData:         unsafe.Pointer(&data[0]),
-		}}
-	}
-	pipes := make([]vulkan.Pipeline, 1)
 	c.d.setCreating(key)
 	defer c.d.setCreating("")
-	if err := check(vulkan.CreateComputePipelines(dev, nil, 1, []vulkan.ComputePipelineCreateInfo{{
-		SType:  vulkan.StructureTypeComputePipelineCreateInfo,
-		Stage:  stage,
-		Layout: layout,
-	}}, nil, pipes), "vkCreateComputePipelines", key); err != nil {
+	pipe, r := c.d.calls.createComputePipeline(mod, layout, k.spec)
+	if err := check(r, "vkCreateComputePipelines", key); err != nil {
 		vulkan.DestroyPipelineLayout(dev, layout, nil)
 		return nil, err
 	}
-	p := &pipeline{pipe: pipes[0], layout: layout, dsl: dsl, nbind: nbind}
+	p := &pipeline{pipe: pipe, layout: layout, dsl: dsl, nbind: nbind}
 	c.pipes[key] = p
 	return p, nil
 }

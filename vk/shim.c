@@ -1,4 +1,5 @@
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <string.h>
 #include "shim.h"
 #include "_cgo_export.h"
@@ -17,6 +18,45 @@ int vj_load(void) {
 void* vj_gipa(void) { return (void*)gipa; }
 
 #define LOAD(inst, name) PFN_##name name = (PFN_##name)gipa(inst, #name)
+
+VkResult vj_create_instance(int validate, VkInstance* out) {
+	LOAD(0, vkCreateInstance);
+	VkApplicationInfo app = {VK_STRUCTURE_TYPE_APPLICATION_INFO};
+	app.pApplicationName = "vjepa-vk";
+	app.applicationVersion = VK_MAKE_VERSION(0, 1, 0);
+	app.pEngineName = "vjepa-vk";
+	app.apiVersion = VK_API_VERSION_1_2;
+	const char* layers[] = {"VK_LAYER_KHRONOS_validation"};
+	const char* exts[] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME};
+	VkInstanceCreateInfo ci = {VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
+	ci.pApplicationInfo = &app;
+	if (validate) {
+		ci.enabledLayerCount = 1;
+		ci.ppEnabledLayerNames = layers;
+		ci.enabledExtensionCount = 1;
+		ci.ppEnabledExtensionNames = exts;
+	}
+	return vkCreateInstance(&ci, 0, out);
+}
+
+uint32_t vj_queue_families(VkInstance inst, VkPhysicalDevice pd, uint32_t* flags, uint32_t max) {
+	LOAD(inst, vkGetPhysicalDeviceQueueFamilyProperties);
+	VkQueueFamilyProperties props[64];
+	uint32_t n = 64;
+	vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, props);
+	if (n > max) n = max;
+	for (uint32_t i = 0; i < n; i++) flags[i] = props[i].queueFlags;
+	return n;
+}
+
+uint32_t vj_memory_types(VkInstance inst, VkPhysicalDevice pd, uint32_t* flags, uint32_t max) {
+	LOAD(inst, vkGetPhysicalDeviceMemoryProperties);
+	VkPhysicalDeviceMemoryProperties mp;
+	vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+	uint32_t n = mp.memoryTypeCount < max ? mp.memoryTypeCount : max;
+	for (uint32_t i = 0; i < n; i++) flags[i] = mp.memoryTypes[i].propertyFlags;
+	return n;
+}
 
 static int has_ext(VkInstance inst, VkPhysicalDevice pd, const char* want) {
 	LOAD(inst, vkEnumerateDeviceExtensionProperties);
@@ -177,4 +217,187 @@ VkResult vj_create_messenger(VkInstance inst, uintptr_t handle, VkDebugUtilsMess
 void vj_destroy_messenger(VkInstance inst, VkDebugUtilsMessengerEXT m) {
 	LOAD(inst, vkDestroyDebugUtilsMessengerEXT);
 	if (vkDestroyDebugUtilsMessengerEXT) vkDestroyDebugUtilsMessengerEXT(inst, m, 0);
+}
+
+vj_fns* vj_load_fns(VkInstance inst, VkDevice dev) {
+	LOAD(inst, vkGetDeviceProcAddr);
+	if (!vkGetDeviceProcAddr) return 0;
+	vj_fns* f = calloc(1, sizeof *f);
+	if (!f) return 0;
+	f->dev = dev;
+	int ok = 1;
+#define FN(name) ok &= (f->name = (PFN_vk##name)vkGetDeviceProcAddr(dev, "vk" #name)) != 0
+	FN(CreateCommandPool);
+	FN(AllocateCommandBuffers);
+	FN(BeginCommandBuffer);
+	FN(CreateFence);
+	FN(QueueSubmit);
+	FN(CreateBuffer);
+	FN(GetBufferMemoryRequirements);
+	FN(AllocateMemory);
+	FN(CreateQueryPool);
+	FN(CreateShaderModule);
+	FN(CreateDescriptorSetLayout);
+	FN(CreatePipelineLayout);
+	FN(CreateComputePipelines);
+	FN(CreateDescriptorPool);
+	FN(AllocateDescriptorSets);
+	FN(UpdateDescriptorSets);
+	FN(CmdPipelineBarrier);
+	FN(CmdCopyBuffer);
+#undef FN
+	if (!ok) {
+		free(f);
+		return 0;
+	}
+	return f;
+}
+
+void vj_free_fns(vj_fns* f) { free(f); }
+
+VkResult vj_create_command_pool(const vj_fns* f, uint32_t family, VkCommandPool* out) {
+	VkCommandPoolCreateInfo ci = {VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+	ci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+	ci.queueFamilyIndex = family;
+	return f->CreateCommandPool(f->dev, &ci, 0, out);
+}
+
+VkResult vj_allocate_command_buffer(const vj_fns* f, VkCommandPool pool, VkCommandBuffer* out) {
+	VkCommandBufferAllocateInfo ai = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+	ai.commandPool = pool;
+	ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+	ai.commandBufferCount = 1;
+	return f->AllocateCommandBuffers(f->dev, &ai, out);
+}
+
+VkResult vj_begin_command_buffer(const vj_fns* f, VkCommandBuffer cb, VkCommandBufferUsageFlags flags) {
+	VkCommandBufferBeginInfo bi = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+	bi.flags = flags;
+	return f->BeginCommandBuffer(cb, &bi);
+}
+
+VkResult vj_create_fence(const vj_fns* f, VkFence* out) {
+	VkFenceCreateInfo ci = {VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+	return f->CreateFence(f->dev, &ci, 0, out);
+}
+
+VkResult vj_queue_submit(const vj_fns* f, VkQueue q, VkCommandBuffer cb, VkFence fence) {
+	VkSubmitInfo si = {VK_STRUCTURE_TYPE_SUBMIT_INFO};
+	si.commandBufferCount = 1;
+	si.pCommandBuffers = &cb;
+	return f->QueueSubmit(q, 1, &si, fence);
+}
+
+VkResult vj_create_buffer(const vj_fns* f, VkDeviceSize size, VkBufferUsageFlags usage, VkBuffer* out) {
+	VkBufferCreateInfo ci = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
+	ci.size = size;
+	ci.usage = usage;
+	ci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+	return f->CreateBuffer(f->dev, &ci, 0, out);
+}
+
+void vj_buffer_requirements(const vj_fns* f, VkBuffer buf, VkDeviceSize* size, uint32_t* type_bits) {
+	VkMemoryRequirements req;
+	f->GetBufferMemoryRequirements(f->dev, buf, &req);
+	*size = req.size;
+	*type_bits = req.memoryTypeBits;
+}
+
+VkResult vj_allocate_memory(const vj_fns* f, VkDeviceSize size, uint32_t type, VkDeviceMemory* out) {
+	VkMemoryAllocateInfo ai = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+	ai.allocationSize = size;
+	ai.memoryTypeIndex = type;
+	return f->AllocateMemory(f->dev, &ai, 0, out);
+}
+
+VkResult vj_create_timestamp_pool(const vj_fns* f, uint32_t count, VkQueryPool* out) {
+	VkQueryPoolCreateInfo ci = {VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+	ci.queryType = VK_QUERY_TYPE_TIMESTAMP;
+	ci.queryCount = count;
+	return f->CreateQueryPool(f->dev, &ci, 0, out);
+}
+
+VkResult vj_create_shader_module(const vj_fns* f, const uint32_t* code, size_t bytes, VkShaderModule* out) {
+	VkShaderModuleCreateInfo ci = {VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
+	ci.codeSize = bytes;
+	ci.pCode = code;
+	return f->CreateShaderModule(f->dev, &ci, 0, out);
+}
+
+VkResult vj_create_set_layout(const vj_fns* f, const VkDescriptorSetLayoutBinding* bindings, uint32_t n,
+                              VkDescriptorSetLayout* out) {
+	VkDescriptorSetLayoutCreateInfo ci = {VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
+	ci.bindingCount = n;
+	ci.pBindings = bindings;
+	return f->CreateDescriptorSetLayout(f->dev, &ci, 0, out);
+}
+
+VkResult vj_create_pipeline_layout(const vj_fns* f, VkDescriptorSetLayout set, uint32_t push_bytes,
+                                   VkPipelineLayout* out) {
+	VkPushConstantRange push = {VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes};
+	VkPipelineLayoutCreateInfo ci = {VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO};
+	ci.setLayoutCount = 1;
+	ci.pSetLayouts = &set;
+	ci.pushConstantRangeCount = 1;
+	ci.pPushConstantRanges = &push;
+	return f->CreatePipelineLayout(f->dev, &ci, 0, out);
+}
+
+VkResult vj_create_compute_pipeline(const vj_fns* f, VkShaderModule module, VkPipelineLayout layout,
+                                    const VkSpecializationMapEntry* entries, const uint32_t* values, uint32_t n,
+                                    VkPipeline* out) {
+	VkSpecializationInfo spec = {n, entries, n * sizeof(uint32_t), values};
+	VkComputePipelineCreateInfo ci = {VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO};
+	ci.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
+	ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+	ci.stage.module = module;
+	ci.stage.pName = "main";
+	ci.stage.pSpecializationInfo = n ? &spec : 0;
+	ci.layout = layout;
+	return f->CreateComputePipelines(f->dev, VK_NULL_HANDLE, 1, &ci, 0, out);
+}
+
+VkResult vj_create_descriptor_pool(const vj_fns* f, uint32_t max_sets, uint32_t storage_buffers,
+                                   VkDescriptorPool* out) {
+	VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, storage_buffers};
+	VkDescriptorPoolCreateInfo ci = {VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
+	ci.maxSets = max_sets;
+	ci.poolSizeCount = 1;
+	ci.pPoolSizes = &size;
+	return f->CreateDescriptorPool(f->dev, &ci, 0, out);
+}
+
+VkResult vj_allocate_descriptor_set(const vj_fns* f, VkDescriptorPool pool, VkDescriptorSetLayout layout,
+                                    VkDescriptorSet* out) {
+	VkDescriptorSetAllocateInfo ai = {VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
+	ai.descriptorPool = pool;
+	ai.descriptorSetCount = 1;
+	ai.pSetLayouts = &layout;
+	return f->AllocateDescriptorSets(f->dev, &ai, out);
+}
+
+// One write covers bindings 0..n-1: a descriptorCount past a binding's own count continues into the next
+// binding (consecutive binding updates), and every binding of our set layouts is one storage buffer.
+void vj_write_storage_buffers(const vj_fns* f, VkDescriptorSet set, const VkDescriptorBufferInfo* infos, uint32_t n) {
+	VkWriteDescriptorSet w = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+	w.dstSet = set;
+	w.dstBinding = 0;
+	w.descriptorCount = n;
+	w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+	w.pBufferInfo = infos;
+	f->UpdateDescriptorSets(f->dev, 1, &w, 0, 0);
+}
+
+void vj_cmd_compute_barrier(const vj_fns* f, VkCommandBuffer cb) {
+	VkMemoryBarrier b = {VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+	b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+	b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+	f->CmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &b, 0,
+	                      0, 0, 0);
+}
+
+void vj_cmd_copy_buffer(const vj_fns* f, VkCommandBuffer cb, VkBuffer src, VkDeviceSize src_off, VkBuffer dst,
+                        VkDeviceSize dst_off, VkDeviceSize size) {
+	VkBufferCopy region = {src_off, dst_off, size};
+	f->CmdCopyBuffer(cb, src, dst, 1, &region);
 }

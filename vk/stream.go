@@ -66,23 +66,14 @@ const (
 // NewStream creates an empty stream. With timing, every dispatch is bracketed by timestamps, read back
 // by Timings after Run.
 func (d *Device) NewStream(timing bool) (*Stream, error) {
-	cbs := make([]vulkan.CommandBuffer, 1)
-	if err := check(vulkan.AllocateCommandBuffers(d.dev, &vulkan.CommandBufferAllocateInfo{
-		SType:              vulkan.StructureTypeCommandBufferAllocateInfo,
-		CommandPool:        d.cmdPool,
-		Level:              vulkan.CommandBufferLevelPrimary,
-		CommandBufferCount: 1,
-	}, cbs), "vkAllocateCommandBuffers", "stream"); err != nil {
+	cb, r := d.calls.allocateCommandBuffer(d.cmdPool)
+	if err := check(r, "vkAllocateCommandBuffers", "stream"); err != nil {
 		return nil, err
 	}
-	s := &Stream{d: d, cb: cbs[0], timing: timing && d.Info.TimestampPeriodNanos > 0}
+	s := &Stream{d: d, cb: cb, timing: timing && d.Info.TimestampPeriodNanos > 0}
 	if s.timing {
-		var qp vulkan.QueryPool
-		if err := check(vulkan.CreateQueryPool(d.dev, &vulkan.QueryPoolCreateInfo{
-			SType:      vulkan.StructureTypeQueryPoolCreateInfo,
-			QueryType:  vulkan.QueryTypeTimestamp,
-			QueryCount: maxQueries,
-		}, nil, &qp), "vkCreateQueryPool", "stream timing"); err != nil {
+		qp, r := d.calls.createTimestampPool(maxQueries)
+		if err := check(r, "vkCreateQueryPool", "stream timing"); err != nil {
 			s.Destroy()
 			return nil, err
 		}
@@ -111,9 +102,7 @@ func (s *Stream) begin() {
 		s.fail(fmt.Errorf("vk: stream: dispatch after Run; call Reset to record a new sequence"))
 		return
 	}
-	s.fail(check(vulkan.BeginCommandBuffer(s.cb, &vulkan.CommandBufferBeginInfo{
-		SType: vulkan.StructureTypeCommandBufferBeginInfo,
-	}), "vkBeginCommandBuffer", "stream"))
+	s.fail(check(s.d.calls.beginCommandBuffer(s.cb, 0), "vkBeginCommandBuffer", "stream"))
 	if s.timing {
 		vulkan.CmdResetQueryPool(s.cb, s.query, 0, maxQueries)
 	}
@@ -122,27 +111,15 @@ func (s *Stream) begin() {
 
 func (s *Stream) descriptorSet(p *pipeline) (vulkan.DescriptorSet, error) {
 	if s.poolLeft == 0 {
-		var pool vulkan.DescriptorPool
-		if err := check(vulkan.CreateDescriptorPool(s.d.dev, &vulkan.DescriptorPoolCreateInfo{
-			SType:         vulkan.StructureTypeDescriptorPoolCreateInfo,
-			MaxSets:       setsPerPool,
-			PoolSizeCount: 1,
-			PPoolSizes: []vulkan.DescriptorPoolSize{{
-				Type: vulkan.DescriptorTypeStorageBuffer, DescriptorCount: setsPerPool * maxBindings,
-			}},
-		}, nil, &pool), "vkCreateDescriptorPool", ""); err != nil {
+		pool, r := s.d.calls.createDescriptorPool(setsPerPool, setsPerPool*maxBindings)
+		if err := check(r, "vkCreateDescriptorPool", ""); err != nil {
 			return nil, err
 		}
 		s.pools = append(s.pools, pool)
 		s.poolLeft = setsPerPool
 	}
-	var set vulkan.DescriptorSet
-	if err := check(vulkan.AllocateDescriptorSets(s.d.dev, &vulkan.DescriptorSetAllocateInfo{
-		SType:              vulkan.StructureTypeDescriptorSetAllocateInfo,
-		DescriptorPool:     s.pools[len(s.pools)-1],
-		DescriptorSetCount: 1,
-		PSetLayouts:        []vulkan.DescriptorSetLayout{p.dsl},
-	}, &set), "vkAllocateDescriptorSets", ""); err != nil {
+	set, r := s.d.calls.allocateDescriptorSet(s.pools[len(s.pools)-1], p.dsl)
+	if err := check(r, "vkAllocateDescriptorSets", ""); err != nil {
 		return nil, err
 	}
 	s.poolLeft--
@@ -199,7 +176,7 @@ func (s *Stream) dispatch(label string, k kernel, push any, groups [3]int, bs ..
 		s.fail(fmt.Errorf("vk: %s: %w", label, err))
 		return
 	}
-	infos := make([]vulkan.WriteDescriptorSet, len(bs))
+	ranges := make([]bufferRange, len(bs))
 	var rs, ws []rng
 	for i, b := range bs {
 		if !b.t.Valid() {
@@ -224,28 +201,12 @@ func (s *Stream) dispatch(label string, k kernel, push any, groups [3]int, bs ..
 		if b.t.off+bound > b.t.blk.size {
 			bound = b.t.blk.size - b.t.off
 		}
-		infos[i] = vulkan.WriteDescriptorSet{
-			SType:           vulkan.StructureTypeWriteDescriptorSet,
-			DstSet:          set,
-			DstBinding:      uint32(i),
-			DescriptorCount: 1,
-			DescriptorType:  vulkan.DescriptorTypeStorageBuffer,
-			PBufferInfo: []vulkan.DescriptorBufferInfo{{
-				Buffer: b.t.blk.buf, Offset: vulkan.DeviceSize(b.t.off), Range: vulkan.DeviceSize(bound),
-			}},
-		}
+		ranges[i] = bufferRange{b.t.blk.buf, b.t.off, bound}
 	}
-	vulkan.UpdateDescriptorSets(s.d.dev, uint32(len(infos)), infos, 0, nil)
+	s.d.calls.writeStorageBuffers(set, ranges)
 
 	if s.hazard(rs, ws) {
-		vulkan.CmdPipelineBarrier(s.cb,
-			vulkan.PipelineStageFlags(vulkan.PipelineStageComputeShaderBit),
-			vulkan.PipelineStageFlags(vulkan.PipelineStageComputeShaderBit), 0,
-			1, []vulkan.MemoryBarrier{{
-				SType:         vulkan.StructureTypeMemoryBarrier,
-				SrcAccessMask: vulkan.AccessFlags(vulkan.AccessShaderWriteBit),
-				DstAccessMask: vulkan.AccessFlags(vulkan.AccessShaderReadBit | vulkan.AccessShaderWriteBit),
-			}}, 0, nil, 0, nil)
+		s.d.calls.cmdComputeBarrier(s.cb)
 		s.reads, s.writes = s.reads[:0], s.writes[:0]
 		s.barriers++
 	}

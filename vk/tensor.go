@@ -306,29 +306,18 @@ func signOne(sign uint32) float32 {
 // copyBuffer runs a one-off transfer and waits for it.
 func (d *Device) copyBuffer(src vulkan.Buffer, srcOff uint64, dst vulkan.Buffer, dstOff, size uint64, what string) error {
 	return d.oneShot(what, func(cb vulkan.CommandBuffer) {
-		vulkan.CmdCopyBuffer(cb, src, dst, 1, []vulkan.BufferCopy{{
-			SrcOffset: vulkan.DeviceSize(srcOff), DstOffset: vulkan.DeviceSize(dstOff), Size: vulkan.DeviceSize(size),
-		}})
+		d.calls.cmdCopyBuffer(cb, src, srcOff, dst, dstOff, size)
 	})
 }
 
 // oneShot records fn into a fresh command buffer, submits it and waits.
 func (d *Device) oneShot(what string, fn func(cb vulkan.CommandBuffer)) error {
-	cbs := make([]vulkan.CommandBuffer, 1)
-	if err := check(vulkan.AllocateCommandBuffers(d.dev, &vulkan.CommandBufferAllocateInfo{
-		SType:              vulkan.StructureTypeCommandBufferAllocateInfo,
-		CommandPool:        d.cmdPool,
-		Level:              vulkan.CommandBufferLevelPrimary,
-		CommandBufferCount: 1,
-	}, cbs), "vkAllocateCommandBuffers", what); err != nil {
+	cb, r := d.calls.allocateCommandBuffer(d.cmdPool)
+	if err := check(r, "vkAllocateCommandBuffers", what); err != nil {
 		return err
 	}
-	cb := cbs[0]
-	defer vulkan.FreeCommandBuffers(d.dev, d.cmdPool, 1, cbs)
-	if err := check(vulkan.BeginCommandBuffer(cb, &vulkan.CommandBufferBeginInfo{
-		SType: vulkan.StructureTypeCommandBufferBeginInfo,
-		Flags: vulkan.CommandBufferUsageFlags(vulkan.CommandBufferUsageOneTimeSubmitBit),
-	}), "vkBeginCommandBuffer", what); err != nil {
+	defer vulkan.FreeCommandBuffers(d.dev, d.cmdPool, 1, []vulkan.CommandBuffer{cb})
+	if err := check(d.calls.beginCommandBuffer(cb, vulkan.CommandBufferUsageOneTimeSubmitBit), "vkBeginCommandBuffer", what); err != nil {
 		return err
 	}
 	fn(cb)
@@ -339,17 +328,12 @@ func (d *Device) oneShot(what string, fn func(cb vulkan.CommandBuffer)) error {
 }
 
 func (d *Device) submitWait(cb vulkan.CommandBuffer, what string) error {
-	var fence vulkan.Fence
-	if err := check(vulkan.CreateFence(d.dev, &vulkan.FenceCreateInfo{SType: vulkan.StructureTypeFenceCreateInfo}, nil, &fence),
-		"vkCreateFence", what); err != nil {
+	fence, r := d.calls.createFence()
+	if err := check(r, "vkCreateFence", what); err != nil {
 		return err
 	}
 	defer vulkan.DestroyFence(d.dev, fence, nil)
-	if err := check(vulkan.QueueSubmit(d.queue, 1, []vulkan.SubmitInfo{{
-		SType:              vulkan.StructureTypeSubmitInfo,
-		CommandBufferCount: 1,
-		PCommandBuffers:    []vulkan.CommandBuffer{cb},
-	}}, fence), "vkQueueSubmit", what); err != nil {
+	if err := check(d.calls.queueSubmit(d.queue, cb, fence), "vkQueueSubmit", what); err != nil {
 		return err
 	}
 	return check(vulkan.WaitForFences(d.dev, 1, []vulkan.Fence{fence}, vulkan.True, math.MaxUint64), "vkWaitForFences", what)
