@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime/cgo"
 	"sort"
@@ -63,9 +64,13 @@ type DeviceInfo struct {
 type Options struct {
 	Device   string // index or case-insensitive name substring; "" = best
 	Validate bool
-	// OnMessage receives validation messages ("error" or "warning"); when nil they are collected and
-	// returned by Device.TakeMessages.
+	// OnMessage receives each validation message ("error" or "warning") as it arrives. When it is nil,
+	// each message is written as a line "vk: validation <severity>: <msg>" to Messages as it arrives and
+	// also kept for Device.TakeMessages (the first maxKeptMessages since the last call).
 	OnMessage func(severity, msg string)
+	// Messages is where validation messages are printed when OnMessage is nil: os.Stderr when nil, so
+	// that VJEPA_VK_VALIDATE=1 shows them in any command; io.Discard to only keep them.
+	Messages io.Writer
 	// BlockBytes is the size of each device-local block tensors are carved from (default 256 MiB).
 	BlockBytes uint64
 	// CoopMat enables the cooperative-matrix (tensor-core) kernels where the device has them: GEMMs with
@@ -91,8 +96,10 @@ type Device struct {
 	validate  bool
 
 	mu       sync.Mutex
-	messages []string
+	messages []string // kept for TakeMessages, at most maxKeptMessages
+	dropped  int      // messages not kept since the last TakeMessages
 	onMsg    func(severity, msg string)
+	msgLog   io.Writer
 	creating string // pipeline being created: validation messages raised meanwhile are tagged with it
 
 	mem     *allocator
@@ -293,6 +300,10 @@ func vjDebugMessage(handle C.uintptr_t, severity C.int, msg *C.char) {
 	d.message(sev, C.GoString(msg))
 }
 
+// maxKeptMessages bounds the messages kept for TakeMessages, so that a long run with validation on does
+// not keep every repeat of a message.
+const maxKeptMessages = 1000
+
 func (d *Device) message(sev, msg string) {
 	d.mu.Lock()
 	if d.creating != "" {
@@ -300,7 +311,12 @@ func (d *Device) message(sev, msg string) {
 	}
 	cb := d.onMsg
 	if cb == nil {
-		d.messages = append(d.messages, sev+": "+msg)
+		fmt.Fprintf(d.msgLog, "vk: validation %s: %s\n", sev, msg)
+		if len(d.messages) < maxKeptMessages {
+			d.messages = append(d.messages, sev+": "+msg)
+		} else {
+			d.dropped++
+		}
 	}
 	d.mu.Unlock()
 	if cb != nil {
@@ -308,12 +324,16 @@ func (d *Device) message(sev, msg string) {
 	}
 }
 
-// TakeMessages returns and clears the validation messages collected since the last call.
+// TakeMessages returns and clears the validation messages kept since the last call (without
+// Options.OnMessage); past maxKeptMessages, a last entry counts the others.
 func (d *Device) TakeMessages() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	m := d.messages
-	d.messages = nil
+	if d.dropped > 0 {
+		m = append(m, fmt.Sprintf("(%d more messages)", d.dropped))
+	}
+	d.messages, d.dropped = nil, 0
 	return m
 }
 
@@ -335,7 +355,10 @@ func Open(opts Options) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{instance: inst, validate: opts.Validate, onMsg: opts.OnMessage}
+	if opts.Messages == nil {
+		opts.Messages = os.Stderr
+	}
+	d := &Device{instance: inst, validate: opts.Validate, onMsg: opts.OnMessage, msgLog: opts.Messages}
 	if opts.Validate {
 		d.handle = cgo.NewHandle(d)
 		r := C.vj_create_messenger(C.VkInstance(unsafe.Pointer(inst)), C.uintptr_t(d.handle), &d.messenger)

@@ -38,11 +38,8 @@ func runVerify(ctx context.Context, args []string) error {
 	if err := enc.Encode(rep); err != nil {
 		return err
 	}
-	if msgs := d.TakeMessages(); len(msgs) > 0 {
-		for _, m := range msgs {
-			fmt.Fprintln(os.Stderr, m)
-		}
-		return fmt.Errorf("verify %s: %d validation messages", *dir, len(msgs))
+	if msgs := d.TakeMessages(); len(msgs) > 0 { // printed to stderr as they arrived
+		return fmt.Errorf("verify %s: validation messages (printed above)", *dir)
 	}
 	if !rep.OK {
 		return fmt.Errorf("verify %s: outputs out of tolerance", *dir)

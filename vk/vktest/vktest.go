@@ -4,6 +4,7 @@ package vktest
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -36,11 +37,12 @@ var shared struct {
 
 // Device returns the package's shared device (lavapipe or a GPU, per VJEPA_VK_DEVICE) with the Khronos
 // validation layer on. Any validation message produced while the test runs fails the test. A missing
-// device fails rather than skips: every op must be tested.
+// device fails rather than skips: every op must be tested. Messages are reported with the failing test
+// rather than printed as they arrive.
 func Device(t testing.TB) *vk.Device {
 	t.Helper()
 	shared.once.Do(func() {
-		shared.dev, shared.err = vk.Open(vk.Options{Validate: true})
+		shared.dev, shared.err = vk.Open(vk.Options{Validate: true, Messages: io.Discard})
 	})
 	if shared.err != nil {
 		t.Fatalf("open Vulkan device with validation: %v", shared.err)
