@@ -21,3 +21,9 @@ var (
 	ReducePartial            = reducePartial
 	ElementGranule           = elementGranule
 )
+
+// The planner's ops with their split size as a parameter.
+var (
+	L1EnergyChunked        = l1Energy
+	AttentionCachedChunked = attentionCached
+)

@@ -1,0 +1,9 @@
+package vk
+
+import "testing"
+
+func TestL1EnergyPushLayout(t *testing.T) { checkPushLayout(t, "l1_energy", l1EnergyPush{}) }
+
+func TestAttentionCachedPushLayout(t *testing.T) {
+	checkPushLayout(t, "attention_cached", attnCachedPush{})
+}
