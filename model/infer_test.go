@@ -1,0 +1,218 @@
+package model_test
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/model/modeltest"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
+)
+
+// rolloutInputs are seeded inputs of a rollout: z_0 and goals already layer-normed, as the planner
+// passes them; actions and states [H, S, 7] (extrinsics [H, S, 6]).
+type rolloutInputs struct {
+	context, goals, actions, states, extrinsics []float32
+}
+
+func newRolloutInputs(c model.PredictorConfig, S, H int) rolloutInputs {
+	HW, E := c.Grid*c.Grid, c.EmbedDim
+	in := rolloutInputs{
+		context: layerNorm0(vktest.RandN(81, HW*E), E),
+		goals:   layerNorm0(vktest.RandN(82, H*HW*E), E),
+		actions: vktest.RandN(83, H*S*model.ActionDim),
+		states:  vktest.RandN(84, H*S*model.ActionDim),
+	}
+	if c.Extrinsics {
+		in.extrinsics = vktest.RandN(85, H*S*model.ExtrinsicsDim)
+	}
+	return in
+}
+
+// layerNorm0 is the parameter-free LayerNorm (eps 1e-5) over rows of width w, in float64.
+func layerNorm0(v []float32, w int) []float32 {
+	out := make([]float32, len(v))
+	for r := 0; r < len(v)/w; r++ {
+		row := v[r*w : (r+1)*w]
+		var mean, sq float64
+		for _, x := range row {
+			mean += float64(x)
+		}
+		mean /= float64(w)
+		for _, x := range row {
+			sq += (float64(x) - mean) * (float64(x) - mean)
+		}
+		rstd := 1 / math.Sqrt(sq/float64(w)+1e-5)
+		for i, x := range row {
+			out[r*w+i] = float32((float64(x) - mean) * rstd)
+		}
+	}
+	return out
+}
+
+// runRollout scores the inputs with a rollout of rc on p and returns the energies [H, S].
+func runRollout(t *testing.T, p *model.Predictor, rc model.RolloutConfig, in rolloutInputs) []float32 {
+	t.Helper()
+	d := p.Device()
+	r, err := p.NewRollout(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Free()
+	for _, u := range []struct {
+		t vk.Tensor
+		v []float32
+	}{{r.Context, in.context}, {r.Goals, in.goals}, {r.Actions, in.actions}, {r.States, in.states}, {r.Extrinsics, in.extrinsics}} {
+		if u.v == nil {
+			continue
+		}
+		if err := d.Upload(u.t, u.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := vktest.Stream(t, d)
+	r.Record(s)
+	vktest.Run(t, s)
+	return vktest.Download(t, d, r.Energies)
+}
+
+// passEnergies computes the rollout's energies [H, S] with the training passes (verified against the
+// official code by the fixtures): step h runs a Pass over frames 0..h of every candidate, the frames after
+// z_0 being the previous steps' outputs after LN₀ (on the host), and compares the last frame with the goal.
+func passEnergies(t *testing.T, p *model.Predictor, S, H int, in rolloutInputs) []float64 {
+	t.Helper()
+	d, c := p.Device(), p.Cfg
+	HW, E := c.Grid*c.Grid, c.EmbedDim
+	frames := [][]float32{} // per candidate, the frames so far [T·HW·E]
+	for range S {
+		frames = append(frames, append([]float32(nil), in.context...))
+	}
+	energies := make([]float64, H*S)
+	row := func(v []float32, w, h, s int) []float32 { return v[(h*S+s)*w : (h*S+s+1)*w] }
+	for h := range H {
+		T := h + 1
+		ps, err := p.NewPass(S, T, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var z, a, st, ex []float32
+		for s := range S {
+			z = append(z, frames[s]...)
+			for f := range T {
+				a = append(a, row(in.actions, model.ActionDim, f, s)...)
+				st = append(st, row(in.states, model.ActionDim, f, s)...)
+				if c.Extrinsics {
+					ex = append(ex, row(in.extrinsics, model.ExtrinsicsDim, f, s)...)
+				}
+			}
+		}
+		up := []struct {
+			t vk.Tensor
+			v []float32
+		}{{ps.Z, z}, {ps.Actions, a}, {ps.States, st}}
+		if c.Extrinsics {
+			up = append(up, struct {
+				t vk.Tensor
+				v []float32
+			}{ps.Extrinsics, ex})
+		}
+		for _, u := range up {
+			if err := d.Upload(u.t, u.v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		strm := vktest.Stream(t, d)
+		ps.Forward(strm)
+		vktest.Run(t, strm)
+		out := vktest.Download(t, d, ps.Out)
+		ps.Free()
+		goal := in.goals[h*HW*E : (h+1)*HW*E]
+		for s := range S {
+			next := layerNorm0(out[((s*T)+h)*HW*E:((s*T)+h+1)*HW*E], E)
+			sum := 0.0
+			for i, v := range next {
+				sum += math.Abs(float64(v) - float64(goal[i]))
+			}
+			energies[h*S+s] = sum / float64(HW*E)
+			frames[s] = append(frames[s], next...)
+		}
+	}
+	return energies
+}
+
+var rolloutConfigs = []model.PredictorConfig{
+	{EmbedDim: 48, Dim: 64, Depth: 2, Heads: 2, Grid: 3, MLPRatio: 4},
+	{EmbedDim: 40, Dim: 72, Depth: 2, Heads: 3, Grid: 2, MLPRatio: 4, Extrinsics: true}, // head dim 24, K = 3
+}
+
+// TestRollout checks the inference path's energies against the training passes, with and without the
+// K/V cache, at horizons 1 to 3, and that the cache and the chunk size change them by rounding only.
+func TestRollout(t *testing.T) {
+	d := vktest.Device(t)
+	for _, cfg := range rolloutConfigs {
+		p := modeltest.Predictor(t, d, cfg, model.FP32, &model.LoRAConfig{R: 2, Alpha: 4, RSLoRA: true}, false)
+		for _, H := range []int{1, 2, 3} {
+			const S = 5
+			in := newRolloutInputs(cfg, S, H)
+			want := passEnergies(t, p, S, H, in)
+			var first []float32
+			for _, cache := range []bool{false, true} {
+				for _, chunk := range []int{0, 2, 1} {
+					name := vktest.Name("dim", cfg.Dim, "ext", cfg.Extrinsics, "H", H, "cache", cache, "chunk", chunk)
+					t.Run(name, func(t *testing.T) {
+						got := runRollout(t, p, model.RolloutConfig{Samples: S, Horizon: H, Chunk: chunk, KVCache: cache}, in)
+						// The training passes in f32 and LN₀ on the host in float64: energies (means of O(1)
+						// terms) agree to f32 rounding of the whole predictor.
+						vktest.Close(t, "Rollout energies vs passes", got, want, 1e-5, 1e-6)
+						if first == nil {
+							first = got
+							return
+						}
+						// Cache and chunking reorder nothing inside a candidate's sums but the GEMM tiling
+						// and attention tiles: agreement to a few ulp.
+						vktest.Close(t, "Rollout energies vs uncached whole batch", got, vktest.F64(first), 2e-6, 0)
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestRolloutBytes checks that planning the memory counts what NewRollout allocates, and that a chunk
+// fits its budget.
+func TestRolloutBytes(t *testing.T) {
+	cfg := rolloutConfigs[0]
+	lora := model.LoRAConfig{R: 2, Alpha: 4}
+	for _, cache := range []bool{false, true} {
+		rc := model.RolloutConfig{Samples: 40, Horizon: 3, KVCache: cache}
+		full, err := model.RolloutBytes(cfg, lora, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Chunk = 7
+		seven, err := model.RolloutBytes(cfg, lora, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !(seven < full) {
+			t.Errorf("cache %v: chunk 7 takes %d bytes, all 40 %d: want fewer", cache, seven, full)
+		}
+		c, err := model.ChunkForBudget(cfg, lora, rc, seven)
+		if err != nil || c != 7 {
+			t.Errorf("cache %v: ChunkForBudget(budget of chunk 7) = %d, %v; want 7", cache, c, err)
+		}
+		if _, err := model.ChunkForBudget(cfg, lora, rc, 1000); err == nil {
+			t.Errorf("cache %v: a 1000-byte budget fit a rollout", cache)
+		}
+	}
+}
+
+func ExampleRolloutConfig() {
+	fmt.Println(model.RolloutConfig{Samples: 400, Horizon: 2, Chunk: 100, KVCache: true}.Validate())
+	fmt.Println(model.RolloutConfig{Samples: 0, Horizon: 2}.Validate())
+	// Output:
+	// <nil>
+	// model: rollout of 0 samples over 2 steps in chunks of 0: samples and horizon must be >= 1, chunk >= 0
+}
