@@ -3,6 +3,7 @@ package model_test
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
@@ -215,4 +216,87 @@ func ExampleRolloutConfig() {
 	// Output:
 	// <nil>
 	// model: rollout of 0 samples over 2 steps in chunks of 0: samples and horizon must be >= 1, chunk >= 0
+}
+
+// testAdapters returns seeded adapters of rank r on every target of every block of cfg.
+func testAdapters(cfg model.PredictorConfig, r int) (model.AdapterConfig, []model.LoRAWeights) {
+	D, Hd := cfg.Dim, cfg.MLPHidden()
+	var mods []model.LoRAWeights
+	for i := range cfg.Depth {
+		for j, m := range []struct {
+			name    string
+			in, out int
+		}{{"attn.qkv", D, 3 * D}, {"attn.proj", D, D}, {"mlp.fc1", D, Hd}, {"mlp.fc2", Hd, D}} {
+			seed := uint64(100 + 10*i + j)
+			mods = append(mods, model.LoRAWeights{Module: fmt.Sprintf("predictor_blocks.%d.%s", i, m.name), R: r,
+				In: m.in, Out: m.out, A: vktest.RandN(seed, r*m.in), B: vktest.Rand(seed+5, m.out*r)})
+		}
+	}
+	return model.NewAdapterConfig(r, 2*float64(r), true, []string{"qkv", "proj", "fc1", "fc2"}, "test"), mods
+}
+
+// TestRolloutAdaptersAndPrecision scores the same candidates with adapters fused (LoadAdapters) and
+// merged into the weights (MergedWeights), and with fp16 and bf16 base weights.
+func TestRolloutAdaptersAndPrecision(t *testing.T) {
+	d := vktest.Device(t)
+	cfg := rolloutConfigs[0]
+	ac, mods := testAdapters(cfg, 3)
+	load := func(src model.WeightSource, prec model.Precision, fused bool) *model.Predictor {
+		p, err := model.LoadPredictor(d, cfg, src, prec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Free)
+		if fused {
+			if err := p.LoadAdapters(ac, mods); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	base := model.InitPredictor(cfg, 5)
+	rc := model.RolloutConfig{Samples: 4, Horizon: 2, KVCache: true}
+	in := newRolloutInputs(cfg, rc.Samples, rc.Horizon)
+	fused := runRollout(t, load(base, model.FP32, true), rc, in)
+	merged := runRollout(t, load(model.NewMergedWeights(base, ac, mods), model.FP32, false), rc, in)
+	// Folding B·A into W changes only the rounding of each product.
+	vktest.Close(t, "merged vs fused adapters", merged, vktest.F64(fused), 1e-5, 0)
+	plain := runRollout(t, load(base, model.FP32, false), rc, in)
+	if math.Abs(float64(plain[0]-fused[0])) < 1e-4 {
+		t.Errorf("adapters change energy 0 by only %g: the test adapters do nothing", plain[0]-fused[0])
+	}
+	for _, prec := range []model.Precision{model.FP16, model.BF16} {
+		got := runRollout(t, load(base, prec, true), rc, in)
+		// 16-bit weights (bf16: 8 mantissa bits) move the normalized frames by ~1e-2 at most.
+		vktest.Close(t, fmt.Sprintf("%s weights vs fp32", prec), got, vktest.F64(fused), 2e-2, 0)
+	}
+}
+
+func TestLoadAdaptersBadInput(t *testing.T) {
+	d := vktest.Device(t)
+	cfg := rolloutConfigs[0]
+	ac, mods := testAdapters(cfg, 2)
+	for _, c := range []struct {
+		name string
+		edit func([]model.LoRAWeights) []model.LoRAWeights
+		want string
+	}{
+		{"missing module", func(m []model.LoRAWeights) []model.LoRAWeights { return m[1:] }, "no weights for predictor_blocks.0.attn.qkv"},
+		{"wrong shape", func(m []model.LoRAWeights) []model.LoRAWeights {
+			m[0].In, m[0].A = m[0].In-1, m[0].A[:len(m[0].A)-2]
+			return m
+		}, "the predictor wants"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 5), model.FP32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Free()
+			err = p.LoadAdapters(ac, c.edit(append([]model.LoRAWeights(nil), mods...)))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("LoadAdapters: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
 }

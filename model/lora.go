@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
@@ -117,4 +118,45 @@ func newLoRA(d *vk.Device, module string, in, out int, c LoRAConfig, rng *rand.R
 		}
 	}
 	return a, nil
+}
+
+// LoadAdapters wraps the predictor's linears with the trained adapters mods (PEFT scaling of cfg) and
+// uploads their weights: an inference predictor with fused LoRA. Every module must be a target in every
+// block (what AddLoRA wraps), with the rank of cfg.
+func (p *Predictor) LoadAdapters(cfg AdapterConfig, mods []LoRAWeights) error {
+	var targets []string
+	for _, m := range mods {
+		name := m.Module[strings.LastIndexByte(m.Module, '.')+1:]
+		if !slices.Contains(targets, name) {
+			targets = append(targets, name)
+		}
+	}
+	lc := LoRAConfig{R: cfg.R, Alpha: cfg.LoRAAlpha, RSLoRA: cfg.UseRSLoRA, Targets: targets}
+	if err := p.AddLoRA(lc); err != nil {
+		return err
+	}
+	byModule := map[string]LoRAWeights{}
+	for _, m := range mods {
+		byModule[m.Module] = m
+	}
+	for _, a := range p.LoRAs {
+		m, ok := byModule[a.Module]
+		if !ok {
+			return fmt.Errorf("model: adapters: no weights for %s (adapters must wrap %v in every block)", a.Module, targets)
+		}
+		if m.R != a.R || m.In != a.In || m.Out != a.Out {
+			return fmt.Errorf("model: adapters: %s: r=%d [%d→%d], the predictor wants r=%d [%d→%d]", a.Module, m.R, m.In, m.Out, a.R, a.In, a.Out)
+		}
+		if err := p.d.Upload(a.A, m.A); err != nil {
+			return err
+		}
+		if err := p.d.Upload(a.B, m.B); err != nil {
+			return err
+		}
+		delete(byModule, a.Module)
+	}
+	for mod := range byModule {
+		return fmt.Errorf("model: adapters: %s is not a module the predictor wraps", mod)
+	}
+	return nil
 }

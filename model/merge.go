@@ -77,15 +77,7 @@ func MergeAdapter(out string, src *StateDict, ad *Adapter, dtype DType) error {
 			return err
 		}
 		if m, ok := adapters[in.Name]; ok {
-			for o := 0; o < m.Out; o++ {
-				for j := 0; j < m.In; j++ {
-					var acc float64
-					for r := 0; r < m.R; r++ {
-						acc += float64(m.B[o*m.R+r]) * float64(m.A[r*m.In+j])
-					}
-					v[o*m.In+j] = float32(float64(v[o*m.In+j]) + scale*acc)
-				}
-			}
+			foldLoRA(v, m, scale)
 		}
 		raw, err := EncodeFloat32(outInfos[i].DType, v)
 		if err != nil {
@@ -98,4 +90,50 @@ func MergeAdapter(out string, src *StateDict, ad *Adapter, dtype DType) error {
 		}
 	}
 	return w.Close()
+}
+
+// foldLoRA adds scale·B·A to the base weight w [Out, In] in place, accumulating each element in float64.
+func foldLoRA(w []float32, m LoRAWeights, scale float64) {
+	for o := 0; o < m.Out; o++ {
+		for j := 0; j < m.In; j++ {
+			var acc float64
+			for r := 0; r < m.R; r++ {
+				acc += float64(m.B[o*m.R+r]) * float64(m.A[r*m.In+j])
+			}
+			w[o*m.In+j] = float32(float64(w[o*m.In+j]) + scale*acc)
+		}
+	}
+}
+
+// MergedWeights serves a predictor's weights with adapters folded in as they are read, W' = W +
+// scaling·B·A (MergeLoRA without the file): an inference predictor loaded from it runs no adapter GEMMs.
+type MergedWeights struct {
+	src      WeightSource
+	scale    float64
+	adapters map[string]LoRAWeights // by the wrapped weight's name
+}
+
+// NewMergedWeights folds mods (with cfg's scaling) into src's weights.
+func NewMergedWeights(src WeightSource, cfg AdapterConfig, mods []LoRAWeights) *MergedWeights {
+	m := &MergedWeights{src: src, scale: cfg.Scaling(), adapters: map[string]LoRAWeights{}}
+	for _, a := range mods {
+		m.adapters[a.Module+".weight"] = a
+	}
+	return m
+}
+
+// ReadFloat32 reads name from the source, with its adapter folded in when it has one.
+func (m *MergedWeights) ReadFloat32(name string) ([]float32, error) {
+	v, err := m.src.ReadFloat32(name)
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := m.adapters[name]; ok {
+		if len(v) != a.Out*a.In {
+			return nil, fmt.Errorf("model: merge: %s: %d values, adapter wants [%d %d]", name, len(v), a.Out, a.In)
+		}
+		v = append([]float32(nil), v...) // the source may hand out its own slice
+		foldLoRA(v, a, m.scale)
+	}
+	return v, nil
 }
