@@ -1,0 +1,331 @@
+package plan
+
+import (
+	"fmt"
+	"image"
+	"math"
+	"time"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// DefaultMemoryBudget bounds the rollout's activations (and K/V cache) when Options.Chunk is 0: with the
+// official ViT-g encoder and predictor loaded in bf16 (about 2.6 GiB) the planner stays under 19 GiB, so it
+// fits a 24 GB card.
+const DefaultMemoryBudget int64 = 16 << 30
+
+// Rep is a frame's representation [HW·E]: encoder tokens after the parameter-free LayerNorm (planning §2).
+type Rep []float32
+
+// Options are the WorldModel's inference settings.
+type Options struct {
+	// Chunk is the number of candidates rolled out at once; 0 picks the largest whose rollout fits
+	// MemoryBudget (and three quarters of the device's memory).
+	Chunk int
+	// MemoryBudget in bytes for the rollout when Chunk is 0; 0 means DefaultMemoryBudget.
+	MemoryBudget int64
+	// NoKVCache recomputes every frame at every rollout step instead of caching keys and values.
+	NoKVCache bool
+	// Extrinsics is the camera's 6-D extrinsics token input, for predictors built with it.
+	Extrinsics [model.ExtrinsicsDim]float64
+}
+
+// Timings accumulate the device work of a WorldModel (wall clock, upload to download).
+type Timings struct {
+	Encode   time.Duration `json:"encode_s"`
+	Rollout  time.Duration `json:"rollout_s"`
+	Encodes  int           `json:"encodes"`
+	Rollouts int           `json:"rollouts"`
+}
+
+// WorldModel is a V-JEPA 2-AC encoder and predictor on a device: it encodes images into representations
+// and scores candidate action sequences (spec planning §1–§3). It owns neither model; Close frees only
+// what it allocated.
+type WorldModel struct {
+	Pred    *model.Predictor
+	Enc     *model.Encoder // nil: Encode is unavailable (representations come from elsewhere)
+	Img     int            // encoder input side in pixels (square, planning §2)
+	Tubelet int            // frames per tubelet: an image is repeated to fill one
+	Timings Timings
+
+	opts    Options
+	d       *vk.Device
+	scorers map[[2]int]*scorer // by (samples, horizon)
+	enc     *encoder
+}
+
+// scorer is a recorded rollout for one (samples, horizon).
+type scorer struct {
+	r       *model.Rollout
+	s       *vk.Stream
+	actions []float32 // [H, S, 7] upload buffers
+	states  []float32
+	goals   []float32
+}
+
+// encoder is the recorded encoder pass of one image.
+type encoder struct {
+	pass  *model.EncoderPass
+	s     *vk.Stream
+	pre   *data.Preprocessor
+	video []float32
+}
+
+// NewWorldModel wraps a loaded predictor (with its adapters, fused or merged) and optionally an encoder
+// whose input is img×img pixels in tubelets of tubelet frames.
+func NewWorldModel(pred *model.Predictor, enc *model.Encoder, img, tubelet int, opts Options) (*WorldModel, error) {
+	if pred == nil {
+		return nil, fmt.Errorf("plan: world model without a predictor")
+	}
+	if enc != nil && (img < 1 || tubelet < 1) {
+		return nil, fmt.Errorf("plan: encoder input %d px, tubelet %d: both must be >= 1", img, tubelet)
+	}
+	if opts.Chunk < 0 || opts.MemoryBudget < 0 {
+		return nil, fmt.Errorf("plan: chunk %d and memory budget %d: must be >= 0", opts.Chunk, opts.MemoryBudget)
+	}
+	return &WorldModel{Pred: pred, Enc: enc, Img: img, Tubelet: tubelet, opts: opts, d: pred.Device(),
+		scorers: map[[2]int]*scorer{}}, nil
+}
+
+// Close frees the rollouts and the encoder pass (not the models).
+func (w *WorldModel) Close() {
+	for k, sc := range w.scorers {
+		sc.s.Destroy()
+		sc.r.Free()
+		delete(w.scorers, k)
+	}
+	if w.enc != nil {
+		w.enc.s.Destroy()
+		w.enc.pass.Free()
+		w.enc = nil
+	}
+}
+
+// RepSize is the number of values of a representation, HW·E.
+func (w *WorldModel) RepSize() int {
+	c := w.Pred.Cfg
+	return c.Grid * c.Grid * c.EmbedDim
+}
+
+// Encode is WorldModel.encode (planning §2): centre crop to a square, bilinear resize to Img, ImageNet
+// normalisation, the frame repeated to fill a tubelet, the encoder, and the parameter-free LayerNorm.
+func (w *WorldModel) Encode(img image.Image) (Rep, error) {
+	if w.Enc == nil {
+		return nil, fmt.Errorf("plan: encode: the world model has no encoder")
+	}
+	t0 := time.Now()
+	if w.enc == nil {
+		pass, err := w.Enc.NewPass(1, w.Tubelet, w.Img, w.Img)
+		if err != nil {
+			return nil, err
+		}
+		s, err := w.d.NewStream(false)
+		if err != nil {
+			pass.Free()
+			return nil, err
+		}
+		pass.Forward(s)
+		pre, err := data.NewPreprocessor(data.ImageConfig{Height: w.Img, Width: w.Img, MinRatio: 1, MaxRatio: 1})
+		if err != nil {
+			s.Destroy()
+			pass.Free()
+			return nil, err
+		}
+		w.enc = &encoder{pass: pass, s: s, pre: pre, video: make([]float32, 3*w.Tubelet*w.Img*w.Img)}
+	}
+	e := w.enc
+	for t := range w.Tubelet {
+		e.pre.FrameImage(e.video, w.Tubelet, t, img)
+	}
+	if err := w.d.Upload(e.pass.Video, e.video); err != nil {
+		return nil, err
+	}
+	if err := e.s.Run(); err != nil {
+		return nil, fmt.Errorf("plan: encode: %w", err)
+	}
+	rep, err := w.d.Download(e.pass.OutLN)
+	if err != nil {
+		return nil, err
+	}
+	if len(rep) != w.RepSize() {
+		return nil, fmt.Errorf("plan: encoder gives %d tokens × %d, the predictor wants %d patches × %d",
+			e.pass.Tokens, w.Enc.Cfg.Dim, w.Pred.Cfg.Grid*w.Pred.Cfg.Grid, w.Pred.Cfg.EmbedDim)
+	}
+	w.Timings.Encode += time.Since(t0)
+	w.Timings.Encodes++
+	return rep, nil
+}
+
+// Chunk is the chunk size a rollout of samples × horizon runs with.
+func (w *WorldModel) Chunk(samples, horizon int) (int, error) {
+	if w.opts.Chunk > 0 {
+		return min(w.opts.Chunk, samples), nil
+	}
+	budget := w.opts.MemoryBudget
+	if budget == 0 {
+		budget = DefaultMemoryBudget
+		if dev := int64(w.d.Info.DeviceLocalBytes); dev > 0 {
+			budget = min(budget, dev/4*3)
+		}
+	}
+	return model.ChunkForBudget(w.Pred.Cfg, w.adapterShape(), w.rolloutConfig(samples, horizon, 0), budget)
+}
+
+// adapterShape is the predictor's adapters as a LoRAConfig for memory planning.
+func (w *WorldModel) adapterShape() model.LoRAConfig {
+	lc := model.LoRAConfig{}
+	for _, a := range w.Pred.LoRAs {
+		lc.R = max(lc.R, a.R)
+		lc.Alpha = 1
+	}
+	return lc
+}
+
+func (w *WorldModel) rolloutConfig(samples, horizon, chunk int) model.RolloutConfig {
+	return model.RolloutConfig{Samples: samples, Horizon: horizon, Chunk: chunk, KVCache: !w.opts.NoKVCache}
+}
+
+func (w *WorldModel) scorer(samples, horizon int) (*scorer, error) {
+	key := [2]int{samples, horizon}
+	if sc, ok := w.scorers[key]; ok {
+		return sc, nil
+	}
+	chunk, err := w.Chunk(samples, horizon)
+	if err != nil {
+		return nil, err
+	}
+	r, err := w.Pred.NewRollout(w.rolloutConfig(samples, horizon, chunk))
+	if err != nil {
+		return nil, err
+	}
+	s, err := w.d.NewStream(false)
+	if err != nil {
+		r.Free()
+		return nil, err
+	}
+	r.Record(s)
+	if err := s.Err(); err != nil {
+		s.Destroy()
+		r.Free()
+		return nil, fmt.Errorf("plan: record rollout of %d samples over %d steps: %w", samples, horizon, err)
+	}
+	if w.Pred.Cfg.Extrinsics {
+		ex := make([]float32, horizon*samples*model.ExtrinsicsDim)
+		for i := range ex {
+			ex[i] = float32(w.opts.Extrinsics[i%model.ExtrinsicsDim])
+		}
+		if err := w.d.Upload(r.Extrinsics, ex); err != nil {
+			s.Destroy()
+			r.Free()
+			return nil, err
+		}
+	}
+	n := horizon * samples * model.ActionDim
+	sc := &scorer{r: r, s: s, actions: make([]float32, n), states: make([]float32, n),
+		goals: make([]float32, horizon*w.RepSize())}
+	w.scorers[key] = sc
+	return sc, nil
+}
+
+// Score rolls every candidate actions[s] (H actions each) forward from context and the pose start, and
+// returns energies[s][h]: the mean L1 distance of its frame after action h to goals[h] (or to goals[0]
+// when one goal is given). Poses follow compute_new_pose (planning §3).
+func (w *WorldModel) Score(context Rep, goals []Rep, start data.State, actions [][]data.Action) ([][]float64, error) {
+	S := len(actions)
+	if S == 0 || len(actions[0]) == 0 {
+		return nil, fmt.Errorf("plan: score: no candidates or an empty action sequence")
+	}
+	H := len(actions[0])
+	if len(goals) != 1 && len(goals) != H {
+		return nil, fmt.Errorf("plan: score: %d goals for %d steps, want 1 or %d", len(goals), H, H)
+	}
+	n := w.RepSize()
+	for i, g := range append([]Rep{context}, goals...) {
+		if len(g) != n {
+			return nil, fmt.Errorf("plan: score: representation %d has %d values, want HW·E = %d", i, len(g), n)
+		}
+	}
+	t0 := time.Now()
+	sc, err := w.scorer(S, H)
+	if err != nil {
+		return nil, err
+	}
+	for s, seq := range actions {
+		if len(seq) != H {
+			return nil, fmt.Errorf("plan: score: candidate %d has %d actions, candidate 0 has %d", s, len(seq), H)
+		}
+		for h, st := range Rollout(start, seq) {
+			at := (h*S + s) * model.ActionDim
+			for k := range model.ActionDim {
+				sc.actions[at+k] = float32(seq[h][k])
+				sc.states[at+k] = float32(st[k])
+			}
+		}
+	}
+	for h := range H {
+		copy(sc.goals[h*n:], goals[min(h, len(goals)-1)])
+	}
+	for _, u := range []struct {
+		t vk.Tensor
+		v []float32
+	}{{sc.r.Context, context}, {sc.r.Goals, sc.goals}, {sc.r.Actions, sc.actions}, {sc.r.States, sc.states}} {
+		if err := w.d.Upload(u.t, u.v); err != nil {
+			return nil, err
+		}
+	}
+	if err := sc.s.Run(); err != nil {
+		return nil, fmt.Errorf("plan: rollout of %d samples over %d steps: %w", S, H, err)
+	}
+	flat, err := w.d.Download(sc.r.Energies)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float64, S)
+	for s := range out {
+		out[s] = make([]float64, H)
+		for h := range H {
+			out[s][h] = float64(flat[h*S+s])
+		}
+	}
+	w.Timings.Rollout += time.Since(t0)
+	w.Timings.Rollouts++
+	return out, nil
+}
+
+// Energy is the CEM callback of the official planner: each candidate's energy after its last action,
+// rolled from context and start, against goal.
+func (w *WorldModel) Energy(context, goal Rep, start data.State) Energy {
+	return func(actions [][]data.Action) ([]float64, error) {
+		e, err := w.Score(context, []Rep{goal}, start, actions)
+		if err != nil {
+			return nil, err
+		}
+		last := make([]float64, len(e))
+		for s, row := range e {
+			last[s] = row[len(row)-1]
+		}
+		return last, nil
+	}
+}
+
+// CheckState validates a 7-D robot state (spec §7.4): finite numbers, Euler angles in radians within
+// ±π, the gripper in [0, 1]. Angles beyond ±π are most likely degrees.
+func CheckState(s data.State) error {
+	for i, v := range s {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("state[%d] = %v: want a finite number", i, v)
+		}
+	}
+	for i := 3; i < 6; i++ {
+		if math.Abs(s[i]) > math.Pi+1e-9 {
+			return fmt.Errorf("state[%d] = %g: Euler angles are radians within ±π (degrees? %g° is %.4f rad)",
+				i, s[i], s[i], s[i]*math.Pi/180)
+		}
+	}
+	if g := s[gripperAxis]; g < 0 || g > 1 {
+		return fmt.Errorf("state[%d] = %g: the gripper is in [0, 1] (0 open, 1 closed)", gripperAxis, g)
+	}
+	return nil
+}
