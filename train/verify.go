@@ -23,6 +23,7 @@ type VerifyResult struct {
 	MaxAbs float64 `json:"max_abs_err"`
 	MaxRel float64 `json:"max_rel_err"`
 	Tol    float64 `json:"tol"`
+	Abs    bool    `json:"abs_tol,omitempty"` // Tol bounds MaxAbs (plan fixtures' actions and poses), not MaxRel
 	OK     bool    `json:"ok"`
 }
 
@@ -36,6 +37,7 @@ type VerifyReport struct {
 
 type fixtureCase struct {
 	Case   string          `json:"case"`
+	Kind   string          `json:"kind"` // "plan" for planning cases; AC and encoder cases have none
 	Config json.RawMessage `json:"config"`
 	Batch  int             `json:"batch"`
 }
@@ -133,6 +135,8 @@ func VerifyFixture(d *vk.Device, dir string) (*VerifyReport, error) {
 	}
 	if _, ok := f.tensors.Tensor("inputs.video"); ok {
 		err = verifyEncoder(d, f, rep)
+	} else if f.meta.Kind == "plan" {
+		err = verifyPlan(d, f, rep)
 	} else {
 		err = verifyPredictor(d, f, rep)
 	}

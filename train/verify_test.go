@@ -31,7 +31,7 @@ func TestVerifyFixture(t *testing.T) {
 					worst, name = r.MaxRel, k
 				}
 				if !r.OK {
-					t.Errorf("%s: %s: max rel err %.3g > %.0g (max abs %.3g)", dir, k, r.MaxRel, r.Tol, r.MaxAbs)
+					t.Errorf("%s: %s: max rel err %.3g, max abs err %.3g: over the tolerance %.0g (absolute: %v)", dir, k, r.MaxRel, r.MaxAbs, r.Tol, r.Abs)
 				}
 			}
 			t.Logf("%d outputs, worst %s at rel %.3g", len(rep.Results), name, worst)
