@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/plan"
+	"github.com/vjepa-vk/vjepa-vk/train"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// planReport is what `vjepa-vk plan --json` prints.
+type planReport struct {
+	Device     string            `json:"device"`
+	Settings   plan.Settings     `json:"settings"`
+	Seed       uint64            `json:"seed"`
+	Chunk      int               `json:"chunk"`
+	KVCache    bool              `json:"kv_cache"`
+	State      data.State        `json:"state"`
+	Goal       int               `json:"goal"` // index of the goal planned towards (--switch)
+	Action     data.Action       `json:"action"`
+	Plan       []data.Action     `json:"plan"`
+	Iterations []plan.Iteration  `json:"iterations"`
+	Timings    planTimings       `json:"timings"`
+	Episode    *episodeReference `json:"episode,omitempty"`
+}
+
+type planTimings struct {
+	Encode  float64 `json:"encode_s"`
+	Rollout float64 `json:"rollout_s"`
+	Total   float64 `json:"total_s"`
+}
+
+// episodeReference is what the dataset says about the planned step, for comparison.
+type episodeReference struct {
+	Index      int         `json:"index"`
+	FilePath   string      `json:"file_path"`
+	Step       int         `json:"step"`
+	GoalStep   int         `json:"goal_step,omitempty"`
+	NextAction data.Action `json:"next_action"` // the action the robot took at Step (spec §7.5)
+}
+
+// runPlan plans the next action with the official CEM (spec planning §4) from an observation, goal
+// image(s) and the robot state.
+func runPlan(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("plan", pflag.ContinueOnError)
+	wf := addWorldFlags(fs)
+	cf := addCEMFlags(fs)
+	imagePath := fs.String("image", "", "current observation: an image file (PNG or JPEG)")
+	episode := fs.String("episode", "", "RLDS dataset (folder or gs://) to take the observation, state and goal from")
+	episodeIndex := fs.Int("episode-index", 0, "which episode of --episode (record index in file order)")
+	step := fs.Int("step", -1, "with --episode: the step whose frame is the observation (and whose state is --state's default)")
+	camera := fs.String("camera", data.CameraExterior1, "with --episode: the camera view")
+	goals := fs.StringArray("goal", nil, "goal image file; repeat for sub-goals (with --switch)")
+	goalStep := fs.Int("goal-step", -1, "with --episode: the step whose frame is the goal")
+	switchAt := fs.String("switch", "", "planning steps per goal, e.g. 4,10,4 for three sub-goals (planning §4)")
+	planningStep := fs.Int("planning-step", 0, "index of this planning step in the task: --switch picks the goal from it")
+	stateFlag := fs.String("state", "", "robot state x,y,z,roll,pitch,yaw,gripper: metres, radians (scipy extrinsic xyz), gripper 0..1")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	planMemory := fs.Bool("plan-memory", false, "print the planner's device memory at the chunk size and exit without running")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("plan: unexpected arguments %v", fs.Args())
+	}
+	st, err := cf.settings("plan")
+	if err != nil {
+		return err
+	}
+	opts, err := wf.options("plan")
+	if err != nil {
+		return err
+	}
+	cfg, err := wf.load("plan")
+	if err != nil {
+		return err
+	}
+	if *planMemory {
+		m, err := train.PlanPlannerMemory(cfg, opts, st.Samples, st.Horizon)
+		if err != nil {
+			return err
+		}
+		return printPlannerMemory(m, cfg, st, *asJSON)
+	}
+	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, *goals, *goalStep, *stateFlag})
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	sched, err := plan.ParseSchedule(*switchAt, len(obs.goals))
+	if err != nil {
+		return err
+	}
+	if *planningStep < 0 {
+		return fmt.Errorf("plan: --planning-step %d: want >= 0", *planningStep)
+	}
+	goalIndex := sched.Goal(*planningStep)
+
+	t0 := time.Now()
+	d, err := vk.Open(vk.Options{})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	w, closeW, err := train.OpenWorldModel(d, cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer closeW()
+	ctxRep, err := w.Encode(obs.current)
+	if err != nil {
+		return err
+	}
+	goalRep, err := w.Encode(obs.goals[goalIndex])
+	if err != nil {
+		return err
+	}
+	res, err := plan.CEM(st, w.Energy(ctxRep, goalRep, obs.state), plan.NewSeededNoise(*cf.seed))
+	if err != nil {
+		return err
+	}
+	chunk, _ := w.Chunk(st.Samples, st.Horizon)
+	rep := planReport{Device: d.Info.Name, Settings: st, Seed: *cf.seed, Chunk: chunk, KVCache: !opts.Plan.NoKVCache,
+		State: obs.state, Goal: goalIndex, Action: res.Plan[0], Plan: res.Plan, Iterations: res.Iterations,
+		Timings: planTimings{Encode: w.Timings.Encode.Seconds(), Rollout: w.Timings.Rollout.Seconds(), Total: time.Since(t0).Seconds()},
+		Episode: obs.episode}
+	if *asJSON {
+		return json.NewEncoder(os.Stdout).Encode(rep)
+	}
+	printPlan(rep)
+	return nil
+}
+
+func printPlan(r planReport) {
+	f := func(a data.Action) string {
+		return fmt.Sprintf("[% .4f % .4f % .4f  %.0f %.0f %.0f  % .3f]", a[0], a[1], a[2], a[3], a[4], a[5], a[6])
+	}
+	fmt.Printf("%s: CEM %d samples × %d iterations, top %d, horizon %d, maxnorm %g (chunk %d, kv cache %v), goal %d\n",
+		r.Device, r.Settings.Samples, r.Settings.Iterations, r.Settings.TopK, r.Settings.Horizon, r.Settings.MaxNorm, r.Chunk, r.KVCache, r.Goal)
+	fmt.Printf("action  %s   (Δx Δy Δz in m, rotation 0, gripper)\n", f(r.Action))
+	for h, a := range r.Plan[1:] {
+		fmt.Printf("plan %d  %s\n", h+1, f(a))
+	}
+	if r.Episode != nil {
+		fmt.Printf("episode %d step %d: the recorded action was %s\n", r.Episode.Index, r.Episode.Step, f(r.Episode.NextAction))
+	}
+	fmt.Println("iteration  energy mean     std      best  elite mean")
+	for i, it := range r.Iterations {
+		fmt.Printf("%9d  %11.5f %7.5f %9.5f %11.5f\n", i, it.EnergyMean, it.EnergyStd, it.EnergyBest, it.EnergyElite)
+	}
+	fmt.Printf("timings: encode %.3f s, rollout %.3f s, total %.3f s\n", r.Timings.Encode, r.Timings.Rollout, r.Timings.Total)
+}
+
+func printPlannerMemory(m train.PlannerMemory, cfg *train.Config, st plan.Settings, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{"config": cfg.Source(), "samples": st.Samples,
+			"horizon": st.Horizon, "memory": m})
+	}
+	gib := func(b int64) float64 { return float64(b) / (1 << 30) }
+	fmt.Printf("planner memory for %s (%d samples, horizon %d, chunk %d, kv cache %v, %s):\n", cfg.Source(), st.Samples,
+		st.Horizon, m.Chunk, m.KVCache, cfg.Model.Precision)
+	for _, r := range []struct {
+		k string
+		v int64
+	}{{"predictor weights", m.PredictorWeights}, {"encoder weights", m.EncoderWeights}, {"adapters", m.LoRA},
+		{"encoder pass", m.EncoderPass}, {"rollout", m.Rollout}, {"total", m.Total}} {
+		fmt.Printf("  %-18s %8.3f GiB\n", r.k, gib(r.v))
+	}
+	return nil
+}
+
+// observationFlags are where the observation, goals and state come from.
+type observationFlags struct {
+	image              string
+	episode            string
+	episodeIndex, step int
+	camera             string
+	goals              []string
+	goalStep           int
+	state              string
+}
+
+// observation is a planning step's input: the current image, the goal images and the robot state.
+type observation struct {
+	current image.Image
+	goals   []image.Image
+	state   data.State
+	episode *episodeReference
+}
+
+func readObservation(ctx context.Context, o observationFlags) (*observation, error) {
+	obs := &observation{}
+	var ep *data.Episode
+	if o.episode != "" {
+		if o.image != "" {
+			return nil, fmt.Errorf("give --image or --episode, not both")
+		}
+		if o.step < 0 {
+			return nil, fmt.Errorf("--episode needs --step N (the observation's step)")
+		}
+		src, err := data.OpenSource(ctx, o.episode)
+		if err != nil {
+			return nil, err
+		}
+		if ep, err = data.NthEpisode(ctx, src, "train", o.episodeIndex); err != nil {
+			return nil, err
+		}
+		if o.step >= ep.Steps {
+			return nil, fmt.Errorf("--step %d: episode %d (%s) has %d steps", o.step, o.episodeIndex, ep.FilePath, ep.Steps)
+		}
+		frame := func(t int) (image.Image, error) {
+			b, err := ep.Frame(o.camera, t)
+			if err != nil {
+				return nil, err
+			}
+			img, _, err := image.Decode(bytes.NewReader(b))
+			if err != nil {
+				return nil, fmt.Errorf("episode %d step %d %s: %w", o.episodeIndex, t, o.camera, err)
+			}
+			return img, nil
+		}
+		if obs.current, err = frame(o.step); err != nil {
+			return nil, err
+		}
+		states, err := ep.States()
+		if err != nil {
+			return nil, err
+		}
+		obs.state = states[o.step]
+		ref := &episodeReference{Index: o.episodeIndex, FilePath: ep.FilePath, Step: o.step}
+		if o.step+1 < ep.Steps {
+			ref.NextAction = data.StatesToActions(states[o.step : o.step+2])[0]
+		}
+		if o.goalStep >= 0 {
+			if o.goalStep >= ep.Steps {
+				return nil, fmt.Errorf("--goal-step %d: episode %d has %d steps", o.goalStep, o.episodeIndex, ep.Steps)
+			}
+			g, err := frame(o.goalStep)
+			if err != nil {
+				return nil, err
+			}
+			obs.goals = append(obs.goals, g)
+			ref.GoalStep = o.goalStep
+		}
+		obs.episode = ref
+	} else {
+		if o.image == "" {
+			return nil, fmt.Errorf("an observation is required: --image FILE or --episode SRC --step N")
+		}
+		if o.goalStep >= 0 || o.step >= 0 {
+			return nil, fmt.Errorf("--step and --goal-step need --episode")
+		}
+		img, err := loadImage(o.image)
+		if err != nil {
+			return nil, err
+		}
+		obs.current = img
+	}
+	for _, g := range o.goals {
+		img, err := loadImage(g)
+		if err != nil {
+			return nil, err
+		}
+		obs.goals = append(obs.goals, img)
+	}
+	if len(obs.goals) == 0 {
+		return nil, fmt.Errorf("a goal is required: --goal FILE (repeatable) or --episode with --goal-step")
+	}
+	switch {
+	case o.state != "":
+		st, err := parseState(o.state)
+		if err != nil {
+			return nil, err
+		}
+		obs.state = st
+	case ep == nil:
+		return nil, fmt.Errorf("--state is required with --image (x,y,z,roll,pitch,yaw,gripper)")
+	default:
+		if err := plan.CheckState(obs.state); err != nil {
+			return nil, fmt.Errorf("episode %d step %d: %w", o.episodeIndex, o.step, err)
+		}
+	}
+	if strings.TrimSpace(o.camera) == "" {
+		return nil, fmt.Errorf("--camera is empty")
+	}
+	return obs, nil
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// captureStdout runs fn with os.Stdout redirected and returns what it printed.
+func captureStdout(t *testing.T, fn func() error) (string, error) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdout
+	os.Stdout = w
+	done := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- string(b)
+	}()
+	err = fn()
+	w.Close()
+	os.Stdout = old
+	return <-done, err
+}
+
+// writePNG writes a w×h test pattern and returns its path.
+func writePNG(t *testing.T, dir, name string, w, h, seed int) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{uint8(3*x + seed), uint8(5*y - seed), uint8(x*y + seed), 255})
+		}
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const demoConfig = "../../configs/demo.yaml"
+
+// tinyCEM are settings small enough for lavapipe.
+var tinyCEM = []string{"--samples", "6", "--iterations", "2", "--topk", "3"}
+
+func TestPlanCommand(t *testing.T) {
+	dir := t.TempDir()
+	obs, goal := writePNG(t, dir, "obs.png", 80, 64, 0), writePNG(t, dir, "goal.png", 64, 64, 50)
+	args := append([]string{"--config", demoConfig, "--image", obs, "--goal", goal, "--state", "0.4,0,0.3,3.1,0,0,0.5", "--json"}, tinyCEM...)
+	out, err := captureStdout(t, func() error { return runPlan(context.Background(), args) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep planReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("plan --json printed %q: %v", out, err)
+	}
+	if len(rep.Plan) != 2 || len(rep.Iterations) != 2 || rep.Settings.Samples != 6 || rep.Settings.MaxNorm != 0.05 {
+		t.Errorf("plan report: %d plan steps, %d iterations, settings %+v", len(rep.Plan), len(rep.Iterations), rep.Settings)
+	}
+	for k := range 3 {
+		if a := rep.Action[k]; a < -0.05 || a > 0.05 {
+			t.Errorf("action %v outside the 0.05 box", rep.Action)
+		}
+	}
+	if !(rep.Timings.Total >= rep.Timings.Encode+rep.Timings.Rollout) || rep.Timings.Rollout <= 0 {
+		t.Errorf("timings %+v", rep.Timings)
+	}
+
+	// The paper preset with the episode's frames, state and a goal further on.
+	args = append([]string{"--config", demoConfig, "--episode", "../../testdata/droid_sample", "--step", "2", "--goal-step", "6",
+		"--preset", "paper", "--json"}, tinyCEM...)
+	out, err = captureStdout(t, func() error { return runPlan(context.Background(), args) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = planReport{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Settings.Horizon != 1 || rep.Settings.MaxNorm != 0.075 || rep.Episode == nil || rep.Episode.GoalStep != 6 {
+		t.Errorf("paper preset on an episode: settings %+v, episode %+v", rep.Settings, rep.Episode)
+	}
+}
+
+func TestPlanMemoryFlag(t *testing.T) {
+	out, err := captureStdout(t, func() error {
+		return runPlan(context.Background(), []string{"--config", "../../configs/droid-vitg.yaml", "--plan-memory", "--json"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Memory struct {
+			Chunk   int   `json:"chunk"`
+			Rollout int64 `json:"rollout"`
+			Total   int64 `json:"total"`
+		} `json:"memory"`
+	}
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	// The official model in bf16 with its encoder, the wrapper setting at the default chunk: a 24 GB card
+	// (22.3 GiB usable) holds it.
+	if m.Memory.Chunk < 1 || m.Memory.Total > 22<<30 || m.Memory.Rollout > 16<<30 {
+		t.Errorf("official planner memory: chunk %d, rollout %.2f GiB, total %.2f GiB", m.Memory.Chunk,
+			float64(m.Memory.Rollout)/(1<<30), float64(m.Memory.Total)/(1<<30))
+	}
+}
+
+func TestPlanBadInput(t *testing.T) {
+	dir := t.TempDir()
+	obs := writePNG(t, dir, "obs.png", 64, 64, 0)
+	notImage := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notImage, []byte("hello"), 0o644)
+	base := []string{"--config", demoConfig, "--image", obs, "--goal", obs, "--state", "0.4,0,0.3,3.1,0,0,0.5"}
+	with := func(extra ...string) []string { return append(append([]string(nil), base...), extra...) }
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no config", []string{"--image", obs, "--goal", obs}, "--config FILE is required"},
+		{"degrees", []string{"--config", demoConfig, "--image", obs, "--goal", obs, "--state", "0.4,0,0.3,178,0,0,0.5"}, "degrees?"},
+		{"six values", []string{"--config", demoConfig, "--image", obs, "--goal", obs, "--state", "0.4,0,0.3,0,0,0"}, "6 values, want 7"},
+		{"not a number", []string{"--config", demoConfig, "--image", obs, "--goal", obs, "--state", "0.4,0,x,0,0,0,0"}, "value 2"},
+		{"gripper", []string{"--config", demoConfig, "--image", obs, "--goal", obs, "--state", "0.4,0,0,0,0,0,2"}, "gripper is in [0, 1]"},
+		{"no state", []string{"--config", demoConfig, "--image", obs, "--goal", obs}, "--state is required"},
+		{"no goal", []string{"--config", demoConfig, "--image", obs, "--state", "0,0,0,0,0,0,0"}, "a goal is required"},
+		{"no observation", []string{"--config", demoConfig, "--goal", obs, "--state", "0,0,0,0,0,0,0"}, "an observation is required"},
+		{"missing image", with("--goal", filepath.Join(dir, "nope.png")), "nope.png"},
+		{"not an image", with("--goal", notImage), "want PNG or JPEG"},
+		{"bad preset", with("--preset", "fast"), "--preset \"fast\""},
+		{"topk 1", with("--topk", "1"), "topk 1"},
+		{"schedule", with("--switch", "4,10"), "2 entries for 1 goals"},
+		{"several goals without schedule", with("--goal", obs), "need a switch schedule"},
+		{"negative chunk", with("--chunk", "-1"), "--chunk -1"},
+		{"zero budget", with("--memory-budget", "0"), "--memory-budget 0"},
+		{"precision", with("--precision", "fp8"), "--precision \"fp8\""},
+		{"merge without adapter", with("--merge"), "--merge needs an --adapter"},
+		{"missing adapter", with("--adapter", filepath.Join(dir, "nope")), "adapter"},
+		{"image and episode", with("--episode", "../../testdata/droid_sample", "--step", "1"), "not both"},
+		{"episode without step", []string{"--config", demoConfig, "--episode", "../../testdata/droid_sample", "--goal-step", "3"}, "needs --step"},
+		{"step past the episode", []string{"--config", demoConfig, "--episode", "../../testdata/droid_sample", "--step", "100000", "--goal-step", "3"}, "--step 100000"},
+		{"step without episode", with("--step", "3"), "need --episode"},
+		{"extra argument", with("stray"), "unexpected arguments"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := runPlan(context.Background(), c.args)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("plan %v: %v, want an error containing %q", c.args, err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"fmt"
+	"image"
+	_ "image/jpeg" // observation and goal files
+	_ "image/png"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/plan"
+	"github.com/vjepa-vk/vjepa-vk/train"
+)
+
+// worldFlags are the flags of the commands that load a world model (plan, energy, bench --plan): the
+// config, base weights, adapter and inference settings.
+type worldFlags struct {
+	cfg        configFlags
+	checkpoint *string
+	adapter    *string
+	merge      *bool
+	precision  *string
+	chunk      *int
+	budgetGiB  *float64
+	noCache    *bool
+}
+
+func addWorldFlags(fs *pflag.FlagSet) worldFlags {
+	return worldFlags{
+		cfg:        addConfigFlags(fs, "YAML config: model sizes, base weights and precision (optional when --adapter is a training checkpoint: its config is used)"),
+		checkpoint: fs.String("checkpoint", "", "base weights (overrides model.checkpoint; a config without one uses the random weights its runs trained on)"),
+		adapter:    fs.String("adapter", "", "trained adapter: a PEFT folder or a training checkpoint (ckpt-*.safetensors); none: the base model"),
+		merge:      fs.Bool("merge", false, "fold the adapter into the base weights at load (no adapter GEMMs) instead of running it fused"),
+		precision:  fs.String("precision", "", "base weights: fp32, fp16 or bf16 (default: the config's model.precision)"),
+		chunk:      fs.Int("chunk", 0, "candidates rolled out at once (0: the largest under --memory-budget)"),
+		budgetGiB:  fs.Float64("memory-budget", float64(plan.DefaultMemoryBudget)/(1<<30), "GiB for the rollout's activations and K/V cache when --chunk is 0"),
+		noCache:    fs.Bool("no-kv-cache", false, "recompute every frame at every rollout step (no K/V cache)"),
+	}
+}
+
+// load returns the run config: --config (with --set), or the one in a training-checkpoint adapter's header.
+func (f worldFlags) load(cmd string) (*train.Config, error) {
+	if *f.cfg.path != "" {
+		return f.cfg.load(cmd)
+	}
+	if *f.adapter != "" {
+		if fi, err := os.Stat(*f.adapter); err == nil && !fi.IsDir() {
+			_, _, cfg, err := train.AdapterConfigOf(*f.adapter)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", cmd, err)
+			}
+			for _, s := range *f.cfg.sets {
+				if err := train.ApplySet(cfg, s); err != nil {
+					return nil, fmt.Errorf("%s: %w", cmd, err)
+				}
+			}
+			return cfg, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: --config FILE is required (or --adapter with a training checkpoint, whose config is used)", cmd)
+}
+
+// options are the loading options of the flags.
+func (f worldFlags) options(cmd string) (train.WorldModelOptions, error) {
+	if *f.chunk < 0 {
+		return train.WorldModelOptions{}, fmt.Errorf("%s: --chunk %d: want >= 0", cmd, *f.chunk)
+	}
+	if !(*f.budgetGiB > 0) || math.IsInf(*f.budgetGiB, 0) {
+		return train.WorldModelOptions{}, fmt.Errorf("%s: --memory-budget %g: want a positive number of GiB", cmd, *f.budgetGiB)
+	}
+	switch *f.precision {
+	case "", "fp32", "fp16", "bf16":
+	default:
+		return train.WorldModelOptions{}, fmt.Errorf("%s: --precision %q: want fp32, fp16 or bf16", cmd, *f.precision)
+	}
+	if *f.merge && *f.adapter == "" {
+		return train.WorldModelOptions{}, fmt.Errorf("%s: --merge needs an --adapter", cmd)
+	}
+	return train.WorldModelOptions{Checkpoint: *f.checkpoint, Adapter: *f.adapter, Merge: *f.merge, Precision: *f.precision,
+		Plan: plan.Options{Chunk: *f.chunk, MemoryBudget: int64(*f.budgetGiB * (1 << 30)), NoKVCache: *f.noCache}}, nil
+}
+
+// cemFlags are cem()'s settings: a preset and per-setting overrides.
+type cemFlags struct {
+	fs                                 *pflag.FlagSet
+	preset                             *string
+	samples, iterations, topk, horizon *int
+	maxnorm, mm, ms, mmg, msg          *float64
+	closeGripper                       *int
+	seed                               *uint64
+}
+
+func addCEMFlags(fs *pflag.FlagSet) cemFlags {
+	w := plan.WrapperSettings()
+	return cemFlags{
+		fs:           fs,
+		preset:       fs.String("preset", "wrapper", "CEM settings: wrapper (the notebook WorldModel: 400 samples, 10 iterations, top 10, horizon 2, maxnorm 0.05) or paper (800/10/10, horizon 1, maxnorm 0.075)"),
+		samples:      fs.Int("samples", w.Samples, "candidates per CEM iteration (overrides the preset)"),
+		iterations:   fs.Int("iterations", w.Iterations, "CEM iterations (overrides the preset)"),
+		topk:         fs.Int("topk", w.TopK, "elites per iteration (overrides the preset)"),
+		horizon:      fs.Int("horizon", w.Horizon, "actions planned ahead (overrides the preset)"),
+		maxnorm:      fs.Float64("maxnorm", w.MaxNorm, "box on Δx, Δy, Δz in metres (overrides the preset)"),
+		mm:           fs.Float64("momentum-mean", w.MomentumMean, "momentum of the xyz mean"),
+		ms:           fs.Float64("momentum-std", w.MomentumStd, "momentum of the xyz std"),
+		mmg:          fs.Float64("momentum-mean-gripper", w.MomentumMeanGripper, "momentum of the gripper mean"),
+		msg:          fs.Float64("momentum-std-gripper", w.MomentumStdGripper, "momentum of the gripper std"),
+		closeGripper: fs.Int("close-gripper", -1, "force the gripper closed (1) from this planned step on; -1 never"),
+		seed:         fs.Uint64("seed", 0, "seed of the CEM noise"),
+	}
+}
+
+// settings are the preset with the flags that were given.
+func (c cemFlags) settings(cmd string) (plan.Settings, error) {
+	var st plan.Settings
+	switch *c.preset {
+	case "wrapper":
+		st = plan.WrapperSettings()
+	case "paper":
+		st = plan.PaperSettings()
+	default:
+		return plan.Settings{}, fmt.Errorf("%s: --preset %q: want wrapper or paper", cmd, *c.preset)
+	}
+	set := func(name string, dst *int, v int) {
+		if c.fs.Changed(name) {
+			*dst = v
+		}
+	}
+	setF := func(name string, dst *float64, v float64) {
+		if c.fs.Changed(name) {
+			*dst = v
+		}
+	}
+	set("samples", &st.Samples, *c.samples)
+	set("iterations", &st.Iterations, *c.iterations)
+	set("topk", &st.TopK, *c.topk)
+	set("horizon", &st.Horizon, *c.horizon)
+	set("close-gripper", &st.CloseGripper, *c.closeGripper)
+	setF("maxnorm", &st.MaxNorm, *c.maxnorm)
+	setF("momentum-mean", &st.MomentumMean, *c.mm)
+	setF("momentum-std", &st.MomentumStd, *c.ms)
+	setF("momentum-mean-gripper", &st.MomentumMeanGripper, *c.mmg)
+	setF("momentum-std-gripper", &st.MomentumStdGripper, *c.msg)
+	if err := st.Validate(); err != nil {
+		return plan.Settings{}, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return st, nil
+}
+
+// parseState reads "x,y,z,roll,pitch,yaw,gripper" and validates it (plan.CheckState).
+func parseState(s string) (data.State, error) {
+	fields := strings.Split(s, ",")
+	var st data.State
+	if len(fields) != model.ActionDim {
+		return st, fmt.Errorf("--state %q: %d values, want %d (x,y,z in metres, roll,pitch,yaw in radians, gripper 0..1)",
+			s, len(fields), model.ActionDim)
+	}
+	for i, f := range fields {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return st, fmt.Errorf("--state %q: value %d (%q) is not a number", s, i, f)
+		}
+		st[i] = v
+	}
+	if err := plan.CheckState(st); err != nil {
+		return st, fmt.Errorf("--state %q: %w", s, err)
+	}
+	return st, nil
+}
+
+// loadImage decodes a PNG or JPEG file.
+func loadImage(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w (want PNG or JPEG)", path, err)
+	}
+	if b := img.Bounds(); b.Dx() < 1 || b.Dy() < 1 {
+		return nil, fmt.Errorf("image %s: empty (%dx%d)", path, b.Dx(), b.Dy())
+	}
+	return img, nil
+}

@@ -1,0 +1,198 @@
+package train
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/plan"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// WorldModelOptions say what OpenWorldModel loads for planning (and evaluation).
+type WorldModelOptions struct {
+	// Checkpoint overrides model.checkpoint: the base weights (spec §9); "" keeps the config's, and a config
+	// without one draws the random weights a run of it trained on (the demo).
+	Checkpoint string
+	// Adapter is a PEFT adapter folder or a training checkpoint (ckpt-*.safetensors); "" plans with the
+	// base model.
+	Adapter string
+	// Merge folds the adapter into the base weights as they load (no adapter GEMMs), instead of running it
+	// fused into the base GEMMs.
+	Merge bool
+	// Precision overrides model.precision for the base weights (fp32, fp16, bf16).
+	Precision string
+	// NoEncoder skips the encoder (representations come from elsewhere).
+	NoEncoder bool
+	Plan      plan.Options
+}
+
+// AdapterConfigOf reads a trained adapter: a PEFT folder (adapter_config.json, adapter_model.safetensors)
+// or a training checkpoint, whose header holds the run's config (returned too; nil for PEFT folders).
+func AdapterConfigOf(path string) (model.AdapterConfig, []model.LoRAWeights, *Config, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return model.AdapterConfig{}, nil, nil, fmt.Errorf("train: adapter: %w", err)
+	}
+	if fi.IsDir() {
+		ac, mods, err := model.ReadPEFTAdapter(path)
+		return ac, mods, nil, err
+	}
+	ck, err := ReadCheckpoint(path)
+	if err != nil {
+		return model.AdapterConfig{}, nil, nil, fmt.Errorf("train: adapter %s: want a PEFT folder or a training checkpoint: %w", path, err)
+	}
+	cfg, err := Parse(path+" (config in the header)", []byte(ck.Header.Config))
+	if err != nil {
+		return model.AdapterConfig{}, nil, nil, err
+	}
+	refs := make([]model.TensorRef, len(ck.Tensors))
+	for i, t := range ck.Tensors {
+		refs[i] = ckptRef{t}
+	}
+	mods, err := model.LoRAFromTensors(path, refs, "")
+	if err != nil {
+		return model.AdapterConfig{}, nil, nil, err
+	}
+	if len(mods) == 0 {
+		return model.AdapterConfig{}, nil, nil, fmt.Errorf("train: adapter %s: no LoRA tensors (base_model.model.*.lora_A.weight)", path)
+	}
+	l := cfg.LoRA
+	ac := model.NewAdapterConfig(l.R, l.Alpha, l.RSLoRA, l.Targets, cfg.Model.Checkpoint)
+	return ac, mods, cfg, nil
+}
+
+// ckptRef is a checkpoint tensor as a model.TensorRef.
+type ckptRef struct{ t Tensor }
+
+func (r ckptRef) Info() model.TensorInfo {
+	return model.TensorInfo{Name: r.t.Name, DType: model.DTypeF32, Shape: r.t.Shape}
+}
+func (r ckptRef) ReadRaw() ([]byte, error)        { return r.t.Data, nil }
+func (r ckptRef) ReadFloat32() ([]float32, error) { return r.t.Float32s() }
+
+// OpenWorldModel loads the encoder and the predictor of cfg (sizes, base weights, precision) on d with the
+// adapter of o, for plan.WorldModel. close frees everything.
+func OpenWorldModel(d *vk.Device, cfg *Config, o WorldModelOptions) (w *plan.WorldModel, close func(), err error) {
+	c := *cfg
+	if o.Checkpoint != "" {
+		c.Model.Checkpoint = o.Checkpoint
+	}
+	if o.Precision != "" {
+		c.Model.Precision = o.Precision
+	}
+	pcfg, ecfg := modelConfigs(&c)
+	pw, ew, closeW, err := loadWeights(&c, pcfg, ecfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeW()
+	var ac model.AdapterConfig
+	var mods []model.LoRAWeights
+	if o.Adapter != "" {
+		if ac, mods, _, err = AdapterConfigOf(o.Adapter); err != nil {
+			return nil, nil, err
+		}
+		if o.Merge {
+			pw = model.NewMergedWeights(pw, ac, mods)
+		}
+	}
+	prec := model.Precision(c.Model.Precision)
+	p, err := model.LoadPredictor(d, pcfg, pw, prec)
+	if err != nil {
+		return nil, nil, err
+	}
+	var enc *model.Encoder
+	fail := func(err error) (*plan.WorldModel, func(), error) {
+		if enc != nil {
+			enc.Free()
+		}
+		p.Free()
+		return nil, nil, err
+	}
+	if o.Adapter != "" && !o.Merge {
+		if err := p.LoadAdapters(ac, mods); err != nil {
+			return fail(fmt.Errorf("train: adapter %s: %w", filepath.Clean(o.Adapter), err))
+		}
+	}
+	if !o.NoEncoder {
+		if enc, err = model.LoadEncoder(d, ecfg, ew, prec); err != nil {
+			return fail(err)
+		}
+	}
+	w, err = plan.NewWorldModel(p, enc, c.Model.Img, c.Model.Tubelet, o.Plan)
+	if err != nil {
+		return fail(err)
+	}
+	return w, func() {
+		w.Close()
+		if enc != nil {
+			enc.Free()
+		}
+		p.Free()
+	}, nil
+}
+
+// PlannerMemory is the device memory of a planner, by part, in bytes.
+type PlannerMemory struct {
+	Chunk            int   `json:"chunk"`
+	KVCache          bool  `json:"kv_cache"`
+	PredictorWeights int64 `json:"predictor_weights"`
+	EncoderWeights   int64 `json:"encoder_weights"`
+	LoRA             int64 `json:"lora"`         // fused adapters (weights and their unused gradients)
+	EncoderPass      int64 `json:"encoder_pass"` // one image
+	Rollout          int64 `json:"rollout"`      // activations, K/V cache, candidate inputs and energies
+	Total            int64 `json:"total"`
+}
+
+// PlanPlannerMemory counts the memory of planning samples candidates over horizon steps with cfg and o, at
+// o.Plan.Chunk (0: the chunk the budget gives), by running the allocation code in planning mode.
+func PlanPlannerMemory(cfg *Config, o WorldModelOptions, samples, horizon int) (PlannerMemory, error) {
+	c := *cfg
+	if o.Precision != "" {
+		c.Model.Precision = o.Precision
+	}
+	pcfg, ecfg := modelConfigs(&c)
+	var lc model.LoRAConfig
+	if o.Adapter != "" && !o.Merge {
+		ac, _, _, err := AdapterConfigOf(o.Adapter)
+		if err != nil {
+			return PlannerMemory{}, err
+		}
+		lc = model.LoRAConfig{R: ac.R, Alpha: ac.LoRAAlpha, Targets: ac.TargetModules}
+	}
+	rc := model.RolloutConfig{Samples: samples, Horizon: horizon, Chunk: o.Plan.Chunk, KVCache: !o.Plan.NoKVCache}
+	if rc.Chunk == 0 {
+		budget := o.Plan.MemoryBudget
+		if budget == 0 {
+			budget = plan.DefaultMemoryBudget
+		}
+		var err error
+		if rc.Chunk, err = model.ChunkForBudget(pcfg, lc, rc, budget); err != nil {
+			return PlannerMemory{}, err
+		}
+	}
+	m := PlannerMemory{Chunk: min(rc.Chunk, samples), KVCache: rc.KVCache}
+	var err error
+	if m.Rollout, err = model.RolloutBytes(pcfg, lc, rc); err != nil {
+		return PlannerMemory{}, err
+	}
+	p, _, err := model.NewPlanPredictor(pcfg, lc)
+	if err != nil {
+		return PlannerMemory{}, err
+	}
+	wb := precisionBytes(c.Model.Precision)
+	pp := model.PredictorParams(pcfg, p.LoRAs)
+	m.PredictorWeights = pp.Matrices*wb + pp.Vectors*4 + 2*4*int64(pcfg.Dim)
+	m.LoRA = 2 * 4 * pp.LoRA
+	if !o.NoEncoder {
+		ep := model.EncoderParams(ecfg)
+		m.EncoderWeights = ep.Matrices*wb + ep.Vectors*4
+		if m.EncoderPass, err = model.NewPlanEncoderPass(ecfg, 1, c.Model.Tubelet, c.Model.Img, c.Model.Img); err != nil {
+			return PlannerMemory{}, err
+		}
+	}
+	m.Total = m.PredictorWeights + m.EncoderWeights + m.LoRA + m.EncoderPass + m.Rollout
+	return m, nil
+}
