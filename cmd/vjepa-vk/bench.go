@@ -13,13 +13,15 @@ import (
 )
 
 // runBench measures a whole training step at a config's shapes: step time, clips/s, tokens/s, TFLOP/s,
-// peak memory and, with --timings, GPU time per op.
+// peak memory and, with --timings, GPU time per op. With --plan it measures planning one action instead.
 func runBench(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
-	cf := addConfigFlags(fs, "YAML config")
-	steps := fs.Int("steps", 5, "timed steps (the median is reported)")
-	warmup := fs.Int("warmup", 2, "untimed steps first")
-	timings := fs.Bool("timings", true, "also run one step with GPU timestamps and report time per op")
+	wf := addWorldFlags(fs)
+	cemf := addCEMFlags(fs)
+	planMode := fs.Bool("plan", false, "time planning one action (all CEM iterations, --preset and the CEM flags) instead of a training step")
+	steps := fs.Int("steps", 5, "timed steps, or planned actions with --plan (the median is reported)")
+	warmup := fs.Int("warmup", 2, "untimed steps (or actions) first")
+	timings := fs.Bool("timings", true, "also run one step (one CEM iteration's rollouts) with GPU timestamps and report time per op")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -27,7 +29,10 @@ func runBench(ctx context.Context, args []string) error {
 	if *steps < 1 || *warmup < 0 {
 		return usageErrorf("--steps must be >= 1 and --warmup >= 0, got %d and %d", *steps, *warmup)
 	}
-	cfg, err := cf.config()
+	if *planMode {
+		return benchPlan(wf, cemf, *steps, *warmup, *timings, *asJSON)
+	}
+	cfg, err := wf.cfg.config()
 	if err != nil {
 		return err
 	}
@@ -48,6 +53,43 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Printf("  step %.4f s (min %.4f), %.2f clips/s, %.0f tokens/s, %.2f TFLOP/s (%.3g FLOP/step)\n",
 		r.StepMedian, r.StepMin, r.ClipsPerSec, r.TokensPerSec, r.TFLOPs, r.FlopsPerStep)
 	fmt.Printf("  peak memory %.2f GiB, %d dispatches, %d barriers\n", r.PeakMemGiB, r.Dispatches, r.Barriers)
+	for _, o := range r.Ops {
+		fmt.Printf("  %-28s %5d× %9.3f ms  %5.1f%%\n", o.Op, o.Count, o.Seconds*1e3, 100*o.Share)
+	}
+	return nil
+}
+
+// benchPlan is bench --plan: the time to plan one action at the config's sizes.
+func benchPlan(wf worldFlags, cemf cemFlags, actions, warmup int, timings, asJSON bool) error {
+	st, err := cemf.settings("bench --plan")
+	if err != nil {
+		return err
+	}
+	opts, err := wf.options("bench --plan")
+	if err != nil {
+		return err
+	}
+	cfg, err := wf.load("bench --plan")
+	if err != nil {
+		return err
+	}
+	d, err := vk.Open(vk.Options{})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	r, err := train.BenchPlan(d, cfg, st, opts, actions, warmup, timings)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
+	fmt.Printf("%s: plan %d samples × %d iterations, top %d, horizon %d (chunk %d, kv cache %v, %s, tensor cores %v)\n", r.Device,
+		r.Samples, r.Iterations, r.TopK, r.Horizon, r.Chunk, r.KVCache, r.Precision, r.TensorCores)
+	fmt.Printf("  %.4f s per action (min %.4f), %.1f candidates/s, %.2f TFLOP/s (%.3g FLOP/action)\n", r.ActionMedian,
+		r.ActionMin, r.CandidatesPerS, r.TFLOPs, r.FlopsPerAction)
+	fmt.Printf("  peak memory %.2f GiB, %d dispatches per iteration\n", r.PeakMemGiB, r.Dispatches)
 	for _, o := range r.Ops {
 		fmt.Printf("  %-28s %5d× %9.3f ms  %5.1f%%\n", o.Op, o.Count, o.Seconds*1e3, 100*o.Share)
 	}

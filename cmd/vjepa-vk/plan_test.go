@@ -169,3 +169,37 @@ func TestPlanBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestBenchPlan(t *testing.T) {
+	args := append([]string{"--plan", "--config", demoConfig, "--steps", "1", "--warmup", "0", "--json"}, tinyCEM...)
+	out, err := captureStdout(t, func() error { return runBench(context.Background(), args) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Samples        int     `json:"samples"`
+		ActionMedian   float64 `json:"s_per_action_median"`
+		CandidatesPerS float64 `json:"candidates_per_s"`
+		Ops            []struct {
+			Op string `json:"op"`
+		} `json:"ops"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --plan --json printed %q: %v", out, err)
+	}
+	if r.Samples != 6 || !(r.ActionMedian > 0) || !(r.CandidatesPerS > 0) {
+		t.Errorf("bench --plan: %+v", r)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--plan", "--config", demoConfig, "--topk", "1"}, "topk 1"},
+		{[]string{"--plan", "--config", demoConfig, "--steps", "0"}, "--steps must be >= 1"},
+		{[]string{"--plan"}, "--config FILE is required"},
+	} {
+		if err := runBench(context.Background(), c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bench %v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}

@@ -6,6 +6,9 @@
 #   verify.jsonl   every golden fixture in fp32
 #   steps.jsonl    one training step of ours (T=16 B=2 and T=8 B=8, checkpointing, both LoRA paths at
 #                  T=16 B=2) next to the PyTorch + PEFT peer at the same settings, in one run
+#   plan.jsonl     planning one action (bench --plan, bf16 weights, random init) at the paper setting
+#                  (800/10/10, horizon 1) and the wrapper setting (400/10/10, horizon 2, with and without
+#                  the K/V cache) next to shared/baseline/bench_plan_torch.py at the same settings
 #   ops.txt        GEMM, attention and LoRA-path op benchmarks
 # Sections are cut by timeouts rather than stopping the script, so one hang costs only its own section.
 set -u
@@ -47,6 +50,20 @@ ours() { timeout 120 "$B" bench --config configs/rtx-24gb.yaml --set model.check
 	fi
 } >"$OUT/steps.jsonl" 2>&1
 grep -v Warning "$OUT/steps.jsonl" | cut -c1-600
+
+log plan
+plan() { timeout 150 "$B" bench --plan --config configs/droid-vitg.yaml --set model.checkpoint= --precision bf16 --steps 3 --warmup 1 --json "$@"; }
+{
+	plan --preset paper
+	plan --preset wrapper
+	plan --preset wrapper --no-kv-cache --timings=false
+	VJEPA_VK_COOPMAT=1 plan --preset paper --timings=false
+	if [ -e .gpu/bench_plan_torch.py ]; then
+		(cd .gpu && timeout 150 python3 bench_plan_torch.py --repeats 2 &&
+			timeout 150 python3 bench_plan_torch.py --samples 400 --iters 10 --horizon 2 --maxnorm 0.05 --repeats 2)
+	fi
+} >"$OUT/plan.jsonl" 2>&1
+grep -v Warning "$OUT/plan.jsonl" | cut -c1-600
 
 log ops
 {

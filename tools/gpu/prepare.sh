@@ -22,7 +22,7 @@ if ! ls "$out"/debs/libvulkan1_*.deb >/dev/null 2>&1; then
 	(cd "$out/debs" && apt-get "${o[@]}" download libvulkan1 vulkan-validationlayers \
 		libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 fi
-for f in bench_torch.py torch_ac.py; do
+for f in bench_torch.py bench_plan_torch.py torch_ac.py; do
 	if [ -e "../shared/baseline/$f" ]; then cp "../shared/baseline/$f" "$out/"; fi
 done
 du -sh "$out"
