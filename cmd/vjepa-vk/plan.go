@@ -42,11 +42,11 @@ type planTimings struct {
 
 // episodeReference is what the dataset says about the planned step, for comparison.
 type episodeReference struct {
-	Index      int         `json:"index"`
-	FilePath   string      `json:"file_path"`
-	Step       int         `json:"step"`
-	GoalStep   int         `json:"goal_step,omitempty"`
-	NextAction data.Action `json:"next_action"` // the action the robot took at Step (spec §7.5)
+	Index      int          `json:"index"`
+	FilePath   string       `json:"file_path"`
+	Step       int          `json:"step"`
+	GoalStep   int          `json:"goal_step,omitempty"`
+	NextAction *data.Action `json:"next_action,omitempty"` // the action the robot took at Step (spec §7.5); none at the last step
 }
 
 // runPlan plans the next action with the official CEM (spec planning §4) from an observation, goal
@@ -150,8 +150,8 @@ func printPlan(r planReport) {
 	for h, a := range r.Plan[1:] {
 		fmt.Printf("plan %d  %s\n", h+1, f(a))
 	}
-	if r.Episode != nil {
-		fmt.Printf("episode %d step %d: the recorded action was %s\n", r.Episode.Index, r.Episode.Step, f(r.Episode.NextAction))
+	if r.Episode != nil && r.Episode.NextAction != nil {
+		fmt.Printf("episode %d step %d: the recorded action was %s\n", r.Episode.Index, r.Episode.Step, f(*r.Episode.NextAction))
 	}
 	fmt.Println("iteration  energy mean     std      best  elite mean")
 	for i, it := range r.Iterations {
@@ -238,7 +238,7 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		obs.state = states[o.step]
 		ref := &episodeReference{Index: o.episodeIndex, FilePath: ep.FilePath, Step: o.step}
 		if o.step+1 < ep.Steps {
-			ref.NextAction = data.StatesToActions(states[o.step : o.step+2])[0]
+			ref.NextAction = &data.StatesToActions(states[o.step : o.step+2])[0]
 		}
 		if o.goalStep >= 0 {
 			if o.goalStep >= ep.Steps {

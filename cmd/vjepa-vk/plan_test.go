@@ -203,3 +203,60 @@ func TestBenchPlan(t *testing.T) {
 		}
 	}
 }
+
+func TestEnergyCommand(t *testing.T) {
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "landscape")
+	args := []string{"--config", demoConfig, "--episode", "../../testdata/droid_sample", "--step", "2", "--goal-step", "3",
+		"--axes", "x,y,z", "--points", "3", "--out", prefix}
+	if _, err := captureStdout(t, func() error { return runEnergy(context.Background(), args) }); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(prefix + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l struct {
+		Axes     []struct{ Name string } `json:"axes"`
+		Energies []float64               `json:"energies"`
+		Truth    *[7]float64             `json:"true_action"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Axes) != 3 || len(l.Energies) != 27 || l.Truth == nil {
+		t.Errorf("landscape JSON: %d axes, %d energies, true action %v", len(l.Axes), len(l.Energies), l.Truth)
+	}
+	f, err := os.Open(prefix + ".png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("landscape PNG: %v", err)
+	}
+
+	obs := writePNG(t, dir, "obs.png", 64, 64, 0)
+	base := []string{"--config", demoConfig, "--image", obs, "--goal", obs, "--state", "0,0,0,0,0,0,0", "--out", prefix}
+	for _, c := range []struct {
+		extra []string
+		want  string
+	}{
+		{[]string{"--axes", "x"}, "two or three"},
+		{[]string{"--axes", "x,yaw"}, "\"yaw\""},
+		{[]string{"--points", "1"}, "1 points"},
+		{[]string{"--extent", "0"}, "positive extent"},
+		{[]string{"--true-action", "1,2,3"}, "3 values, want 7"},
+		{[]string{"--out", ""}, "--out is empty"},
+		{[]string{"--out", filepath.Join(dir, "no", "such", "dir", "x")}, "no such file"},
+		{[]string{"--chunk", "-2"}, "--chunk -2"},
+	} {
+		if err := runEnergy(context.Background(), append(append([]string(nil), base...), c.extra...)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("energy %v: %v, want %q", c.extra, err, c.want)
+		}
+	}
+	if err := runEnergy(context.Background(), []string{"--config", demoConfig, "--image", obs, "--state", "0,0,0,0,0,0,0"}); err == nil ||
+		!strings.Contains(err.Error(), "a goal is required") {
+		t.Errorf("energy without a goal: %v", err)
+	}
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/plan"
+	"github.com/vjepa-vk/vjepa-vk/train"
+	"github.com/vjepa-vk/vjepa-vk/vk"
+)
+
+// runEnergy computes the one-step energy landscape over a grid of two or three action components (the
+// energy notebook, the paper's Fig. 9) and writes it as JSON and a PNG heat map.
+func runEnergy(ctx context.Context, args []string) error {
+	fs := pflag.NewFlagSet("energy", pflag.ContinueOnError)
+	wf := addWorldFlags(fs)
+	imagePath := fs.String("image", "", "current observation: an image file (PNG or JPEG)")
+	episode := fs.String("episode", "", "RLDS dataset (folder or gs://) to take the observation, state, goal and true action from")
+	episodeIndex := fs.Int("episode-index", 0, "which episode of --episode (record index in file order)")
+	step := fs.Int("step", -1, "with --episode: the observation's step (its recorded action is the true action)")
+	camera := fs.String("camera", data.CameraExterior1, "with --episode: the camera view")
+	goal := fs.String("goal", "", "goal image file")
+	goalStep := fs.Int("goal-step", -1, "with --episode: the goal's step (usually --step + 1)")
+	stateFlag := fs.String("state", "", "robot state x,y,z,roll,pitch,yaw,gripper (radians, gripper 0..1)")
+	axes := fs.String("axes", "x,y", "swept action components: two or three of x, y, z, gripper")
+	points := fs.Int("points", 21, "grid points per axis")
+	extent := fs.Float64("extent", 0.075, "each axis spans [-extent, extent] (metres for x, y, z)")
+	truth := fs.String("true-action", "", "the action known to reach the goal, 7 values (default with --episode: the recorded action at --step)")
+	out := fs.String("out", "energy", "output prefix: PREFIX.json and PREFIX.png")
+	asJSON := fs.Bool("json", false, "also print the JSON to stdout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("energy: unexpected arguments %v", fs.Args())
+	}
+	ax, err := plan.NewLandscapeAxes(*axes, *points, *extent)
+	if err != nil {
+		return fmt.Errorf("energy: %w", err)
+	}
+	opts, err := wf.options("energy")
+	if err != nil {
+		return err
+	}
+	cfg, err := wf.load("energy")
+	if err != nil {
+		return err
+	}
+	var goals []string
+	if *goal != "" {
+		goals = []string{*goal}
+	}
+	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, goals, *goalStep, *stateFlag})
+	if err != nil {
+		return fmt.Errorf("energy: %w", err)
+	}
+	var trueAction *data.Action
+	switch {
+	case *truth != "":
+		a, err := parseAction(*truth)
+		if err != nil {
+			return fmt.Errorf("energy: %w", err)
+		}
+		trueAction = &a
+	case obs.episode != nil:
+		trueAction = obs.episode.NextAction
+	}
+	if *out == "" {
+		return fmt.Errorf("energy: --out is empty")
+	}
+	d, err := vk.Open(vk.Options{})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	w, closeW, err := train.OpenWorldModel(d, cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer closeW()
+	ctxRep, err := w.Encode(obs.current)
+	if err != nil {
+		return err
+	}
+	goalRep, err := w.Encode(obs.goals[0])
+	if err != nil {
+		return err
+	}
+	l, err := plan.ComputeLandscape(ax, w.Energy(ctxRep, goalRep, obs.state))
+	if err != nil {
+		return err
+	}
+	l.Truth = trueAction
+	js, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out+".json", append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("energy: %w", err)
+	}
+	if err := l.WritePNG(*out + ".png"); err != nil {
+		return err
+	}
+	if *asJSON {
+		fmt.Println(string(js))
+		return nil
+	}
+	fmt.Printf("energy over %s (%d points each, ±%g): minimum %.5f at %v; wrote %s.json and %s.png\n", *axes, *points, *extent,
+		l.MinEnergy, l.Min, *out, *out)
+	if trueAction != nil {
+		fmt.Printf("true action %v\n", *trueAction)
+	}
+	return nil
+}
+
+// parseAction reads 7 comma-separated numbers.
+func parseAction(s string) (data.Action, error) {
+	var a data.Action
+	f := strings.Split(s, ",")
+	if len(f) != model.ActionDim {
+		return a, fmt.Errorf("--true-action %q: %d values, want %d", s, len(f), model.ActionDim)
+	}
+	for i, v := range f {
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return a, fmt.Errorf("--true-action %q: value %d (%q) is not a number", s, i, v)
+		}
+		a[i] = x
+	}
+	return a, nil
+}
