@@ -300,3 +300,48 @@ func TestLoadAdaptersBadInput(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRollout scores candidates at the demo's sizes (configs/demo.yaml: 2 blocks, width 96, 4×4
+// patches) for several sample counts and horizons, with and without the K/V cache: one op is one scoring
+// of all candidates (one CEM iteration).
+func BenchmarkRollout(b *testing.B) {
+	d := vktest.Device(b)
+	cfg := model.PredictorConfig{EmbedDim: 64, Dim: 96, Depth: 2, Heads: 2, Grid: 4, MLPRatio: 4}
+	p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 5), model.FP32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Free()
+	for _, S := range []int{32, 128} {
+		for _, H := range []int{1, 2, 3} {
+			for _, cache := range []bool{false, true} {
+				if H == 1 && cache {
+					continue // one step: nothing to cache
+				}
+				b.Run(fmt.Sprintf("samples=%d/horizon=%d/cache=%v", S, H, cache), func(b *testing.B) {
+					r, err := p.NewRollout(model.RolloutConfig{Samples: S, Horizon: H, KVCache: cache})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer r.Free()
+					in := newRolloutInputs(cfg, S, H)
+					for _, u := range []struct {
+						t vk.Tensor
+						v []float32
+					}{{r.Context, in.context}, {r.Goals, in.goals}, {r.Actions, in.actions}, {r.States, in.states}} {
+						if err := d.Upload(u.t, u.v); err != nil {
+							b.Fatal(err)
+						}
+					}
+					s := vktest.Stream(b, d)
+					r.Record(s)
+					vktest.Run(b, s) // compile the pipelines
+					for b.Loop() {
+						vktest.Run(b, s)
+					}
+					b.ReportMetric(float64(S*b.N)/b.Elapsed().Seconds(), "candidates/s")
+				})
+			}
+		}
+	}
+}
