@@ -223,15 +223,7 @@ func verifyPredictor(d *vk.Device, f *fixture, rep *VerifyReport) error {
 	}
 	cfg := model.PredictorConfig{EmbedDim: c.EmbedDim, Dim: c.PredDim, Depth: c.Depth, Heads: c.Heads,
 		Grid: c.Img / 16, MLPRatio: 4, Extrinsics: c.Extrinsics}
-	sd, err := model.OpenStateDict(filepath.Join(f.dir, "checkpoint.pt"), "predictor")
-	if err != nil {
-		return err
-	}
-	defer sd.Close()
-	if err := model.CheckPredictor(sd.Source, cfg, sd.Infos()); err != nil {
-		return err
-	}
-	p, err := model.LoadPredictor(d, cfg, sd, model.FP32)
+	p, err := f.loadPredictor(d, cfg)
 	if err != nil {
 		return err
 	}
@@ -407,4 +399,17 @@ func verifyPredictor(d *vk.Device, f *fixture, rep *VerifyReport) error {
 		}
 	}
 	return nil
+}
+
+// loadPredictor loads the fixture's checkpoint.pt predictor of cfg in fp32.
+func (f *fixture) loadPredictor(d *vk.Device, cfg model.PredictorConfig) (*model.Predictor, error) {
+	sd, err := model.OpenStateDict(filepath.Join(f.dir, "checkpoint.pt"), "predictor")
+	if err != nil {
+		return nil, err
+	}
+	defer sd.Close()
+	if err := model.CheckPredictor(sd.Source, cfg, sd.Infos()); err != nil {
+		return nil, err
+	}
+	return model.LoadPredictor(d, cfg, sd, model.FP32)
 }

@@ -90,15 +90,7 @@ func verifyPlan(d *vk.Device, f *fixture, rep *VerifyReport) error {
 		return fmt.Errorf("verify: %s: plan: %w", cj, err)
 	}
 	cfg := model.PredictorConfig{EmbedDim: c.EmbedDim, Dim: c.PredDim, Depth: c.Depth, Heads: c.Heads, Grid: c.Img / 16, MLPRatio: 4}
-	sd, err := model.OpenStateDict(filepath.Join(f.dir, "checkpoint.pt"), "predictor")
-	if err != nil {
-		return err
-	}
-	defer sd.Close()
-	if err := model.CheckPredictor(sd.Source, cfg, sd.Infos()); err != nil {
-		return err
-	}
-	p, err := model.LoadPredictor(d, cfg, sd, model.FP32)
+	p, err := f.loadPredictor(d, cfg)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,6 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
-	"github.com/vjepa-vk/vjepa-vk/train"
-	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
 // runEnergy computes the one-step energy landscape over a grid of two or three action components (the
@@ -76,25 +74,12 @@ func runEnergy(ctx context.Context, args []string) error {
 	if *out == "" {
 		return fmt.Errorf("energy: --out is empty")
 	}
-	d, err := vk.Open(vk.Options{})
+	ss, err := openSession(cfg, opts, obs.current, obs.goals[0])
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	w, closeW, err := train.OpenWorldModel(d, cfg, opts)
-	if err != nil {
-		return err
-	}
-	defer closeW()
-	ctxRep, err := w.Encode(obs.current)
-	if err != nil {
-		return err
-	}
-	goalRep, err := w.Encode(obs.goals[0])
-	if err != nil {
-		return err
-	}
-	l, err := plan.ComputeLandscape(ax, w.Energy(ctxRep, goalRep, obs.state))
+	defer ss.close()
+	l, err := plan.ComputeLandscape(ax, ss.w.Energy(ss.context, ss.goal, obs.state))
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/train"
-	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
 // planReport is what `vjepa-vk plan --json` prints.
@@ -106,30 +105,18 @@ func runPlan(ctx context.Context, args []string) error {
 	goalIndex := sched.Goal(*planningStep)
 
 	t0 := time.Now()
-	d, err := vk.Open(vk.Options{})
+	ss, err := openSession(cfg, opts, obs.current, obs.goals[goalIndex])
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	w, closeW, err := train.OpenWorldModel(d, cfg, opts)
-	if err != nil {
-		return err
-	}
-	defer closeW()
-	ctxRep, err := w.Encode(obs.current)
-	if err != nil {
-		return err
-	}
-	goalRep, err := w.Encode(obs.goals[goalIndex])
-	if err != nil {
-		return err
-	}
-	res, err := plan.CEM(st, w.Energy(ctxRep, goalRep, obs.state), plan.NewSeededNoise(*cf.seed))
+	defer ss.close()
+	w := ss.w
+	res, err := plan.CEM(st, w.Energy(ss.context, ss.goal, obs.state), plan.NewSeededNoise(*cf.seed))
 	if err != nil {
 		return err
 	}
 	chunk, _ := w.Chunk(st.Samples, st.Horizon)
-	rep := planReport{Device: d.Info.Name, Settings: st, Seed: *cf.seed, Chunk: chunk, KVCache: !opts.Plan.NoKVCache,
+	rep := planReport{Device: ss.d.Info.Name, Settings: st, Seed: *cf.seed, Chunk: chunk, KVCache: !opts.Plan.NoKVCache,
 		State: obs.state, Goal: goalIndex, Action: res.Plan[0], Plan: res.Plan, Iterations: res.Iterations,
 		Timings: planTimings{Encode: w.Timings.Encode.Seconds(), Rollout: w.Timings.Rollout.Seconds(), Total: time.Since(t0).Seconds()},
 		Episode: obs.episode}

@@ -16,6 +16,7 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/train"
+	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
 // worldFlags are the flags of the commands that load a world model (plan, energy, bench --plan): the
@@ -188,4 +189,34 @@ func loadImage(path string) (image.Image, error) {
 		return nil, fmt.Errorf("image %s: empty (%dx%d)", path, b.Dx(), b.Dy())
 	}
 	return img, nil
+}
+
+// session is a world model on an opened device with an observation's context and goal encoded.
+type session struct {
+	d             *vk.Device
+	w             *plan.WorldModel
+	context, goal plan.Rep
+	close         func()
+}
+
+// openSession opens the device, loads the world model of cfg and encodes the current image and the goal.
+func openSession(cfg *train.Config, opts train.WorldModelOptions, current, goal image.Image) (*session, error) {
+	d, err := vk.Open(vk.Options{})
+	if err != nil {
+		return nil, err
+	}
+	w, closeW, err := train.OpenWorldModel(d, cfg, opts)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	s := &session{d: d, w: w, close: func() { closeW(); d.Close() }}
+	if s.context, err = w.Encode(current); err == nil {
+		s.goal, err = w.Encode(goal)
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
 }
