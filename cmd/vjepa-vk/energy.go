@@ -34,15 +34,15 @@ func runEnergy(ctx context.Context, args []string) error {
 	truth := fs.String("true-action", "", "the action known to reach the goal, 7 values (default with --episode: the recorded action at --step)")
 	out := fs.String("out", "energy", "output prefix: PREFIX.json and PREFIX.png")
 	asJSON := fs.Bool("json", false, "also print the JSON to stdout")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("energy: unexpected arguments %v", fs.Args())
+		return usageErrorf("unexpected arguments %v", fs.Args())
 	}
 	ax, err := plan.NewLandscapeAxes(*axes, *points, *extent)
 	if err != nil {
-		return fmt.Errorf("energy: %w", err)
+		return usageErrorf("%v", err)
 	}
 	opts, err := wf.options("energy")
 	if err != nil {
@@ -58,21 +58,21 @@ func runEnergy(ctx context.Context, args []string) error {
 	}
 	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, goals, *goalStep, *stateFlag})
 	if err != nil {
-		return fmt.Errorf("energy: %w", err)
+		return commandError("energy", err)
 	}
 	var trueAction *data.Action
 	switch {
 	case *truth != "":
 		a, err := parseAction(*truth)
 		if err != nil {
-			return fmt.Errorf("energy: %w", err)
+			return usageErrorf("%v", err)
 		}
 		trueAction = &a
 	case obs.episode != nil:
 		trueAction = obs.episode.NextAction
 	}
 	if *out == "" {
-		return fmt.Errorf("energy: --out is empty")
+		return usageErrorf("--out is empty")
 	}
 	ss, err := openSession(cfg, opts, obs.current, obs.goals[0])
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"os"
@@ -66,11 +67,11 @@ func runPlan(ctx context.Context, args []string) error {
 	stateFlag := fs.String("state", "", "robot state x,y,z,roll,pitch,yaw,gripper: metres, radians (scipy extrinsic xyz), gripper 0..1")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	planMemory := fs.Bool("plan-memory", false, "print the planner's device memory at the chunk size and exit without running")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("plan: unexpected arguments %v", fs.Args())
+		return usageErrorf("unexpected arguments %v", fs.Args())
 	}
 	st, err := cf.settings("plan")
 	if err != nil {
@@ -93,14 +94,14 @@ func runPlan(ctx context.Context, args []string) error {
 	}
 	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, *goals, *goalStep, *stateFlag})
 	if err != nil {
-		return fmt.Errorf("plan: %w", err)
+		return commandError("plan", err)
 	}
 	sched, err := plan.ParseSchedule(*switchAt, len(obs.goals))
 	if err != nil {
-		return err
+		return usageErrorf("--switch: %v", err)
 	}
 	if *planningStep < 0 {
-		return fmt.Errorf("plan: --planning-step %d: want >= 0", *planningStep)
+		return usageErrorf("--planning-step %d: want >= 0", *planningStep)
 	}
 	goalIndex := sched.Goal(*planningStep)
 
@@ -189,10 +190,10 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 	var ep *data.Episode
 	if o.episode != "" {
 		if o.image != "" {
-			return nil, fmt.Errorf("give --image or --episode, not both")
+			return nil, usageErrorf("give --image or --episode, not both")
 		}
 		if o.step < 0 {
-			return nil, fmt.Errorf("--episode needs --step N (the observation's step)")
+			return nil, usageErrorf("--episode needs --step N (the observation's step)")
 		}
 		src, err := data.OpenSource(ctx, o.episode)
 		if err != nil {
@@ -241,10 +242,10 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		obs.episode = ref
 	} else {
 		if o.image == "" {
-			return nil, fmt.Errorf("an observation is required: --image FILE or --episode SRC --step N")
+			return nil, usageErrorf("an observation is required: --image FILE or --episode SRC --step N")
 		}
 		if o.goalStep >= 0 || o.step >= 0 {
-			return nil, fmt.Errorf("--step and --goal-step need --episode")
+			return nil, usageErrorf("--step and --goal-step need --episode")
 		}
 		img, err := loadImage(o.image)
 		if err != nil {
@@ -260,7 +261,7 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		obs.goals = append(obs.goals, img)
 	}
 	if len(obs.goals) == 0 {
-		return nil, fmt.Errorf("a goal is required: --goal FILE (repeatable) or --episode with --goal-step")
+		return nil, usageErrorf("a goal is required: --goal FILE (repeatable) or --episode with --goal-step")
 	}
 	switch {
 	case o.state != "":
@@ -270,14 +271,24 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		}
 		obs.state = st
 	case ep == nil:
-		return nil, fmt.Errorf("--state is required with --image (x,y,z,roll,pitch,yaw,gripper)")
+		return nil, usageErrorf("--state is required with --image (x,y,z,roll,pitch,yaw,gripper)")
 	default:
 		if err := plan.CheckState(obs.state); err != nil {
 			return nil, fmt.Errorf("episode %d step %d: %w", o.episodeIndex, o.step, err)
 		}
 	}
 	if strings.TrimSpace(o.camera) == "" {
-		return nil, fmt.Errorf("--camera is empty")
+		return nil, usageErrorf("--camera is empty")
 	}
 	return obs, nil
+}
+
+// commandError prefixes err with the command's name, unless it is a usage error (dispatch names the
+// command in those).
+func commandError(cmd string, err error) error {
+	var u *usageError
+	if errors.As(err, &u) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", cmd, err)
 }

@@ -260,3 +260,29 @@ func TestEnergyCommand(t *testing.T) {
 		t.Errorf("energy without a goal: %v", err)
 	}
 }
+
+// TestPlanExitStatus checks the planning commands against the CLI conventions: a wrong command line
+// exits 2 with the usage, a run-time failure 1, help 0.
+func TestPlanExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	obs := writePNG(t, dir, "obs.png", 64, 64, 0)
+	for _, c := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"plan", "--image", obs, "--goal", obs}, 2, "vjepa-vk: plan: --config FILE is required"},
+		{[]string{"plan", "--config", demoConfig, "--image", obs, "--goal", obs, "--state", "0,0,0,90,0,0,0"}, 2, "usage: vjepa-vk plan"},
+		{[]string{"plan", "--config", demoConfig, "--image", obs, "--goal", filepath.Join(dir, "none.png"), "--state", "0,0,0,0,0,0,0"}, 1, "vjepa-vk: plan: open"},
+		{[]string{"energy", "--config", demoConfig, "--axes", "x"}, 2, "usage: vjepa-vk energy"},
+		{[]string{"bench", "--plan", "--config", demoConfig, "--preset", "fast"}, 2, "--preset \"fast\""},
+	} {
+		code, _, stderr := run(c.args...)
+		if code != c.code || !strings.Contains(stderr, c.stderr) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, stderr, c.code, c.stderr)
+		}
+	}
+	if code, stdout, _ := run("help", "plan"); code != 0 || !strings.Contains(stdout, "--plan-memory") {
+		t.Errorf("help plan: exit %d, %q", code, stdout)
+	}
+}

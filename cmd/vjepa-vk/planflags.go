@@ -5,6 +5,7 @@ import (
 	"image"
 	_ "image/jpeg" // observation and goal files
 	_ "image/png"
+	"io"
 	"math"
 	"os"
 	"strconv"
@@ -48,7 +49,7 @@ func addWorldFlags(fs *pflag.FlagSet) worldFlags {
 // load returns the run config: --config (with --set), or the one in a training-checkpoint adapter's header.
 func (f worldFlags) load(cmd string) (*train.Config, error) {
 	if *f.cfg.path != "" {
-		return f.cfg.load(cmd)
+		return f.cfg.config()
 	}
 	if *f.adapter != "" {
 		if fi, err := os.Stat(*f.adapter); err == nil && !fi.IsDir() {
@@ -64,24 +65,24 @@ func (f worldFlags) load(cmd string) (*train.Config, error) {
 			return cfg, nil
 		}
 	}
-	return nil, fmt.Errorf("%s: --config FILE is required (or --adapter with a training checkpoint, whose config is used)", cmd)
+	return nil, usageErrorf("--config FILE is required (or --adapter with a training checkpoint, whose config is used)")
 }
 
 // options are the loading options of the flags.
 func (f worldFlags) options(cmd string) (train.WorldModelOptions, error) {
 	if *f.chunk < 0 {
-		return train.WorldModelOptions{}, fmt.Errorf("%s: --chunk %d: want >= 0", cmd, *f.chunk)
+		return train.WorldModelOptions{}, usageErrorf("--chunk %d: want >= 0", *f.chunk)
 	}
 	if !(*f.budgetGiB > 0) || math.IsInf(*f.budgetGiB, 0) {
-		return train.WorldModelOptions{}, fmt.Errorf("%s: --memory-budget %g: want a positive number of GiB", cmd, *f.budgetGiB)
+		return train.WorldModelOptions{}, usageErrorf("--memory-budget %g: want a positive number of GiB", *f.budgetGiB)
 	}
 	switch *f.precision {
 	case "", "fp32", "fp16", "bf16":
 	default:
-		return train.WorldModelOptions{}, fmt.Errorf("%s: --precision %q: want fp32, fp16 or bf16", cmd, *f.precision)
+		return train.WorldModelOptions{}, usageErrorf("--precision %q: want fp32, fp16 or bf16", *f.precision)
 	}
 	if *f.merge && *f.adapter == "" {
-		return train.WorldModelOptions{}, fmt.Errorf("%s: --merge needs an --adapter", cmd)
+		return train.WorldModelOptions{}, usageErrorf("--merge needs an --adapter")
 	}
 	return train.WorldModelOptions{Checkpoint: *f.checkpoint, Adapter: *f.adapter, Merge: *f.merge, Precision: *f.precision,
 		Plan: plan.Options{Chunk: *f.chunk, MemoryBudget: int64(*f.budgetGiB * (1 << 30)), NoKVCache: *f.noCache}}, nil
@@ -125,7 +126,7 @@ func (c cemFlags) settings(cmd string) (plan.Settings, error) {
 	case "paper":
 		st = plan.PaperSettings()
 	default:
-		return plan.Settings{}, fmt.Errorf("%s: --preset %q: want wrapper or paper", cmd, *c.preset)
+		return plan.Settings{}, usageErrorf("--preset %q: want wrapper or paper", *c.preset)
 	}
 	set := func(name string, dst *int, v int) {
 		if c.fs.Changed(name) {
@@ -148,7 +149,7 @@ func (c cemFlags) settings(cmd string) (plan.Settings, error) {
 	setF("momentum-mean-gripper", &st.MomentumMeanGripper, *c.mmg)
 	setF("momentum-std-gripper", &st.MomentumStdGripper, *c.msg)
 	if err := st.Validate(); err != nil {
-		return plan.Settings{}, fmt.Errorf("%s: %w", cmd, err)
+		return plan.Settings{}, usageErrorf("%v", err)
 	}
 	return st, nil
 }
@@ -158,18 +159,18 @@ func parseState(s string) (data.State, error) {
 	fields := strings.Split(s, ",")
 	var st data.State
 	if len(fields) != model.ActionDim {
-		return st, fmt.Errorf("--state %q: %d values, want %d (x,y,z in metres, roll,pitch,yaw in radians, gripper 0..1)",
+		return st, usageErrorf("--state %q: %d values, want %d (x,y,z in metres, roll,pitch,yaw in radians, gripper 0..1)",
 			s, len(fields), model.ActionDim)
 	}
 	for i, f := range fields {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil {
-			return st, fmt.Errorf("--state %q: value %d (%q) is not a number", s, i, f)
+			return st, usageErrorf("--state %q: value %d (%q) is not a number", s, i, f)
 		}
 		st[i] = v
 	}
 	if err := plan.CheckState(st); err != nil {
-		return st, fmt.Errorf("--state %q: %w", s, err)
+		return st, usageErrorf("--state %q: %v", s, err)
 	}
 	return st, nil
 }
@@ -181,6 +182,17 @@ func loadImage(path string) (image.Image, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// The header first: a corrupt or hostile file must not make the decoder allocate gigabytes.
+	hdr, _, err := image.DecodeConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w (want PNG or JPEG)", path, err)
+	}
+	if int64(hdr.Width)*int64(hdr.Height) > data.MaxFramePixels {
+		return nil, fmt.Errorf("image %s: %d×%d, more than the %d pixels allowed", path, hdr.Width, hdr.Height, data.MaxFramePixels)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
 	img, _, err := image.Decode(f)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w (want PNG or JPEG)", path, err)
