@@ -60,8 +60,8 @@ type Rollout struct {
 	// Inputs, written by the caller before the stream runs.
 	Context    vk.Tensor // [HW, E] z_0, the current observation's representation (after LN₀)
 	Goals      vk.Tensor // [H, HW, E] the goal representation each step's frame is compared with (after LN₀)
-	Actions    vk.Tensor // [H, S, 7] action h of every candidate (step-major)
-	States     vk.Tensor // [H, S, 7] the pose before action h (s_0: the current state)
+	Actions    vk.Tensor // [H, S, A] action h of every candidate (step-major; A = Cfg.ActionIn(), 7 officially)
+	States     vk.Tensor // [H, S, Z] the state before action h (s_0: the current one; Z = Cfg.StateIn())
 	Extrinsics vk.Tensor // [H, S, 6] camera extrinsics per step (only with Cfg.Extrinsics of the predictor)
 
 	// Energies [H, S] is the output: E[h, s] = mean over HW·E of |ẑ_{h+1}(s) − goal_h|.
@@ -118,8 +118,8 @@ func (p *Predictor) NewRollout(cfg RolloutConfig) (*Rollout, error) {
 	all := At(ar.Phase("rollout"))
 	ar.Persistent(&r.Context, "context", HW, E)
 	ar.Persistent(&r.Goals, "goals", H, HW, E)
-	ar.Persistent(&r.Actions, "actions", H, S, ActionDim)
-	ar.Persistent(&r.States, "states", H, S, ActionDim)
+	ar.Persistent(&r.Actions, "actions", H, S, c.ActionIn())
+	ar.Persistent(&r.States, "states", H, S, c.StateIn())
 	if c.Extrinsics {
 		ar.Persistent(&r.Extrinsics, "extrinsics", H, S, ExtrinsicsDim)
 		ar.F32(&r.ce, "extrinsics tokens", all, C, D)
@@ -235,8 +235,8 @@ func (r *Rollout) step(s *vk.Stream, c0, n, h int) {
 	}
 	head := func(t vk.Tensor, rows int) vk.Tensor { return t.Slice(0, rows) }
 	ca, cs := head(r.ca, n), head(r.cs, n)
-	p.actionEnc.forward(s, ca, of(r.Actions, ActionDim), vk.Tensor{}, dropout{}, post{}) // [n, D]
-	p.stateEnc.forward(s, cs, of(r.States, ActionDim), vk.Tensor{}, dropout{}, post{})   // [n, D]
+	p.actionEnc.forward(s, ca, of(r.Actions, c.ActionIn()), vk.Tensor{}, dropout{}, post{}) // [n, D]
+	p.stateEnc.forward(s, cs, of(r.States, c.StateIn()), vk.Tensor{}, dropout{}, post{})    // [n, D]
 	cond := []vk.Tensor{ca, cs}
 	if c.Extrinsics {
 		ce := head(r.ce, n)

@@ -23,8 +23,8 @@ func newRolloutInputs(c model.PredictorConfig, S, H int) rolloutInputs {
 	in := rolloutInputs{
 		context: layerNorm0(vktest.RandN(81, HW*E), E),
 		goals:   layerNorm0(vktest.RandN(82, H*HW*E), E),
-		actions: vktest.RandN(83, H*S*model.ActionDim),
-		states:  vktest.RandN(84, H*S*model.ActionDim),
+		actions: vktest.RandN(83, H*S*c.ActionIn()),
+		states:  vktest.RandN(84, H*S*c.StateIn()),
 	}
 	if c.Extrinsics {
 		in.extrinsics = vktest.RandN(85, H*S*model.ExtrinsicsDim)
@@ -102,8 +102,8 @@ func passEnergies(t *testing.T, p *model.Predictor, S, H int, in rolloutInputs) 
 		for s := range S {
 			z = append(z, frames[s]...)
 			for f := range T {
-				a = append(a, row(in.actions, model.ActionDim, f, s)...)
-				st = append(st, row(in.states, model.ActionDim, f, s)...)
+				a = append(a, row(in.actions, c.ActionIn(), f, s)...)
+				st = append(st, row(in.states, c.StateIn(), f, s)...)
 				if c.Extrinsics {
 					ex = append(ex, row(in.extrinsics, model.ExtrinsicsDim, f, s)...)
 				}
@@ -145,7 +145,8 @@ func passEnergies(t *testing.T, p *model.Predictor, S, H int, in rolloutInputs) 
 
 var rolloutConfigs = []model.PredictorConfig{
 	{EmbedDim: 48, Dim: 64, Depth: 2, Heads: 2, Grid: 3, MLPRatio: 4},
-	{EmbedDim: 40, Dim: 72, Depth: 2, Heads: 3, Grid: 2, MLPRatio: 4, Extrinsics: true}, // head dim 24, K = 3
+	{EmbedDim: 40, Dim: 72, Depth: 2, Heads: 3, Grid: 2, MLPRatio: 4, Extrinsics: true},          // head dim 24, K = 3
+	{EmbedDim: 32, Dim: 64, Depth: 1, Heads: 2, Grid: 2, MLPRatio: 4, ActionDim: 4, StateDim: 6}, // a LeRobot robot
 }
 
 // TestRollout checks the inference path's energies against the training passes, with and without the
@@ -161,7 +162,7 @@ func TestRollout(t *testing.T) {
 			var first []float32
 			for _, cache := range []bool{false, true} {
 				for _, chunk := range []int{0, 2, 1} {
-					name := vktest.Name("dim", cfg.Dim, "ext", cfg.Extrinsics, "H", H, "cache", cache, "chunk", chunk)
+					name := vktest.Name("dim", cfg.Dim, "ext", cfg.Extrinsics, "A", cfg.ActionIn(), "H", H, "cache", cache, "chunk", chunk)
 					t.Run(name, func(t *testing.T) {
 						got := runRollout(t, p, model.RolloutConfig{Samples: S, Horizon: H, Chunk: chunk, KVCache: cache}, in)
 						// The training passes in f32 and LN₀ on the host in float64: energies (means of O(1)

@@ -82,6 +82,10 @@ func NewWorldModel(pred *model.Predictor, enc *model.Encoder, img, tubelet int, 
 	if enc != nil && (img < 1 || tubelet < 1) {
 		return nil, fmt.Errorf("plan: encoder input %d px, tubelet %d: both must be >= 1", img, tubelet)
 	}
+	if a, z := pred.Cfg.ActionIn(), pred.Cfg.StateIn(); a != model.ActionDim || z != model.ActionDim {
+		// cem() searches DROID's (Δx, Δy, Δz, gripper) inside 7-D actions and compute_new_pose moves 7-D poses.
+		return nil, fmt.Errorf("plan: the predictor takes %d-D actions and %d-D states; the planner needs the official 7-D ones", a, z)
+	}
 	if opts.Chunk < 0 || opts.MemoryBudget < 0 {
 		return nil, fmt.Errorf("plan: chunk %d and memory budget %d: must be >= 0", opts.Chunk, opts.MemoryBudget)
 	}

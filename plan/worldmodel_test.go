@@ -174,6 +174,15 @@ func TestWorldModelBadInput(t *testing.T) {
 	if _, err := plan.NewWorldModel(w.Pred, w.Enc, 64, 2, plan.Options{Chunk: -1}); err == nil {
 		t.Error("NewWorldModel accepted chunk -1")
 	}
+	lcfg := model.PredictorConfig{EmbedDim: 64, Dim: 96, Depth: 1, Heads: 2, Grid: 4, MLPRatio: 4, ActionDim: 4, StateDim: 6}
+	lp, err := model.LoadPredictor(d, lcfg, model.InitPredictor(lcfg, 3), model.FP32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lp.Free()
+	if _, err := plan.NewWorldModel(lp, nil, 0, 0, plan.Options{}); err == nil || !strings.Contains(err.Error(), "4-D actions and 6-D states") {
+		t.Errorf("NewWorldModel on a 4-D action predictor: %v", err)
+	}
 }
 
 func TestCheckState(t *testing.T) {
