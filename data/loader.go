@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // LoaderConfig configures a Loader. YAML keys match the struct tags one to one.
@@ -27,6 +28,11 @@ type LoaderConfig struct {
 	MaxRecordLen  int64        `yaml:"max_record_len"`
 	Rank          int          `yaml:"-"` // this process among WorldSize data-parallel ranks
 	WorldSize     int          `yaml:"-"`
+	// Exchange, when its world has more than one rank, makes this loader one rank's share of a global
+	// loader (exchange.go): BatchSize is per rank, and the ranks' batches together are exactly the
+	// batches of one loader with Size·BatchSize clips and Size·Workers workers. Rank and WorldSize
+	// come from it. Without it, ranks read disjoint shards independently.
+	Exchange Exchanger `yaml:"-"`
 	// Warn receives corrupt records, truncated shards and malformed episodes (*BadEpisodeError), which
 	// are skipped and counted; nil discards them. Workers call it concurrently, on every pass over the
 	// data: Warnings reports each problem once.
@@ -71,8 +77,20 @@ func (c *LoaderConfig) Validate() error {
 		return fmt.Errorf("epochs: must be >= 0, got %d", c.Epochs)
 	case c.WorldSize < 1 || c.Rank < 0 || c.Rank >= c.WorldSize:
 		return fmt.Errorf("rank %d of world size %d: want 0 <= rank < world size", c.Rank, c.WorldSize)
+	case c.distributed() && c.Epochs != 0:
+		return fmt.Errorf("epochs: a loader shared by %d ranks reads endlessly (0), got %d", c.Exchange.Size(), c.Epochs)
 	}
 	return nil
+}
+
+// distributed reports whether the loader is one rank's share of a global loader.
+func (c *LoaderConfig) distributed() bool { return c.Exchange != nil && c.Exchange.Size() > 1 }
+
+// fromExchange takes Rank and WorldSize from a distributed loader's Exchange.
+func (c *LoaderConfig) fromExchange() {
+	if c.distributed() {
+		c.Rank, c.WorldSize = c.Exchange.Rank(), c.Exchange.Size()
+	}
 }
 
 // Counts are the loader's running totals.
@@ -148,16 +166,20 @@ type Loader struct {
 	format  Format
 	shards  []Shard
 	counts  counters
-	batches chan *Batch
+	first   firstEpoch
+	batches chan planned
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	errOnce sync.Once
 	err     error
 	done    chan struct{}
+	held    *planned     // distributed: the next global batch, waiting for the other ranks
+	ahead   *sharedBatch // distributed: the batch after the one Next returns, exchanged, decoding
 }
 
 // NewLoader finds the RLDS shards of cfg.Split in src and starts the workers.
 func NewLoader(ctx context.Context, src Source, cfg LoaderConfig) (*Loader, error) {
+	cfg.fromExchange()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("data: loader: %w", err)
 	}
@@ -171,6 +193,7 @@ func NewLoader(ctx context.Context, src Source, cfg LoaderConfig) (*Loader, erro
 // NewFormatLoader starts the workers over the shards of f (cfg.Split and cfg.MaxRecordLen are the
 // format's business).
 func NewFormatLoader(ctx context.Context, f Format, cfg LoaderConfig) (*Loader, error) {
+	cfg.fromExchange()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("data: loader: %w", err)
 	}
@@ -180,7 +203,8 @@ func NewFormatLoader(ctx context.Context, f Format, cfg LoaderConfig) (*Loader, 
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	l := &Loader{parent: parent, cfg: cfg, format: f, shards: f.Shards(), cancel: cancel,
-		batches: make(chan *Batch, max(cfg.Prefetch, 0)), done: make(chan struct{})}
+		batches: make(chan planned, max(cfg.Prefetch, 0)), done: make(chan struct{})}
+	l.first.left = cfg.Workers
 	outs := make([]chan *Sample, cfg.Workers)
 	for w := range outs {
 		outs[w] = make(chan *Sample, 2)
@@ -209,23 +233,32 @@ func (l *Loader) Counts() Counts { return l.counts.snapshot() }
 
 // Next returns the next batch, io.EOF after the last epoch, or the error that stopped the loader.
 func (l *Loader) Next(ctx context.Context) (*Batch, error) {
+	if l.cfg.distributed() {
+		return l.nextShared(ctx)
+	}
 	select {
-	case b, ok := <-l.batches:
+	case p, ok := <-l.batches:
 		if ok {
-			return b, nil
+			return p.batch, nil
 		}
-		<-l.done
-		l.wg.Wait()
-		if l.err != nil {
-			return nil, l.err
-		}
-		if err := l.parent.Err(); err != nil {
+		if err := l.stopped(); err != nil {
 			return nil, err
 		}
 		return nil, io.EOF
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// stopped waits for the stopped loader's goroutines and returns why it stopped: the error of a worker,
+// the cancellation of NewLoader's context, or nil at the end of the data.
+func (l *Loader) stopped() error {
+	<-l.done
+	l.wg.Wait()
+	if l.err != nil {
+		return l.err
+	}
+	return l.parent.Err()
 }
 
 // Close stops the workers and waits for them.
@@ -302,10 +335,10 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 				return err
 			}
 		}
-		if produced == 0 && l.cfg.Epochs == 0 && l.counts.clips.Load() == 0 {
-			// Nothing anywhere yet after a whole epoch: the data gives no clips at all, and an endless
-			// loader would spin forever. A worker that is merely unlucky keeps going, since the next
-			// epoch deals it other shards.
+		if epoch == 0 && l.cfg.Epochs == 0 && l.first.finish(ctx, produced, &l.counts.clips, !l.cfg.distributed()) {
+			// The whole first epoch gave no clip: the data gives none at all, and an endless loader
+			// would spin forever. A worker that is merely unlucky keeps going, since the next epoch
+			// deals it other shards.
 			return nil
 		}
 	}
@@ -352,26 +385,134 @@ func (l *Loader) sample(ctx context.Context, pre *Preprocessor, shard Shard, epo
 		return bad(err)
 	}
 	l.counts.clips.Add(1)
+	if l.cfg.distributed() && clip.Frames != nil {
+		// Keep the clip's JPEGs, not the whole record: another rank may take the clip (exchange.go).
+		clip.Frames = compactFrames(clip.Frames)
+	}
 	return &Sample{Shard: shard.Name, ShardIndex: shard.Index, Record: record, Epoch: epoch, Clip: clip, Pixels: pixels}, nil
 }
 
-// assemble merges worker outputs round-robin, shuffles and batches them.
+// compactFrames copies byte slices into one allocation of their total size.
+func compactFrames(frames [][]byte) [][]byte {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(frames))
+	for i, f := range frames {
+		buf = append(buf, f...)
+		out[i] = buf[len(buf)-len(f):]
+	}
+	return out
+}
+
+// firstEpoch decides, the same way whatever the timing, whether the first epoch of an endless loader
+// gave no clip at all: a worker that found none in its share waits until another worker finds one or
+// every worker has finished the epoch. (Across the ranks of a distributed loader, Next decides.)
+type firstEpoch struct {
+	mu   sync.Mutex
+	left int // workers still in the first epoch
+}
+
+func (f *firstEpoch) remaining() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.left
+}
+
+// finish records that a worker finished the first epoch with produced clips and, when wait, reports
+// whether the whole epoch, over every worker, gave none.
+func (f *firstEpoch) finish(ctx context.Context, produced int, clips *atomic.Int64, wait bool) bool {
+	f.mu.Lock()
+	f.left--
+	f.mu.Unlock()
+	for wait && produced == 0 && clips.Load() == 0 {
+		f.mu.Lock()
+		left := f.left
+		f.mu.Unlock()
+		if left == 0 {
+			return clips.Load() == 0
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// planned is one batch on its way to Next: stacked, or, for a rank of a distributed loader, the slots
+// of the global batch, which Next exchanges with the other ranks.
+type planned struct {
+	batch *Batch
+	slots []slot
+}
+
+// slot is one position of a global batch: the rank whose worker drew its sample, and the sample when
+// that is this rank.
+type slot struct {
+	owner int
+	s     *Sample
+}
+
+// assemble merges worker outputs round-robin, shuffles and batches them. A distributed loader merges
+// the global workers of every rank (global worker g = rank·Workers + w): the order of arrivals, the
+// shuffle's draws and the batch boundaries depend only on the configuration, so every rank computes the
+// same global batches, holding the samples of its own workers.
 func (l *Loader) assemble(ctx context.Context, outs []chan *Sample) {
 	rng := rand.New(rand.NewPCG(l.cfg.Seed, 0x5eed))
-	var buf []*Sample
-	var pending []*Sample
-	emit := func(s *Sample) bool {
+	size := 1
+	if l.cfg.distributed() {
+		size = l.cfg.WorldSize
+	}
+	var buf, pending []slot
+	emit := func(s slot) bool {
 		pending = append(pending, s)
-		if len(pending) < l.cfg.BatchSize {
+		if len(pending) < size*l.cfg.BatchSize {
 			return true
 		}
-		b := l.stack(pending)
+		p := planned{slots: pending}
+		if size == 1 {
+			p = planned{batch: l.stack(samplesOf(pending))}
+		}
 		pending = nil
 		select {
-		case l.batches <- b:
+		case l.batches <- p:
 			return true
 		case <-ctx.Done():
 			return false
+		}
+	}
+	push := func(s slot) bool {
+		if l.cfg.ShuffleBuffer <= 1 {
+			return emit(s)
+		}
+		if len(buf) < l.cfg.ShuffleBuffer {
+			buf = append(buf, s)
+			return true
+		}
+		j := rng.IntN(len(buf))
+		s, buf[j] = buf[j], s
+		return emit(s)
+	}
+	if size > 1 {
+		G := size * len(outs)
+		for k := 0; ; k++ {
+			s := slot{owner: k % G / len(outs)}
+			if s.owner == l.cfg.Rank {
+				var ok bool
+				if s.s, ok = <-outs[k%G%len(outs)]; !ok {
+					if ctx.Err() == nil {
+						l.fail(fmt.Errorf("data: rank %d of %d: worker %d stopped", l.cfg.Rank, size, k%G%len(outs)))
+					}
+					return
+				}
+			}
+			if !push(s) {
+				return
+			}
 		}
 	}
 	active := append([]chan *Sample(nil), outs...)
@@ -385,19 +526,7 @@ func (l *Loader) assemble(ctx context.Context, outs []chan *Sample) {
 			continue
 		}
 		i = (i + 1) % len(active)
-		if l.cfg.ShuffleBuffer <= 1 {
-			if !emit(s) {
-				return
-			}
-			continue
-		}
-		if len(buf) < l.cfg.ShuffleBuffer {
-			buf = append(buf, s)
-			continue
-		}
-		j := rng.IntN(len(buf))
-		s, buf[j] = buf[j], s
-		if !emit(s) {
+		if !push(slot{s: s}) {
 			return
 		}
 	}
@@ -411,12 +540,20 @@ func (l *Loader) assemble(ctx context.Context, outs []chan *Sample) {
 		}
 	}
 	if len(pending) > 0 && !l.cfg.DropLast {
-		b := l.stack(pending)
+		b := l.stack(samplesOf(pending))
 		select {
-		case l.batches <- b:
+		case l.batches <- planned{batch: b}:
 		case <-ctx.Done():
 		}
 	}
+}
+
+func samplesOf(slots []slot) []*Sample {
+	out := make([]*Sample, len(slots))
+	for i, s := range slots {
+		out[i] = s.s
+	}
+	return out
 }
 
 // stack copies samples into one Batch.
