@@ -82,6 +82,51 @@ func TestDropout(t *testing.T) {
 	}
 }
 
+// TestDropoutAt: dropout of a slice of a tensor with first = the slice's offset (one data-parallel rank's
+// rows of a global batch) gives exactly the whole tensor's mask on that slice, forward and backward,
+// whole or in chunks; and the index wraps at 2^32 as ref.DropoutAt's does.
+func TestDropoutAt(t *testing.T) {
+	d := vktest.Device(t)
+	const n, seed, salt, p = 1009, 0x51ed, 3, 0.3
+	seedT := dropoutSeed(t, d, seed)
+	xv := vktest.RandN(4, n)
+	want := make([]float64, n)
+	ref.Dropout(want, vktest.F64(xv), seed, salt, p)
+	for _, lo := range []int{0, 1, 500, 1008} {
+		for _, impl := range ewImpls() {
+			for _, backward := range []bool{false, true} {
+				t.Run(vktest.Name("first", lo, "impl", impl.name, "backward", backward), func(t *testing.T) {
+					s := vktest.Stream(t, d)
+					x := vktest.Tensor(t, d, vk.F32, xv[lo:], n-lo)
+					y := vktest.Poisoned(t, d, vk.F32, n-lo)
+					chunk := impl.chunk
+					if chunk == 0 {
+						chunk = 1 << 30
+					}
+					if backward {
+						vk.DropoutBackwardAtChunked(s, y, x, seedT, p, salt, uint32(lo), false, chunk)
+					} else {
+						vk.DropoutAtChunked(s, y, x, seedT, p, salt, uint32(lo), chunk)
+					}
+					vktest.Run(t, s)
+					vktest.Close(t, vktest.Name("DropoutAt(first", lo)+")", vktest.Download(t, d, y), vktest.F64(vktest.F32(want[lo:])), 0, 0)
+				})
+			}
+		}
+	}
+	t.Run("wrap", func(t *testing.T) {
+		const first = 1<<32 - 10
+		s := vktest.Stream(t, d)
+		x := vktest.Tensor(t, d, vk.F32, xv[:100], 100)
+		y := vktest.Poisoned(t, d, vk.F32, 100)
+		vk.DropoutAt(s, y, x, seedT, p, salt, first)
+		vktest.Run(t, s)
+		w := make([]float64, 100)
+		ref.DropoutAt(w, vktest.F64(xv[:100]), seed, salt, first, p)
+		vktest.Close(t, "DropoutAt(first=2^32-10)", vktest.Download(t, d, y), vktest.F64(vktest.F32(w)), 0, 0)
+	})
+}
+
 // TestDropoutNonFinite checks that a dropped element is 0 even when its input is NaN, and a kept one NaN.
 func TestDropoutNonFinite(t *testing.T) {
 	d := vktest.Device(t)

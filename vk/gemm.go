@@ -44,6 +44,10 @@ type GemmMask struct {
 	P    float32
 	Salt uint32
 	OnB  bool
+	// First is the hash index of the operand's first element, as DropoutAt's: an operand that is a
+	// slice of a larger logical tensor (one data-parallel rank's rows of a global batch) gets that
+	// tensor's mask. Default 0.
+	First uint32
 }
 
 // GemmLowRank is a rank-r term summed into a GEMM's output by its epilogue: a LoRA path fused into the base
@@ -57,6 +61,7 @@ type GemmLowRank struct {
 	TransV bool
 	Alpha  float32 // 0 means 1
 	Seed   Tensor  // optional one-element 32-bit device tensor, as Dropout's
+	First  uint32  // with a Seed: element (i, j) hashes as First + i·N + j (GemmMask.First)
 	P      float32
 	Salt   uint32
 }
@@ -246,6 +251,7 @@ type gemmMask struct {
 	seed            Tensor
 	onB             bool
 	salt, threshold uint32
+	first           uint32 // hash index of the operand's element 0
 	scale           float32
 }
 
@@ -416,7 +422,7 @@ func newGemmLow(p *gemmProblem, lr GemmLowRank, a Tensor) *gemmLow {
 		if uint64(p.m)*uint64(p.n) > 1<<32 {
 			panic(fmt.Sprintf("vk: gemm: masked low-rank term of %d×%d elements exceeds the hash index range", p.m, p.n))
 		}
-		l.seed, l.salt, l.maskLd = lr.Seed, lr.Salt, p.n
+		l.seed, l.salt, l.maskLd, l.maskFirst = lr.Seed, lr.Salt, p.n, int(lr.First)
 		l.threshold = ref.DropoutThreshold(float64(lr.P))
 		l.alpha *= float32(ref.DropoutScale(float64(lr.P)))
 	}
@@ -469,7 +475,7 @@ func newGemmMask(p *gemmProblem, m GemmMask) *gemmMask {
 	if uint64(masked.Numel()) > 1<<32 {
 		panic(fmt.Sprintf("vk: gemm: masked operand %v has more than 2^32 elements, the hash index range", masked))
 	}
-	return &gemmMask{seed: m.Seed, onB: m.OnB, salt: m.Salt, threshold: ref.DropoutThreshold(float64(m.P)),
+	return &gemmMask{seed: m.Seed, onB: m.OnB, salt: m.Salt, first: m.First, threshold: ref.DropoutThreshold(float64(m.P)),
 		scale: float32(ref.DropoutScale(float64(m.P)))}
 }
 
@@ -809,10 +815,10 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	if m := p.mask; m != nil {
 		push.MaskSalt, push.MaskThresh, push.MaskScale = m.salt, m.threshold, m.scale
 		push.Flags |= gemmMaskA
-		push.MaskFirst = uint32(p.offA)
+		push.MaskFirst = m.first + uint32(p.offA)
 		if m.onB {
 			push.Flags ^= gemmMaskA | gemmMaskB
-			push.MaskFirst = uint32(p.offB)
+			push.MaskFirst = m.first + uint32(p.offB)
 		}
 		label, binds = "gemm.masked", append(binds, in(m.seed))
 	}

@@ -20,6 +20,7 @@ type lowRankCase struct {
 	lowAlpha       float32
 	bias           bool
 	p              float32
+	first          uint32 // mask hash index of C's element 0 (a rank's rows of a global batch)
 	maxBinding     uint64
 	coopmat        bool // let Gemm pick the tensor-core path where the device has it
 	epilogue       bool // the scalar twin of the tensor-core path's per-element term (f16 B)
@@ -28,7 +29,7 @@ type lowRankCase struct {
 func (c lowRankCase) String() string {
 	return vktest.Name("m", c.m, "n", c.n, "k", c.k, "r", c.r, "layout", layout(c.transA, c.transB), "transV", c.transV,
 		"dtypeB", c.dtB.String(), "alpha", c.alpha, "beta", c.beta, "lowalpha", c.lowAlpha, "bias", c.bias, "p", c.p,
-		"maxbinding", c.maxBinding, "epilogue", c.epilogue)
+		"first", c.first, "maxbinding", c.maxBinding, "epilogue", c.epilogue)
 }
 
 // TestGemmLowRank checks the fused low-rank epilogue, C = α·op(A)·op(B) + β·C + bias + α₂·keep⊙(U·op(V)),
@@ -58,6 +59,9 @@ func TestGemmLowRank(t *testing.T) {
 		lowRankCase{m: 300, n: 200, k: 150, r: 8, transB: true, transV: true, bias: true, p: 0.1, maxBinding: 64 << 10},
 		lowRankCase{m: 300, n: 200, k: 150, r: 8, transA: true, beta: 1, p: 0.2, maxBinding: 40 << 10},
 		lowRankCase{m: 300, n: 200, k: 150, r: 8, transB: true, transV: false, dtB: vk.F16, maxBinding: 32 << 10},
+		// A data-parallel rank's rows: the mask continues the whole batch's, wrapping at 2^32.
+		lowRankCase{m: 37, n: 70, k: 45, r: 5, transB: true, transV: true, p: 0.3, first: 3 * 37 * 70},
+		lowRankCase{m: 300, n: 200, k: 150, r: 8, transA: true, p: 0.2, first: 1<<32 - 7001, maxBinding: 40 << 10},
 		// The model's shapes, on the tensor-core path where the device has one.
 		lowRankCase{m: 130, n: 96, k: 64, r: 16, transB: true, transV: true, dtB: vk.F16, bias: true, lowAlpha: 4, coopmat: true},
 		lowRankCase{m: 130, n: 64, k: 96, r: 16, dtB: vk.F16, p: 0.05, coopmat: true},
@@ -110,7 +114,7 @@ func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) 
 	}
 	if c.p > 0 {
 		o.LowRank.Seed = dropoutSeed(t, d, maskSeed)
-		o.LowRank.P, o.LowRank.Salt = c.p, salt
+		o.LowRank.P, o.LowRank.Salt, o.LowRank.First = c.p, salt, c.first
 	}
 	s := vktest.Stream(t, d)
 	switch {
@@ -153,7 +157,7 @@ func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) 
 	ref.Gemm(lowAbs, abs(u64), abs(v64), c.m, c.n, c.r, false, c.transV, math.Abs(lowAlpha), 0, nil)
 	dropScale := ref.DropoutScale(float64(c.p))
 	for i := range want {
-		if c.p == 0 || ref.DropoutKeep(maskSeed, salt, i, float64(c.p)) {
+		if c.p == 0 || ref.DropoutKeep(maskSeed, salt, int(c.first+uint32(i)), float64(c.p)) {
 			want[i] += dropScale * low[i]
 			scale[i] += dropScale * lowAbs[i]
 		}
@@ -200,6 +204,7 @@ func TestGemmMask(t *testing.T) {
 		splitK         int
 		maxBinding     uint64
 		beta           float32
+		first          uint32
 	}
 	var cases []maskCase
 	for _, l := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -213,12 +218,16 @@ func TestGemmMask(t *testing.T) {
 		maskCase{m: 33, n: 20, k: 19, batch: 3, onB: true},
 		maskCase{m: 300, n: 200, k: 150, transA: true, maxBinding: 40 << 10},
 		maskCase{m: 300, n: 200, k: 150, onB: true, maxBinding: 40 << 10, beta: 1},
+		// A data-parallel rank's rows of x: the mask continues the whole batch's, wrapping at 2^32.
+		maskCase{m: 1032, n: 16, k: 1024, transB: true, first: 3 * 1032 * 1024},
+		maskCase{m: 16, n: 1024, k: 1032, transA: true, onB: true, splitK: 4, beta: 1, first: 1<<32 - 5000},
+		maskCase{m: 300, n: 200, k: 150, transA: true, maxBinding: 40 << 10, first: 1<<32 - 3},
 	)
 	const seed, salt, p = 0x1234567, 9, 0.3
 	seedT := dropoutSeed(t, d, seed)
 	for _, c := range cases {
 		name := vktest.Name("m", c.m, "n", c.n, "k", c.k, "batch", c.batch, "layout", layout(c.transA, c.transB), "onB", c.onB,
-			"splitk", c.splitK, "maxbinding", c.maxBinding)
+			"splitk", c.splitK, "maxbinding", c.maxBinding, "first", c.first)
 		t.Run(name, func(t *testing.T) {
 			batch := max(c.batch, 1)
 			ar, ac, br, bc := storedShapes(c.m, c.n, c.k, c.transA, c.transB)
@@ -233,14 +242,14 @@ func TestGemmMask(t *testing.T) {
 				o.Workspace = vktest.Poisoned(t, d, vk.F32, vk.GemmWorkspaceSize(d, c.m, c.n, c.k, o))
 			}
 			masked, plainA, plainB := o, aT, bT
-			masked.Mask = vk.GemmMask{Seed: seedT, P: p, Salt: salt, OnB: c.onB}
+			masked.Mask = vk.GemmMask{Seed: seedT, P: p, Salt: salt, OnB: c.onB, First: c.first}
 			s := vktest.Stream(t, d)
 			if c.onB {
 				plainB = vktest.Poisoned(t, d, vk.F32, batch, br, bc)
-				vk.Dropout(s, plainB, bT, seedT, p, salt)
+				vk.DropoutAt(s, plainB, bT, seedT, p, salt, c.first)
 			} else {
 				plainA = vktest.Poisoned(t, d, vk.F32, batch, ar, ac)
-				vk.Dropout(s, plainA, aT, seedT, p, salt)
+				vk.DropoutAt(s, plainA, aT, seedT, p, salt, c.first)
 			}
 			limit := c.maxBinding
 			if limit == 0 {
@@ -261,7 +270,7 @@ func TestGemmMask(t *testing.T) {
 				dropped, other = bv, av
 			}
 			d64 := make([]float64, len(dropped))
-			ref.Dropout(d64, vktest.F64(dropped), seed, salt, p)
+			ref.DropoutAt(d64, vktest.F64(dropped), seed, salt, c.first, p)
 			a64, b64 := d64, vktest.F64(other)
 			if c.onB {
 				a64, b64 = b64, a64

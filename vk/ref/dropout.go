@@ -64,6 +64,19 @@ func Dropout(y, x []float64, seed, salt uint32, p float64) {
 	dropoutApply(y, x, seed, salt, p, false)
 }
 
+// DropoutAt is Dropout of elements first, first+1, … of a larger tensor: keep(i) = DropoutKeep(seed,
+// salt, first+i, p), the index wrapping at 2^32 as the GPU's 32-bit index does.
+func DropoutAt(y, x []float64, seed, salt, first uint32, p float64) {
+	wantLen("DropoutAt", "x", len(x), len(y))
+	threshold, scale := DropoutThreshold(p), DropoutScale(p)
+	for i := range y {
+		y[i] = 0
+		if DropoutHash(seed, salt, int(first+uint32(i)))>>8 >= threshold {
+			y[i] = x[i] * scale
+		}
+	}
+}
+
 // DropoutBackward is dx[i] = keep(i)·dy[i]·s (overwritten), or dx[i] += keep(i)·dy[i]·s when accumulate,
 // with the keep(i) and s of Dropout for the same seed, salt and p: dropout's Jacobian is diagonal.
 func DropoutBackward(dx, dy []float64, seed, salt uint32, p float64, accumulate bool) {
