@@ -96,10 +96,15 @@ type dropout struct {
 	p       float32
 	seed    vk.Tensor // U32 [1]
 	salt    uint32    // per pass; each adapter adds its index
+	part    uint32    // Predictor.SetBatchPart: this pass's share of a global batch
 	scratch vk.Tensor // thin adapters: [rows ≥ R, max in] f32, the dropped input, then its gradient
 }
 
 func (d dropout) saltFor(a *LoRA) uint32 { return d.salt*4096 + uint32(a.Index) }
+
+// first is the mask index of element 0 of x, a batch-major [rows, in] input (or its gradient): the
+// offset of this part's rows in the whole batch's tensor (mod 2^32, as the hash index wraps).
+func (d dropout) first(x vk.Tensor) uint32 { return d.part * uint32(x.Numel()) }
 
 // dropped returns the adapter's input: x itself, or dropout(x) written into scratch.
 func (d dropout) dropped(s *vk.Stream, a *LoRA, x vk.Tensor) vk.Tensor {
@@ -107,7 +112,7 @@ func (d dropout) dropped(s *vk.Stream, a *LoRA, x vk.Tensor) vk.Tensor {
 		return x
 	}
 	xd := d.view(x.Shape[0], x.Shape[1])
-	vk.Dropout(s, xd, x, d.seed, d.p, d.saltFor(a))
+	vk.DropoutAt(s, xd, x, d.seed, d.p, d.saltFor(a), d.first(x))
 	return xd
 }
 
@@ -115,13 +120,13 @@ func (d dropout) view(rows, cols int) vk.Tensor {
 	return d.scratch.Reshape(d.scratch.Numel()).Slice(0, rows*cols).Reshape(rows, cols)
 }
 
-// mask is the adapter's dropout as a GEMM operand mask (fused path): the input dropped as it is loaded,
-// as A of t = drop(x)·Aᵀ or as B of dA += dtᵀ·drop(x).
-func (d dropout) mask(a *LoRA, onB bool) vk.GemmMask {
+// mask is the adapter's dropout of input x as a GEMM operand mask (fused path): the input dropped as it
+// is loaded, as A of t = drop(x)·Aᵀ or as B of dA += dtᵀ·drop(x).
+func (d dropout) mask(a *LoRA, x vk.Tensor, onB bool) vk.GemmMask {
 	if !d.on {
 		return vk.GemmMask{}
 	}
-	return vk.GemmMask{Seed: d.seed, P: d.p, Salt: d.saltFor(a), OnB: onB}
+	return vk.GemmMask{Seed: d.seed, P: d.p, Salt: d.saltFor(a), OnB: onB, First: d.first(x)}
 }
 
 // post is the elementwise op that follows a linear in a block (spec §2.4), at most one field set. It is
@@ -192,7 +197,7 @@ func (l *linear) hidden(s *vk.Stream, t, x vk.Tensor, drop dropout) {
 	case l.thin:
 		vk.Gemm(s, t, drop.dropped(s, a, x), a.A, vk.GemmOpts{TransB: true})
 	default:
-		vk.Gemm(s, t, x, a.A, vk.GemmOpts{TransB: true, Mask: drop.mask(a, false)})
+		vk.Gemm(s, t, x, a.A, vk.GemmOpts{TransB: true, Mask: drop.mask(a, x, false)})
 	}
 }
 
@@ -220,7 +225,7 @@ func (l *linear) backwardWeights(s *vk.Stream, dy, x, t, dt vk.Tensor, drop drop
 	vk.Gemm(s, a.GradB, dy, t, vk.GemmOpts{TransA: true, Alpha: a.Scale, Beta: 1, Workspace: a.splitK})
 	vk.Gemm(s, dt, dy, a.B, vk.GemmOpts{Alpha: a.Scale})
 	if !l.thin {
-		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1, Mask: drop.mask(a, true), Workspace: a.splitK})
+		vk.Gemm(s, a.GradA, dt, x, vk.GemmOpts{TransA: true, Beta: 1, Mask: drop.mask(a, x, true), Workspace: a.splitK})
 		return
 	}
 	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1, Workspace: a.splitK})
@@ -242,7 +247,7 @@ func (l *linear) backwardInput(s *vk.Stream, dx, dy, dt vk.Tensor, acc bool, dro
 	case !l.thin:
 		low := vk.GemmLowRank{U: dt, V: a.A}
 		if drop.on {
-			low.Seed, low.P, low.Salt = drop.seed, drop.p, drop.saltFor(a)
+			low.Seed, low.P, low.Salt, low.First = drop.seed, drop.p, drop.saltFor(a), drop.first(dx)
 		}
 		vk.Gemm(s, dx, dy, l.w, fuse.fused(vk.GemmOpts{Beta: beta, LowRank: low}))
 	case !drop.on:
@@ -252,7 +257,7 @@ func (l *linear) backwardInput(s *vk.Stream, dx, dy, dt vk.Tensor, acc bool, dro
 		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
 		g := drop.view(dx.Shape[0], dx.Shape[1]) // d(drop(x)), then masked into dx
 		vk.Gemm(s, g, dt, a.A, vk.GemmOpts{})
-		vk.DropoutBackward(s, dx, g, drop.seed, drop.p, drop.saltFor(a), true)
+		vk.DropoutBackwardAt(s, dx, g, drop.seed, drop.p, drop.saltFor(a), drop.first(dx), true)
 	}
 	after.after(s, dx)
 }

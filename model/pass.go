@@ -236,7 +236,7 @@ func (p *Predictor) NewPassIn(ar *Arena, B, T int, checkpoint bool, l PassLives)
 			ps.acts = append(ps.acts, a)
 		}
 	}
-	ps.drop = dropout{p: p.dropP, seed: p.dropSeed, salt: p.passes}
+	ps.drop = dropout{p: p.dropP, seed: p.dropSeed, salt: p.passes, part: p.batchPart}
 	p.passes++
 	ps.ws = ar.Nested(l.Name+" block workspace", At(F+1, Bw+1))
 	ps.declareWorkspace(R, D, Hd, r, lseN, lora)

@@ -29,6 +29,7 @@ type Predictor struct {
 	gradSplitK                 vk.Tensor // split-K workspace of the adapters' weight-gradient GEMMs (GPUs)
 	training                   bool      // dropout is recorded into passes recorded while true
 	passes                     uint32    // passes created so far: each gets its own dropout salt
+	batchPart                  uint32    // SetBatchPart
 }
 
 // acBlock is one pre-norm transformer block (spec §2.4).
@@ -195,6 +196,12 @@ func (p *Predictor) maxLoRARank() int {
 // SetTraining chooses whether passes recorded from now on apply adapter dropout (training steps) or not
 // (validation, inference). It changes what is recorded, not streams already recorded.
 func (p *Predictor) SetTraining(on bool) { p.training = on }
+
+// SetBatchPart makes passes created from now on compute part `part` of a batch cut into equal parts
+// by sample (one data-parallel rank's share of a global batch): adapter dropout hashes each element's
+// index in the whole batch's tensor, so the parts together draw exactly the masks of one pass over the
+// whole batch. Activations are batch-major ([B·N, D] rows), so part k's rows start at k·numel.
+func (p *Predictor) SetBatchPart(part int) { p.batchPart = uint32(part) }
 
 // DropoutSeed is the U32 [1] device tensor the dropout masks hash; write a new value before each
 // training step (derived from the step, so a resumed run draws the same masks). Invalid without dropout.
