@@ -79,6 +79,9 @@ type Options struct {
 	// have passed their tests only in emulation (tools/gpu/check.sh runs them on hardware); the scalar
 	// paths are verified on every device.
 	CoopMat bool
+	// LocalRank is this process's rank among those of a data-parallel job on this node: without Device,
+	// it takes the LocalRank-th device (modulo their number) of the best type, one GPU per process.
+	LocalRank int
 }
 
 // Device is an open Vulkan compute device with one queue.
@@ -256,8 +259,9 @@ func typeRank(t string) int {
 	return 4
 }
 
-// pick chooses the device by selector (index or name substring) or, without one, by type rank.
-func pick(infos []DeviceInfo, selector string) (int, error) {
+// pick chooses the device by selector (index or name substring) or, without one, by type rank: the
+// localRank-th (modulo their number) of the devices of the best type.
+func pick(infos []DeviceInfo, selector string, localRank int) (int, error) {
 	if len(infos) == 0 {
 		return 0, fmt.Errorf("vk: no Vulkan device found (install a driver; for CPU: mesa-vulkan-drivers)")
 	}
@@ -284,7 +288,11 @@ func pick(infos []DeviceInfo, selector string) (int, error) {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return typeRank(infos[order[a]].Type) < typeRank(infos[order[b]].Type) })
-	return order[0], nil
+	best := 1
+	for best < len(order) && typeRank(infos[order[best]].Type) == typeRank(infos[order[0]].Type) {
+		best++
+	}
+	return order[max(localRank, 0)%best], nil
 }
 
 //export vjDebugMessage
@@ -376,7 +384,7 @@ func Open(opts Options) (*Device, error) {
 	for i, pd := range pds {
 		infos[i] = queryInfo(inst, pd, i)
 	}
-	idx, err := pick(infos, opts.Device)
+	idx, err := pick(infos, opts.Device, opts.LocalRank)
 	if err != nil {
 		d.Close()
 		return nil, err

@@ -156,22 +156,54 @@ func (d *Device) WriteBytes(t Tensor, p []byte) error {
 // ReadBytes copies the tensor's raw bytes to host memory.
 func (d *Device) ReadBytes(t Tensor) ([]byte, error) {
 	p := make([]byte, t.Bytes())
+	if err := d.readInto(t, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// readInto copies the tensor's raw bytes into p (len(p) == t.Bytes()).
+func (d *Device) readInto(t Tensor, p []byte) error {
 	if len(p) == 0 {
-		return p, nil
+		return nil
 	}
 	if t.blk.mapped != nil {
 		copy(p, unsafe.Slice((*byte)(unsafe.Add(t.blk.mapped, t.off)), len(p)))
-		return p, nil
+		return nil
 	}
 	st, err := d.mem.stagingBlock(uint64(len(p)))
 	if err != nil {
-		return nil, fmt.Errorf("vk: download %v: %w", t, err)
+		return fmt.Errorf("vk: download %v: %w", t, err)
 	}
 	if err := d.copyBuffer(t.blk.buf, t.off, st.buf, 0, uint64(len(p)), "download "+t.String()); err != nil {
-		return nil, err
+		return err
 	}
 	copy(p, unsafe.Slice((*byte)(st.mapped), len(p)))
-	return p, nil
+	return nil
+}
+
+// ReadF32 copies an f32 tensor into dst (len(dst) must equal t.Numel()) without converting or allocating:
+// for host buffers reused every step, such as a data-parallel gradient all-reduce's.
+func (d *Device) ReadF32(t Tensor, dst []float32) error {
+	if t.DType != F32 || len(dst) != t.Numel() {
+		panic(fmt.Sprintf("vk: read %v into %d floats, want an f32 tensor of that many elements", t, len(dst)))
+	}
+	if len(dst) == 0 {
+		return nil
+	}
+	return d.readInto(t, unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*len(dst)))
+}
+
+// WriteF32 copies src into an f32 tensor (len(src) must equal t.Numel()) without converting: ReadF32's
+// inverse.
+func (d *Device) WriteF32(t Tensor, src []float32) error {
+	if t.DType != F32 || len(src) != t.Numel() {
+		panic(fmt.Sprintf("vk: write %d floats into %v, want an f32 tensor of that many elements", len(src), t))
+	}
+	if len(src) == 0 {
+		return nil
+	}
+	return d.WriteBytes(t, unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)))
 }
 
 // Upload writes float32 values, converting to the tensor's dtype (f16/bf16: round to nearest even).
