@@ -152,30 +152,33 @@ func padBatch(b *data.Batch, B int) *data.Batch {
 	return &p
 }
 
-// cacheSource yields batches from a feature cache in a seeded order, reshuffled every epoch.
+// cacheSource yields batches from a feature cache in a seeded order, reshuffled every epoch. As rank
+// part of parts data-parallel ranks it yields clips [part·B, (part+1)·B) of each global batch of
+// parts·B clips: together the ranks read what one source with the global batch would.
 type cacheSource struct {
-	c       *data.FeatureCache
-	B, T    int
-	seed    uint64
-	keep    []int // record indices this source draws from
-	order   []int
-	epoch   int
-	pos     int
-	rec     data.FeatureRecord
-	feats   []float32
-	states  []float32
-	actions []float32
+	c           *data.FeatureCache
+	B, T        int
+	part, parts int
+	seed        uint64
+	keep        []int // record indices this source draws from
+	order       []int
+	epoch       int
+	pos         int
+	rec         data.FeatureRecord
+	feats       []float32
+	states      []float32
+	actions     []float32
 }
 
-func newCacheSource(c *data.FeatureCache, B, T int, seed uint64, keep func(i int) bool) (*cacheSource, error) {
-	cs := &cacheSource{c: c, B: B, T: T, seed: seed}
+func newCacheSource(c *data.FeatureCache, B, T int, seed uint64, keep func(i int) bool, part, parts int) (*cacheSource, error) {
+	cs := &cacheSource{c: c, B: B, T: T, seed: seed, part: part, parts: parts}
 	for i := 0; i < c.Len(); i++ {
 		if keep == nil || keep(i) {
 			cs.keep = append(cs.keep, i)
 		}
 	}
-	if len(cs.keep) < B {
-		return nil, fmt.Errorf("train: feature cache has %d usable clips, fewer than a batch of %d", len(cs.keep), B)
+	if len(cs.keep) < B*parts {
+		return nil, fmt.Errorf("train: feature cache has %d usable clips, fewer than a batch of %d", len(cs.keep), B*parts)
 	}
 	cs.shuffle()
 	return cs, nil
@@ -195,15 +198,19 @@ func (cs *cacheSource) next() error {
 	cs.feats = cs.feats[:0]
 	cs.states, cs.actions = cs.states[:0], cs.actions[:0]
 	tmp := make([]float32, per)
-	for b := 0; b < cs.B; b++ {
+	for j := 0; j < cs.B*cs.parts; j++ {
 		if cs.pos == len(cs.order) {
 			cs.epoch++
 			cs.shuffle()
 		}
-		if err := cs.c.Read(cs.order[cs.pos], &cs.rec); err != nil {
+		i := cs.order[cs.pos]
+		cs.pos++
+		if j/cs.B != cs.part {
+			continue // another rank's clip
+		}
+		if err := cs.c.Read(i, &cs.rec); err != nil {
 			return err
 		}
-		cs.pos++
 		data.F16ToFloat32(tmp, cs.rec.Features)
 		cs.feats = append(cs.feats, tmp...)
 		cs.states = append(cs.states, cs.rec.States...)
@@ -214,7 +221,7 @@ func (cs *cacheSource) next() error {
 
 // skip advances past n batches without reading them (resume).
 func (cs *cacheSource) skip(n int) {
-	for i := 0; i < n*cs.B; i++ {
+	for i := 0; i < n*cs.B*cs.parts; i++ {
 		if cs.pos == len(cs.order) {
 			cs.epoch++
 			cs.shuffle()

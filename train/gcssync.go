@@ -530,7 +530,7 @@ func (t *trainer) gcsClient(ctx context.Context) (*storage.Client, error) {
 // its error.
 func (t *trainer) startSync(ctx context.Context) (func() error, error) {
 	gs := t.cfg.Checkpoint.GCSSync
-	if gs.URL == "" {
+	if gs.URL == "" || !t.root() { // rank 0 writes the run folder and mirrors it
 		return func() error { return nil }, nil
 	}
 	client, err := t.gcsClient(ctx)

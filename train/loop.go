@@ -17,6 +17,7 @@ import (
 	"cloud.google.com/go/storage"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
@@ -24,8 +25,12 @@ import (
 // Options are the run-time choices of Train that are not part of the config.
 type Options struct {
 	Out     io.Writer  // progress and messages; nil = os.Stdout
-	Device  *vk.Device // nil opens the default device
+	Device  *vk.Device // nil opens the default device (the node's LocalRank-th GPU)
 	MaxStep int        // stop after this step (tests of resume); 0 = training.steps
+	// Comm is the data-parallel job this process is one rank of (distributed.go); nil or a world of
+	// one trains alone.
+	Comm      dist.Comm
+	LocalRank int // this rank's index among the job's ranks on this node
 	// Overwrite lets a new run (checkpoint.resume "") delete an earlier run's outputs from its folder
 	// and GCS mirror instead of refusing to start (rundir.go).
 	Overwrite bool
@@ -83,9 +88,11 @@ type trainer struct {
 	val      *valRunner
 	cache    *cacheSource // non-nil when training from a feature cache (no encoder, no image decoding)
 	cacheF   *data.FeatureCache
-	valLoss  *float64 // validation loss at the current step, if validation ran there
-	metrics  *MetricsWriter
+	valLoss  *float64       // validation loss at the current step, if validation ran there
+	metrics  *MetricsWriter // nil on ranks other than 0
 	progress *Progress
+	comm     dist.Comm      // nil: a world of one
+	dp       *dataParallel  // the gradient all-reduce, with comm
 	warnings *data.Warnings // data problems, reported once each across passes and validation loaders
 
 	pending    *data.Batch // the first batch, read during setup to fail early on data without clips
@@ -104,9 +111,17 @@ func Train(ctx context.Context, cfg *Config, opts Options) (err error) {
 		opts.Out = os.Stdout
 	}
 	t := &trainer{cfg: cfg, opts: opts}
+	if opts.Comm != nil && opts.Comm.Size() > 1 {
+		t.comm = opts.Comm
+		if err := checkSameConfig(t.comm, cfg); err != nil {
+			return err
+		}
+	}
 	defer t.close()
-	if err := t.setup(ctx); err != nil {
-		if ctx.Err() != nil {
+	// A job starts as a whole: a signal reaches its ranks at different moments, and a rank leaving its
+	// start-up early would leave the others waiting in a collective. It stops at the first step.
+	if err := t.setup(t.collective(ctx)); err != nil {
+		if ctx.Err() != nil && t.comm == nil {
 			ie := &InterruptedError{Step: t.step, Checkpoint: t.resumePath, StartUp: true}
 			if t.resumeCk != nil { // found, not yet restored
 				ie.Step = t.resumeCk.Header.Step
@@ -141,6 +156,9 @@ func (t *trainer) close() {
 	}
 	if t.opt != nil {
 		t.opt.free()
+	}
+	if t.dp != nil {
+		t.dp.free()
 	}
 	if t.ep != nil {
 		t.ep.Free()
@@ -219,8 +237,12 @@ func (t *trainer) setup(ctx context.Context) error {
 	if c.Data.FeatureCache != "" && c.Data.ValEpisodes > 0 {
 		return fmt.Errorf("train: data.feature_cache with data.val_episodes: validation reads episodes, not the cache; set data.val_episodes: 0")
 	}
-	t.progress = NewProgress(t.opts.Out, c.Logging.Progress, c.Training.Steps, c.Logging.Every)
-	if err := t.prepareRunDir(ctx); err != nil {
+	progress := c.Logging.Progress
+	if !t.root() {
+		progress = "off" // rank 0 reports for the job
+	}
+	t.progress = NewProgress(t.opts.Out, progress, c.Training.Steps, c.Logging.Every)
+	if err := t.prepareRunDirs(ctx); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -229,7 +251,7 @@ func (t *trainer) setup(ctx context.Context) error {
 	var err error
 	t.d = t.opts.Device
 	if t.d == nil {
-		if t.d, err = vk.Open(vk.Options{}); err != nil {
+		if t.d, err = vk.Open(vk.Options{LocalRank: t.opts.LocalRank}); err != nil {
 			return err
 		}
 	}
@@ -264,6 +286,7 @@ func (t *trainer) setup(ctx context.Context) error {
 	if err := t.pred.TrainModules(); err != nil { // other state/action widths: new encoders, trained in full
 		return err
 	}
+	t.pred.SetBatchPart(t.rank()) // this rank's clips of the global batch draw their dropout masks
 	B, T := c.Data.BatchSize, c.Data.Frames
 	// Each frame is encoded alone, duplicated into a 2-frame tubelet (spec §6.1, §8.4).
 	if t.enc != nil {
@@ -276,6 +299,11 @@ func (t *trainer) setup(ctx context.Context) error {
 	}
 	if t.opt, err = newOptimizer(t.d, t.pred, c.Training.Optimizer == "adamw8bit"); err != nil {
 		return err
+	}
+	if t.comm != nil {
+		if t.dp, err = newDataParallel(t.comm, t.d, t.opt); err != nil {
+			return err
+		}
 	}
 	t.scaler = NewLossScaler(c.Training.LossScale)
 	t.lr, t.wd = NewLRSchedule(c.Training), NewWeightDecaySchedule(c.Training)
@@ -293,6 +321,9 @@ func (t *trainer) setup(ctx context.Context) error {
 	}
 	if err := t.openLoader(ctx); err != nil {
 		return err
+	}
+	if !t.root() {
+		return nil // rank 0 writes the run folder
 	}
 	return t.openRunDir()
 }
@@ -347,9 +378,12 @@ func (t *trainer) loaderConfig() data.LoaderConfig {
 	lc.BatchSize, lc.Workers, lc.ShuffleBuffer = c.Data.BatchSize, c.Data.Workers, c.Data.ShuffleBuffer
 	lc.Seed = uint64(c.Data.Seed)
 	if t.warnings == nil {
-		t.warnings = data.NewWarnings(func(msg string) { t.progress.Printf("warning: %s", msg) })
+		t.warnings = data.NewWarnings(t.warn)
 	}
 	lc.Warn = t.warnings.Warn
+	if t.comm != nil {
+		lc.Exchange = t.comm // rank r draws clips [r·b, (r+1)·b) of the global batch
+	}
 	return lc
 }
 
@@ -364,7 +398,7 @@ func (t *trainer) openLoader(ctx context.Context) error {
 		if t.cacheF, err = data.OpenFeatureCache(dir, want); err != nil {
 			return fmt.Errorf("train: %w (build it with: vjepa-vk encode --config %s --out %s)", err, t.cfg.Source(), dir)
 		}
-		if t.cache, err = newCacheSource(t.cacheF, t.cfg.Data.BatchSize, t.cfg.Data.Frames, uint64(t.cfg.Data.Seed), nil); err != nil {
+		if t.cache, err = newCacheSource(t.cacheF, t.cfg.Data.BatchSize, t.cfg.Data.Frames, uint64(t.cfg.Data.Seed), nil, t.rank(), t.ranks()); err != nil {
 			return err
 		}
 		t.cache.skip(t.batches)
@@ -529,6 +563,12 @@ func (t *trainer) run(ctx context.Context) error {
 		}
 		return err
 	}
+	if t.comm != nil {
+		// The job ends when rank 0 has written its files: a failure there still fails the job.
+		if err := t.comm.Barrier(); err != nil {
+			return err
+		}
+	}
 	return stopped
 }
 
@@ -537,12 +577,12 @@ func (t *trainer) run(ctx context.Context) error {
 func (t *trainer) loop(ctx context.Context, last int) (interrupted bool, err error) {
 	c := t.cfg
 	for t.step < last {
-		if ctx.Err() != nil {
+		if t.stopRequested(ctx) {
 			return true, nil
 		}
 		m, err := t.trainStep(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil && t.comm == nil {
 				return true, nil
 			}
 			return false, err
@@ -554,9 +594,9 @@ func (t *trainer) loop(ctx context.Context, last int) (interrupted bool, err err
 		}
 		t.valLoss = nil
 		if t.val != nil && c.Training.ValEvery > 0 && (t.step%c.Training.ValEvery == 0 || t.step == last) {
-			vm, err := t.validate(ctx)
+			vm, err := t.validate(t.collective(ctx))
 			if err != nil {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil && t.comm == nil {
 					t.progress.Printf("validation at step %d interrupted", t.step)
 					return true, nil
 				}
@@ -610,7 +650,7 @@ func (t *trainer) trainStep(ctx context.Context) (_ StepMetrics, err error) {
 				return StepMetrics{}, err
 			}
 		}
-		if err := t.nextBatch(ctx, step); err != nil {
+		if err := t.nextBatch(t.collective(ctx), step); err != nil {
 			return StepMetrics{}, err
 		}
 		if err := t.stepS.Run(); err != nil {
@@ -627,6 +667,13 @@ func (t *trainer) trainStep(ctx context.Context) (_ StepMetrics, err error) {
 		ltf += float64(l1[0]) / float64(c.Training.GradAccum)
 		lar += float64(l2[0]) / float64(c.Training.GradAccum)
 	}
+	if t.dp != nil {
+		// Sum the ranks' gradients and losses: each rank's are of its mean over b clips.
+		if ltf, lar, err = t.dp.reduce(ltf, lar, ctx.Err() != nil); err != nil {
+			return StepMetrics{}, err
+		}
+		ltf, lar = ltf/float64(t.ranks()), lar/float64(t.ranks())
+	}
 	if err := t.normS.Run(); err != nil {
 		return StepMetrics{}, err
 	}
@@ -634,8 +681,8 @@ func (t *trainer) trainStep(ctx context.Context) (_ StepMetrics, err error) {
 	if err != nil {
 		return StepMetrics{}, err
 	}
-	// Gradients hold scale·accum·true gradient; the norm is reported unscaled.
-	unscale := 1 / (scale * float64(c.Training.GradAccum))
+	// Gradients hold scale·accum·ranks·true gradient; the norm is reported unscaled.
+	unscale := 1 / (scale * float64(c.Training.GradAccum*t.ranks()))
 	norm := math.Sqrt(float64(acc[0])) * unscale
 	finite := acc[1] == 0 && !math.IsInf(norm, 0) && !math.IsNaN(norm)
 	apply := t.scaler.Update(finite)
@@ -662,7 +709,7 @@ func (t *trainer) trainStep(ctx context.Context) (_ StepMetrics, err error) {
 	dt := time.Since(start).Seconds()
 	return StepMetrics{Step: step, Loss: ltf + lar, LossTF: ltf, LossRollout: lar, LR: lr, WeightDecay: wd,
 		GradNorm: norm, LossScale: scale, Skipped: !apply, StepTime: dt,
-		ClipsPerSec: float64(c.Data.BatchSize*c.Training.GradAccum) / dt}, nil
+		ClipsPerSec: float64(c.Data.BatchSize*c.Training.GradAccum*t.ranks()) / dt}, nil
 }
 
 // checkpoint tensors: LoRA weights under their PEFT names, optimizer state under "opt.<name>.<part>".
@@ -693,6 +740,12 @@ func (t *trainer) checkpoint() (*Checkpoint, error) {
 }
 
 func (t *trainer) save() error {
+	if err := t.checkSameState(); err != nil {
+		return err
+	}
+	if !t.root() {
+		return nil // every rank holds the same state; rank 0 writes it
+	}
 	ck, err := t.checkpoint()
 	if err != nil {
 		return err
@@ -704,6 +757,9 @@ func (t *trainer) save() error {
 // export writes PEFT-format adapters (adapter_model.safetensors + adapter_config.json) to
 // <logging.dir>/adapter.
 func (t *trainer) export() error {
+	if !t.root() {
+		return nil
+	}
 	c := t.cfg
 	dir := filepath.Join(c.Logging.Dir, AdapterDir)
 	if c.Checkpoint.Export.PEFT || c.Checkpoint.Export.Merged {

@@ -232,6 +232,9 @@ func (m *MetricsWriter) LogVal(v ValMetrics) error { return m.log("val", v.Step,
 func (m *MetricsWriter) LogSync(s SyncMetrics) error { return m.log("sync", s.Step, s) }
 
 func (m *MetricsWriter) log(kind string, step int, rec any) error {
+	if m == nil { // a data-parallel rank other than 0: rank 0 writes the run's metrics
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	wall := wallTime(m.now())
@@ -258,8 +261,11 @@ func (m *MetricsWriter) writeEvent(ev []byte) error {
 	return nil
 }
 
-// Close flushes and closes both files.
+// Close flushes and closes both files. A nil *MetricsWriter, like its LogStep and LogVal, does nothing.
 func (m *MetricsWriter) Close() error {
+	if m == nil {
+		return nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error

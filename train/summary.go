@@ -41,7 +41,10 @@ func (t *trainer) banner() string {
 	fmt.Fprintf(&b, "  trainable   %s parameters (%.3g%% of the predictor's %s)\n", humanCount(pc.LoRA),
 		100*float64(pc.LoRA)/float64(max(frozen, 1)), humanCount(frozen))
 	fmt.Fprintf(&b, "  steps       %d of %d clips × %d frames (grad_accum %d), from step %d\n", c.Training.Steps,
-		c.Data.BatchSize, c.Data.Frames, c.Training.GradAccum, t.step)
+		c.Data.BatchSize*t.ranks(), c.Data.Frames, c.Training.GradAccum, t.step)
+	if t.comm != nil {
+		fmt.Fprintf(&b, "  ranks       %d (data.batch_size %d each), gradients all-reduced over %s\n", t.ranks(), c.Data.BatchSize, t.commName())
+	}
 	fmt.Fprintf(&b, "  run dir     %s (%s)\n", c.Logging.Dir, strings.Join(runDirContents(c), ", "))
 	every := "at the end"
 	if c.Checkpoint.Every > 0 {

@@ -50,12 +50,15 @@ func (t *trainer) setupValidation(ctx context.Context, src data.Format, shards [
 	lc := t.loaderConfig()
 	lc.Keep = keep
 	lc.ShuffleBuffer = 0
+	// Every rank reads the held-out episodes' global batches and evaluates its share of each (few clips:
+	// no exchange); the sums are reduced (validate).
+	lc.Exchange, lc.BatchSize = nil, c.Data.BatchSize*t.ranks()
 	// One worker: the held-out episodes may all sit in one shard, and the loader merges its workers in
 	// lock-step, so a worker with nothing to read would end the stream.
 	lc.Workers = 1
 	lc.Seed = uint64(c.Data.Seed) + 1
 	// Each pass over the held-out episodes draws one clip per episode; enough passes fill the batches.
-	batches := max(1, (c.Data.ValEpisodes+c.Data.BatchSize-1)/c.Data.BatchSize)
+	batches := max(1, (c.Data.ValEpisodes+lc.BatchSize-1)/lc.BatchSize)
 	v := &valRunner{src: src, cfg: lc, batches: batches}
 	var err error
 	if v.s, err = t.d.NewStream(false); err != nil {
@@ -89,6 +92,12 @@ func (t *trainer) validate(ctx context.Context) (ValMetrics, error) {
 		}
 		if err != nil {
 			return ValMetrics{}, fmt.Errorf("train: validation: %w", err)
+		}
+		if n := t.ranks(); n > 1 {
+			if b.B < n*g.B {
+				return ValMetrics{}, fmt.Errorf("train: validation: batch of %d clips, want %d", b.B, n*g.B)
+			}
+			b = sliceBatch(b, t.rank()*g.B, g.B)
 		}
 		if err := t.upload(b); err != nil {
 			return ValMetrics{}, err
@@ -126,7 +135,20 @@ func (t *trainer) validate(ctx context.Context) (ValMetrics, error) {
 		m.LossRollout += float64(lar[0])
 		m.Clips += b.B
 	}
-	n := float64(m.Clips / g.B)
+	if t.comm != nil {
+		// Each rank's sums are of means over its g.B clips of each global batch: sum them over the
+		// ranks and divide by their number, as the training losses.
+		sums := append([]float64{m.LossTF, m.LossRollout, float64(m.Clips)}, m.RolloutErr...)
+		if err := t.comm.AllReduceF64(sums); err != nil {
+			return ValMetrics{}, fmt.Errorf("train: validation: reduce: %w", err)
+		}
+		N := float64(t.ranks())
+		m.LossTF, m.LossRollout, m.Clips = sums[0]/N, sums[1]/N, int(sums[2])
+		for k := range m.RolloutErr {
+			m.RolloutErr[k] = sums[3+k] / N
+		}
+	}
+	n := float64(m.Clips / (g.B * t.ranks()))
 	if n == 0 {
 		return ValMetrics{}, fmt.Errorf("train: validation: the %d held-out episodes gave no clip of %d frames", t.cfg.Data.ValEpisodes, t.cfg.Data.Frames)
 	}

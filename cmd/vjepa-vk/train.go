@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/train"
 )
 
@@ -22,9 +24,14 @@ const trainNotes = `exit status:
 
 SIGINT or SIGTERM finishes the current step (or stops validation or start-up), writes a checkpoint and
 exports the adapter; a second one abandons the final GCS sync, a third kills the process.
+
+Started by mpirun or srun, each process is one rank of a data-parallel job (README "Several GPUs and
+nodes"): a rank that fails aborts the whole job (MPI_Abort, status 1); SIGINT/SIGTERM to the job stops
+every rank after the same step.
 `
 
 // runTrain is the product's main job: LoRA fine-tuning of the AC predictor as the config describes.
+// Started by mpirun or srun, it is one rank of a data-parallel job (package dist).
 func runTrain(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("train", pflag.ContinueOnError)
 	cf := addConfigFlags(fs, "YAML config (see configs/)")
@@ -45,9 +52,28 @@ func runTrain(ctx context.Context, args []string) error {
 	if *printCfg {
 		return train.Print(os.Stdout, cfg)
 	}
+	w, err := dist.Init()
+	if err != nil {
+		return err
+	}
 	abort, stop := abortOnSecondSignal()
 	defer stop()
-	return train.Train(ctx, cfg, train.Options{Out: os.Stdout, Overwrite: *overwrite, Abort: abort})
+	err = train.Train(ctx, cfg, train.Options{Out: os.Stdout, Overwrite: *overwrite, Abort: abort, Comm: w, LocalRank: w.LocalRank()})
+	return endJob(w, err)
+}
+
+// endJob leaves the job. A rank that failed prints its error and aborts the whole job (MPI_Abort), so
+// the others never wait for it in a collective; otherwise (done, or interrupted: every rank stopped
+// after the same step) every rank finalizes MPI.
+func endJob(w *dist.World, err error) error {
+	if err != nil && w.Size() > 1 && !errors.Is(err, train.ErrInterrupted) {
+		fmt.Fprintf(os.Stderr, "vjepa-vk: rank %d of %d: %v\n", w.Rank(), w.Size(), err)
+		w.Abort(1)
+	}
+	if cerr := w.Close(); err == nil {
+		return cerr
+	}
+	return err
 }
 
 // abortOnSecondSignal returns a context cancelled by the second SIGINT/SIGTERM (the first one cancels

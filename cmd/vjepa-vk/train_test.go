@@ -18,6 +18,11 @@ import (
 // TestMain lets a test run the command itself: with VJEPA_VK_TEST_MAIN=1 the test binary is vjepa-vk.
 func TestMain(m *testing.M) {
 	if os.Getenv("VJEPA_VK_TEST_MAIN") == "1" {
+		// A rank of an MPI job (job_test.go) gets a Mesa shader cache of its own: lavapipe has aborted
+		// when processes shared one.
+		if dir, rank := os.Getenv("MESA_SHADER_CACHE_DIR"), os.Getenv("OMPI_COMM_WORLD_RANK"); dir != "" && rank != "" {
+			os.Setenv("MESA_SHADER_CACHE_DIR", filepath.Join(dir, "rank-"+rank))
+		}
 		main()
 		os.Exit(0)
 	}
