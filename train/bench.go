@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
@@ -33,6 +34,13 @@ type BenchResult struct {
 	Barriers      int         `json:"barriers"`
 	Loss          float64     `json:"loss"`
 	Ops           []OpSummary `json:"ops,omitempty"` // GPU time per op kind (timestamps), largest first
+	// Data parallel: ranks of the job the bench ran in (mpirun), the bytes of the one gradient all-reduce
+	// of a step, and with several ranks the median per step of the all-reduce call alone and of the whole
+	// gradient exchange (device copies, download, all-reduce, upload), both included in the step time.
+	Ranks           int     `json:"ranks"`
+	GradBytes       int64   `json:"grad_bytes"`
+	AllReduceMedian float64 `json:"allreduce_s_median,omitempty"`
+	GradSyncMedian  float64 `json:"grad_sync_s_median,omitempty"`
 }
 
 // OpSummary is the GPU time of every dispatch of one op kind in one step.
@@ -46,7 +54,9 @@ type OpSummary struct {
 // Bench measures one whole training step (teacher forcing + rollout forward and backward, gradient norm,
 // AdamW) of cfg's predictor, recorded once and replayed, on random encoder features (the PyTorch peer,
 // shared/baseline/bench_torch.py, measures the same step). Weights are random unless cfg names a checkpoint.
-func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchResult, error) {
+// As a rank of a job (comm of several ranks, launched by mpirun) each step also all-reduces the
+// gradients between backward and AdamW, as training does, and the result times it.
+func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool, comm dist.Comm) (*BenchResult, error) {
 	pcfg, _ := modelConfigs(cfg)
 	var src model.WeightSource = model.InitPredictor(pcfg, uint64(cfg.Training.Seed))
 	if cfg.Model.Checkpoint != "" {
@@ -80,6 +90,13 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchRe
 		return nil, err
 	}
 	defer opt.free()
+	var dp *dataParallel
+	if comm != nil && comm.Size() > 1 {
+		if dp, err = newDataParallel(comm, d, opt); err != nil {
+			return nil, err
+		}
+		defer dp.free()
+	}
 	HW := pcfg.Grid * pcfg.Grid
 	inputs := []struct {
 		t vk.Tensor
@@ -113,22 +130,51 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchRe
 		return nil, err
 	}
 	defer s.Destroy()
-	record(s)
+	// With ranks, the step is two streams with the all-reduce between them.
+	var optS *vk.Stream
+	if dp != nil {
+		if optS, err = d.NewStream(false); err != nil {
+			return nil, err
+		}
+		defer optS.Destroy()
+		ZeroGrads(s, p)
+		g.Forward(s)
+		g.Backward(s)
+		opt.recordNorm(optS)
+		opt.recordUpdate(optS)
+		if err := optS.Err(); err != nil {
+			return nil, err
+		}
+	} else {
+		record(s)
+	}
+	var reduceTimes, syncTimes []float64
+	step := func() error {
+		if err := s.Run(); err != nil || dp == nil {
+			return err
+		}
+		if _, _, err := dp.reduce(0, 0, false); err != nil {
+			return err
+		}
+		reduceTimes, syncTimes = append(reduceTimes, dp.mpiTime.Seconds()), append(syncTimes, dp.syncTime.Seconds())
+		return optS.Run()
+	}
 	for i := 0; i < warmup; i++ {
-		if err := s.Run(); err != nil {
+		if err := step(); err != nil {
 			return nil, err
 		}
 	}
+	reduceTimes, syncTimes = nil, nil
 	times := make([]float64, steps)
 	for i := range times {
 		t0 := time.Now()
-		if err := s.Run(); err != nil {
+		if err := step(); err != nil {
 			return nil, err
 		}
 		times[i] = time.Since(t0).Seconds()
 	}
+	med := median(times)
 	sort.Float64s(times)
-	med := times[len(times)/2]
 	loss := 0.0
 	for _, t := range []vk.Tensor{g.LossTF, g.LossAR} {
 		v, err := d.Download(t)
@@ -148,7 +194,15 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchRe
 		LoRADropout: cfg.LoRA.Dropout, TensorCores: d.CoopMat(), Steps: steps,
 		StepMedian: med, StepMin: times[0], ClipsPerSec: float64(B) / med,
 		TokensPerSec: float64(B*(T-1)*(K+HW)) / med, FlopsPerStep: flops, TFLOPs: flops / med / 1e12,
-		PeakMemGiB: float64(d.Memory().Peak) / (1 << 30), Dispatches: disp, Barriers: bar, Loss: loss}
+		PeakMemGiB: float64(d.Memory().Peak) / (1 << 30), Dispatches: disp, Barriers: bar, Loss: loss, Ranks: 1}
+	for _, pr := range opt.params {
+		r.GradBytes += int64(4 * pr.g.Numel())
+	}
+	if dp != nil {
+		r.Ranks, r.AllReduceMedian, r.GradSyncMedian = comm.Size(), median(reduceTimes), median(syncTimes)
+		r.ClipsPerSec *= float64(r.Ranks)
+		r.TokensPerSec *= float64(r.Ranks)
+	}
 	if timings {
 		ts, err := d.NewStream(true)
 		if err != nil {
@@ -162,6 +216,15 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool) (*BenchRe
 		r.Ops = summarize(ts.Timings())
 	}
 	return r, nil
+}
+
+// median of v (sorted in place).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
 }
 
 func summarize(ts []vk.OpTime) []OpSummary {

@@ -8,12 +8,15 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/train"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
 // runBench measures a whole training step at a config's shapes: step time, clips/s, tokens/s, TFLOP/s,
 // peak memory and, with --timings, GPU time per op. With --plan it measures planning one action instead.
+// Under mpirun every rank runs the training step and the gradient all-reduce, and rank 0 reports, the
+// all-reduce's time included.
 func runBench(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
 	wf := addWorldFlags(fs)
@@ -36,13 +39,12 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := vk.Open(vk.Options{})
+	w, err := dist.Init()
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	r, err := train.Bench(d, cfg, *steps, *warmup, *timings)
-	if err != nil {
+	r, err := benchRank(w, cfg, *steps, *warmup, *timings)
+	if err = endJob(w, err); err != nil || !w.IsRoot() {
 		return err
 	}
 	if *asJSON {
@@ -53,10 +55,26 @@ func runBench(ctx context.Context, args []string) error {
 	fmt.Printf("  step %.4f s (min %.4f), %.2f clips/s, %.0f tokens/s, %.2f TFLOP/s (%.3g FLOP/step)\n",
 		r.StepMedian, r.StepMin, r.ClipsPerSec, r.TokensPerSec, r.TFLOPs, r.FlopsPerStep)
 	fmt.Printf("  peak memory %.2f GiB, %d dispatches, %d barriers\n", r.PeakMemGiB, r.Dispatches, r.Barriers)
+	if r.Ranks > 1 {
+		fmt.Printf("  %d ranks: gradient all-reduce of %.2f MiB %.2f ms per step (%.1f%% of the step), whole exchange %.2f ms\n",
+			r.Ranks, float64(r.GradBytes)/(1<<20), r.AllReduceMedian*1e3, 100*r.AllReduceMedian/r.StepMedian, r.GradSyncMedian*1e3)
+	} else {
+		fmt.Printf("  gradient all-reduce with several ranks: %.2f MiB per step (one rank: none)\n", float64(r.GradBytes)/(1<<20))
+	}
 	for _, o := range r.Ops {
 		fmt.Printf("  %-28s %5d× %9.3f ms  %5.1f%%\n", o.Op, o.Count, o.Seconds*1e3, 100*o.Share)
 	}
 	return nil
+}
+
+// benchRank runs the training-step bench on this rank's GPU.
+func benchRank(w *dist.World, cfg *train.Config, steps, warmup int, timings bool) (*train.BenchResult, error) {
+	d, err := vk.Open(vk.Options{LocalRank: w.LocalRank()})
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return train.Bench(d, cfg, steps, warmup, timings, w)
 }
 
 // benchPlan is bench --plan: the time to plan one action at the config's sizes.
