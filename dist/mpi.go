@@ -327,8 +327,8 @@ func (m *mpiWorld) finalize() error {
 
 // Library is an MPI library this machine has.
 type Library struct {
-	Soname  string // "libmpi.so.40"
-	Version string // first line of MPI_Get_library_version: "Open MPI v4.1.4"
+	Soname  string `json:"soname"`  // "libmpi.so.40"
+	Version string `json:"version"` // first line of MPI_Get_library_version: "Open MPI v4.1.4"
 }
 
 // Probe lists the MPI libraries that load here (VJEPA_VK_MPI_LIB's, or the usual sonames), without

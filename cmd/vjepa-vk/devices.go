@@ -10,11 +10,12 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
 // runDevices lists every Vulkan device with the limits and features vjepa-vk uses, marking the one Open
-// would pick (VJEPA_VK_DEVICE overrides).
+// would pick (VJEPA_VK_DEVICE overrides), and the MPI libraries multi-GPU training can load.
 func runDevices(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("devices", pflag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -31,8 +32,9 @@ func runDevices(ctx context.Context, args []string) error {
 	}
 	chosen, coop := d.Info.Index, d.CoopMat()
 	d.Close()
+	mpi := dist.Probe()
 	if *asJSON {
-		return writeDevicesJSON(os.Stdout, chosen, infos)
+		return writeDevicesJSON(os.Stdout, chosen, infos, mpi)
 	}
 	for _, in := range infos {
 		mark := " "
@@ -60,16 +62,26 @@ func runDevices(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Println("(* = the device vjepa-vk uses; set VJEPA_VK_DEVICE=<index|name> to choose another)")
+	if len(mpi) == 0 {
+		fmt.Println("MPI: none found; multi-GPU training (mpirun -np N vjepa-vk train) needs Open MPI or MPICH (apt-get install openmpi-bin)")
+		return nil
+	}
+	var libs []string
+	for _, l := range mpi {
+		libs = append(libs, fmt.Sprintf("%s (%s)", l.Version, l.Soname))
+	}
+	fmt.Printf("MPI: %s; multi-GPU training: mpirun -np N vjepa-vk train\n", strings.Join(libs, ", "))
 	return nil
 }
 
 // writeDevicesJSON prints the device list as one JSON object, keys in snake_case like every other
 // command's JSON.
-func writeDevicesJSON(w io.Writer, chosen int, infos []vk.DeviceInfo) error {
+func writeDevicesJSON(w io.Writer, chosen int, infos []vk.DeviceInfo, mpi []dist.Library) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(struct {
 		Chosen  int             `json:"chosen"`
 		Devices []vk.DeviceInfo `json:"devices"`
-	}{chosen, infos})
+		MPI     []dist.Library  `json:"mpi"`
+	}{chosen, infos, mpi})
 }

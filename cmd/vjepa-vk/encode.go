@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/train"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
@@ -22,6 +23,10 @@ func runEncode(ctx context.Context, args []string) error {
 	}
 	if *out == "" {
 		return usageErrorf("--out DIR is required")
+	}
+	if l := dist.Launched(os.Getenv); l.Size > 1 {
+		// Every rank would write the same cache: encode once, then train from the cache on N ranks.
+		return fmt.Errorf("encode: started as %d ranks (%s): run it as one process; the cache then serves a job of any size", l.Size, l.Var)
 	}
 	cfg, err := cf.config()
 	if err != nil {

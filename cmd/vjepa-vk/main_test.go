@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
@@ -110,6 +111,7 @@ func TestVersion(t *testing.T) {
 			regexp.MustCompile(`^commit   \S+`),
 			regexp.MustCompile(`^go       ` + regexp.QuoteMeta(runtime.Version()) + ` ` + runtime.GOOS + `/` + runtime.GOARCH + `$`),
 			regexp.MustCompile(`^vulkan   loader 1\.\d+\.\d+$`),
+			regexp.MustCompile(`^mpi      (none found|.+ \(lib\S+\.so[.\d]*\))`),
 		}
 		if len(lines) != len(want) {
 			t.Fatalf("vjepa-vk %s printed %d lines, want %d:\n%s", arg, len(lines), len(want), stdout)
@@ -159,7 +161,7 @@ func TestDevicesJSON(t *testing.T) {
 	infos = append(infos, vk.DeviceInfo{Index: len(infos), Name: "synthetic", CoopMat: true,
 		CoopMatShapes: []vk.CoopMatShape{{M: 16, N: 16, K: 16, AType: "f16", BType: "f16", CType: "f32", DType: "f32"}}})
 	var b bytes.Buffer
-	if err := writeDevicesJSON(&b, 0, infos); err != nil {
+	if err := writeDevicesJSON(&b, 0, infos, []dist.Library{{Soname: "libmpi.so.40", Version: "Open MPI v4.1.4"}}); err != nil {
 		t.Fatal(err)
 	}
 	var v any

@@ -5,7 +5,9 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
@@ -15,7 +17,7 @@ import (
 var buildCommit string
 
 // writeVersion prints what a bug report needs: the module version, the commit it was built from, the Go
-// toolchain and the Vulkan loader found at run time.
+// toolchain, the Vulkan loader and the MPI libraries (multi-GPU training) found at run time.
 func writeVersion(w io.Writer) {
 	loader, err := vk.LoaderVersion()
 	if err != nil {
@@ -23,6 +25,15 @@ func writeVersion(w io.Writer) {
 	}
 	bi, _ := debug.ReadBuildInfo()
 	fmt.Fprint(w, versionText(bi, buildCommit, loader))
+	mpi := "none found (multi-GPU training needs Open MPI or MPICH)"
+	if libs := dist.Probe(); len(libs) > 0 {
+		var names []string
+		for _, l := range libs {
+			names = append(names, fmt.Sprintf("%s (%s)", l.Version, l.Soname))
+		}
+		mpi = strings.Join(names, ", ")
+	}
+	fmt.Fprintf(w, "mpi      %s\n", mpi)
 }
 
 // versionText formats the build information; bi may be nil (a binary built without module support), and
