@@ -66,15 +66,13 @@ func TestSingle(t *testing.T) {
 func TestMPI(t *testing.T) {
 	for _, l := range disttest.Launchers(t) {
 		t.Run("mpi="+l.Name, func(t *testing.T) {
-			var out bytes.Buffer
-			cmd := l.Command(3, []string{"DIST_TEST_RANK=1"}, os.Args[0], "-test.run=^TestMPIRank$", "-test.v")
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("%s: %v\n%s", cmd, err, out.String())
+			out, err := l.RunTest(3, []string{"DIST_TEST_RANK=1"}, "TestMPIRank")
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", l.Path, err, out)
 			}
 			for r := range 3 {
-				if !strings.Contains(out.String(), fmt.Sprintf("rank %d of 3 ok", r)) {
-					t.Fatalf("rank %d did not finish:\n%s", r, out.String())
+				if !strings.Contains(out, fmt.Sprintf("rank %d of 3 ok", r)) {
+					t.Fatalf("rank %d did not finish:\n%s", r, out)
 				}
 			}
 		})
@@ -148,16 +146,13 @@ func TestMPIRank(t *testing.T) {
 func TestMPIAbort(t *testing.T) {
 	for _, l := range disttest.Launchers(t) {
 		t.Run("mpi="+l.Name, func(t *testing.T) {
-			var out bytes.Buffer
-			cmd := l.Command(2, []string{"DIST_TEST_ABORT=1"}, os.Args[0], "-test.run=^TestMPIAbortRank$", "-test.v")
-			cmd.Stdout, cmd.Stderr = &out, &out
 			start := time.Now()
-			err := cmd.Run()
+			out, err := l.RunTest(2, []string{"DIST_TEST_ABORT=1"}, "TestMPIAbortRank")
 			if err == nil {
-				t.Fatalf("the job exited 0 after a rank aborted:\n%s", out.String())
+				t.Fatalf("the job exited 0 after a rank aborted:\n%s", out)
 			}
-			if !strings.Contains(out.String(), "rank 1 gives up") {
-				t.Fatalf("the aborting rank's message is missing:\n%s", out.String())
+			if !strings.Contains(out, "rank 1 gives up") {
+				t.Fatalf("the aborting rank's message is missing:\n%s", out)
 			}
 			t.Logf("job ended in %v: %v", time.Since(start).Round(time.Millisecond), err)
 		})
@@ -199,16 +194,13 @@ func BenchmarkAllReduce(b *testing.B) {
 	l := disttest.OpenMPI(b)
 	for _, size := range []int{64 << 10, 24 << 20} {
 		b.Run(fmt.Sprintf("ranks=2,size=%dKiB", size>>10), func(b *testing.B) {
-			var out bytes.Buffer
-			cmd := l.Command(2, []string{"DIST_BENCH_FLOATS=" + strconv.Itoa(size/4), "DIST_BENCH_N=" + strconv.Itoa(b.N)},
-				os.Args[0], "-test.run=^TestMPIAllReduceTiming$", "-test.v")
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Run(); err != nil {
-				b.Fatalf("%v\n%s", err, out.String())
+			out, err := l.RunTest(2, []string{"DIST_BENCH_FLOATS=" + strconv.Itoa(size/4), "DIST_BENCH_N=" + strconv.Itoa(b.N)}, "TestMPIAllReduceTiming")
+			if err != nil {
+				b.Fatalf("%v\n%s", err, out)
 			}
-			m := regexp.MustCompile(`allreduce median ([0-9.e+-]+) s`).FindStringSubmatch(out.String())
+			m := regexp.MustCompile(`allreduce median ([0-9.e+-]+) s`).FindStringSubmatch(out)
 			if m == nil {
-				b.Fatalf("no timing in\n%s", out.String())
+				b.Fatalf("no timing in\n%s", out)
 			}
 			sec, _ := strconv.ParseFloat(m[1], 64)
 			b.ReportMetric(sec*1e3, "ms/allreduce")

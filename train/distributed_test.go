@@ -1,7 +1,6 @@
 package train_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,14 +75,11 @@ func trainRanks(t *testing.T, n, steps, maxStep int, sets ...string) {
 // trainRanksEnv is trainRanks with env added to the ranks' environment.
 func trainRanksEnv(t *testing.T, env []string, n, steps, maxStep int, sets ...string) {
 	t.Helper()
-	l := disttest.OpenMPI(t)
 	js, _ := json.Marshal(sets)
-	var out bytes.Buffer
-	cmd := l.Command(n, append([]string{rankSetsEnv + "=" + string(js), rankStepsEnv + "=" + strconv.Itoa(steps),
-		rankMaxStepEnv + "=" + strconv.Itoa(maxStep)}, env...), os.Args[0], "-test.run=^TestTrainRank$")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%d ranks: %v\n%s", n, err, out.String())
+	out, err := disttest.OpenMPI(t).RunTest(n, append([]string{rankSetsEnv + "=" + string(js), rankStepsEnv + "=" + strconv.Itoa(steps),
+		rankMaxStepEnv + "=" + strconv.Itoa(maxStep)}, env...), "TestTrainRank")
+	if err != nil {
+		t.Fatalf("%d ranks: %v\n%s", n, err, out)
 	}
 }
 
@@ -194,26 +190,7 @@ func TestDataParallelResume(t *testing.T) {
 		t.Fatalf("the stopped job logged %d steps, want %d", got, k)
 	}
 	trainRanks(t, 2, 2*k, 0, append(sets, "logging.dir="+parts, "checkpoint.resume=auto")...)
-	a, b := readMetrics(t, whole).Train, readMetrics(t, parts).Train
-	if len(a) != 2*k || len(b) != 2*k {
-		t.Fatalf("logged %d and %d steps, want %d", len(a), len(b), 2*k)
-	}
-	for i := range a {
-		if a[i].Loss != b[i].Loss || a[i].GradNorm != b[i].GradNorm {
-			t.Errorf("step %d: loss %v grad norm %v uninterrupted, %v %v resumed", a[i].Step, a[i].Loss, a[i].GradNorm, b[i].Loss, b[i].GradNorm)
-		}
-	}
-	wa, err := os.ReadFile(filepath.Join(whole, "adapter", model.AdapterWeightsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wb, err := os.ReadFile(filepath.Join(parts, "adapter", model.AdapterWeightsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(wa, wb) {
-		t.Error("exported adapters differ between the uninterrupted and the resumed job")
-	}
+	sameRuns(t, whole, parts, 2*k)
 }
 
 // TestDataParallelSources: a 2-rank job reads a gs:// source (an emulator on loopback) and a feature

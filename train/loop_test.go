@@ -67,27 +67,34 @@ func TestResumeBitIdentical(t *testing.T) {
 			if err := train.Train(ctx, demoConfig(t, parts, 2*k, "training.optimizer="+opt, "checkpoint.resume=auto"), train.Options{Device: d, Out: io.Discard}); err != nil {
 				t.Fatal(err)
 			}
-			a, b := losses(t, whole), losses(t, parts)
-			if len(a) != 2*k || len(b) != 2*k {
-				t.Fatalf("logged %d and %d steps, want %d", len(a), len(b), 2*k)
-			}
-			for i := range a {
-				if a[i].Loss != b[i].Loss || a[i].GradNorm != b[i].GradNorm {
-					t.Errorf("step %d: loss %v grad norm %v uninterrupted, %v %v resumed", a[i].Step, a[i].Loss, a[i].GradNorm, b[i].Loss, b[i].GradNorm)
-				}
-			}
-			wa, err := os.ReadFile(filepath.Join(whole, "adapter", model.AdapterWeightsFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			wb, err := os.ReadFile(filepath.Join(parts, "adapter", model.AdapterWeightsFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(wa, wb) {
-				t.Error("exported adapters differ between the uninterrupted and the resumed run")
-			}
+			sameRuns(t, whole, parts, 2*k)
 		})
+	}
+}
+
+// sameRuns checks that the runs in dirs whole and resumed logged the same steps steps, bit for bit,
+// and exported the same adapter.
+func sameRuns(t *testing.T, whole, resumed string, steps int) {
+	t.Helper()
+	a, b := losses(t, whole), losses(t, resumed)
+	if len(a) != steps || len(b) != steps {
+		t.Fatalf("logged %d and %d steps, want %d", len(a), len(b), steps)
+	}
+	for i := range a {
+		if a[i].Loss != b[i].Loss || a[i].GradNorm != b[i].GradNorm {
+			t.Errorf("step %d: loss %v grad norm %v uninterrupted, %v %v resumed", a[i].Step, a[i].Loss, a[i].GradNorm, b[i].Loss, b[i].GradNorm)
+		}
+	}
+	wa, err := os.ReadFile(filepath.Join(whole, "adapter", model.AdapterWeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := os.ReadFile(filepath.Join(resumed, "adapter", model.AdapterWeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(wa, wb) {
+		t.Error("exported adapters differ between the uninterrupted and the resumed run")
 	}
 }
 

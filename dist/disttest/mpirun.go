@@ -1,6 +1,7 @@
 package disttest
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"strconv"
@@ -76,4 +77,14 @@ func (l Launcher) Command(n int, env []string, prog string, args ...string) *exe
 	cmd := exec.Command(l.Path, append(argv, args...)...)
 	cmd.Env = append(append(os.Environ(), l.Env...), env...)
 	return cmd
+}
+
+// RunTest runs the test binary's test named test as n ranks, with env added to their environment, and
+// returns their combined output.
+func (l Launcher) RunTest(n int, env []string, test string) (string, error) {
+	var out bytes.Buffer
+	cmd := l.Command(n, env, os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
 }
