@@ -18,6 +18,7 @@ package dist
 import (
 	"fmt"
 	"os"
+	"time"
 )
 
 // Comm is what one rank of a data-parallel job does with the others. *World implements it over MPI
@@ -124,6 +125,9 @@ func (w *World) Barrier() error {
 	return w.m.barrier()
 }
 
+// abortGrace is how long Abort waits, before MPI_Abort, for the launcher to forward the rank's output.
+const abortGrace = 300 * time.Millisecond
+
 // F32Buffer returns n floats that AllReduceF32 reduces without a copy: C-heap memory under MPI, a Go
 // slice in a world of one. It stays valid until Close.
 func (w *World) F32Buffer(n int) []float32 {
@@ -136,8 +140,14 @@ func (w *World) F32Buffer(n int) []float32 {
 // Abort ends the whole job with exit status code: MPI_Abort, which makes the launcher kill every rank,
 // so that one rank's failure never leaves the others waiting in a collective. In a world of one it
 // is os.Exit. It does not return.
+//
+// The launcher forwards each rank's output through a pipe that it reads on its own schedule, and kills
+// the job as soon as MPI_Abort reaches it: the failing rank's last message, written just before, could
+// be lost on a loaded machine (seen once in the 2-rank abort test). Abort leaves it abortGrace to be
+// forwarded first, which still ends the job within a second or two.
 func (w *World) Abort(code int) {
 	if w.m != nil {
+		time.Sleep(abortGrace)
 		w.m.abort(code)
 	}
 	os.Exit(code)
