@@ -24,6 +24,7 @@ var (
 
 // The planner's ops with their split size as a parameter.
 var (
-	L1EnergyChunked        = l1Energy
-	AttentionCachedChunked = attentionCached
+	L1EnergyChunked         = l1Energy
+	L1EnergyBackwardChunked = l1EnergyBackward
+	AttentionCachedChunked  = attentionCached
 )

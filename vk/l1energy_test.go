@@ -18,35 +18,91 @@ func TestL1Energy(t *testing.T) {
 	d := vktest.Device(t)
 	for _, c := range l1EnergyCases {
 		for _, chunk := range []int{0, 2} {
-			B, M := c[0], c[1]
-			t.Run(vktest.Name("B", B, "M", M, "chunk", chunk), func(t *testing.T) {
-				xv, gv := vktest.RandN(61, B*M), vktest.RandN(62, M)
-				for i := 0; i < M; i += 5 {
-					xv[i] = gv[i] // exact ties contribute 0
+			for _, perRow := range []bool{false, true} {
+				B, M := c[0], c[1]
+				if perRow && B*M > 1<<20 {
+					continue // the official frame per row is covered shared; per row it would only repeat it
 				}
-				// Unaligned views: x and goal start 3 elements into their tensors, energy 1 element in,
-				// and the elements around energy's view must stay poisoned.
-				xt := vktest.Tensor(t, d, vk.F32, append(make([]float32, 3), xv...), 3+B*M)
-				gt := vktest.Tensor(t, d, vk.F32, append(make([]float32, 3), gv...), 3+M)
-				et := vktest.Poisoned(t, d, vk.F32, B+2)
-				x, goal, energy := xt.Slice(3, B*M).Reshape(B, M), gt.Slice(3, M), et.Slice(1, B)
-				s := vktest.Stream(t, d)
-				if chunk == 0 {
-					vk.L1Energy(s, energy, x, goal)
-				} else {
-					vk.L1EnergyChunked(s, energy, x, goal, chunk)
+				t.Run(vktest.Name("B", B, "M", M, "chunk", chunk, "goalPerRow", perRow), func(t *testing.T) {
+					G := M
+					if perRow {
+						G = B * M
+					}
+					xv, gv := vktest.RandN(61, B*M), vktest.RandN(62, G)
+					for i := 0; i < M; i += 5 {
+						xv[i] = gv[i] // exact ties contribute 0
+					}
+					// Unaligned views: x and goal start 3 elements into their tensors, energy 1 element in,
+					// and the elements around energy's view must stay poisoned.
+					xt := vktest.Tensor(t, d, vk.F32, append(make([]float32, 3), xv...), 3+B*M)
+					gt := vktest.Tensor(t, d, vk.F32, append(make([]float32, 3), gv...), 3+G)
+					et := vktest.Poisoned(t, d, vk.F32, B+2)
+					x, goal, energy := xt.Slice(3, B*M).Reshape(B, M), gt.Slice(3, G), et.Slice(1, B)
+					s := vktest.Stream(t, d)
+					if chunk == 0 {
+						vk.L1Energy(s, energy, x, goal)
+					} else {
+						vk.L1EnergyChunked(s, energy, x, goal, chunk)
+					}
+					vktest.Run(t, s)
+					got := vktest.Download(t, d, et)
+					want := make([]float64, B)
+					ref.L1Energy(want, vktest.F64(xv), vktest.F64(gv))
+					// Sums of M non-negative f32 terms: relative error ≲ ε·(M/256 + log2 256), far below 1e-5.
+					vktest.Close(t, "L1Energy", got[1:B+1], want, 1e-5, 0)
+					if !math.IsNaN(float64(got[0])) || !math.IsNaN(float64(got[B+1])) {
+						t.Errorf("L1Energy wrote outside energy: %v, %v", got[0], got[B+1])
+					}
+					ewUnchanged(t, d, "x", xt.Slice(3, B*M), xv)
+				})
+			}
+		}
+	}
+}
+
+// TestL1EnergyBackward checks the energy's gradient against ref.L1EnergyBackward (itself checked by finite
+// differences in vk/ref) with a shared goal and a goal per row, unaligned views and a forced row split.
+func TestL1EnergyBackward(t *testing.T) {
+	d := vktest.Device(t)
+	for _, c := range l1EnergyCases {
+		for _, chunk := range []int{0, 2} {
+			for _, perRow := range []bool{false, true} {
+				B, M := c[0], c[1]
+				if perRow && B*M > 1<<20 {
+					continue
 				}
-				vktest.Run(t, s)
-				got := vktest.Download(t, d, et)
-				want := make([]float64, B)
-				ref.L1Energy(want, vktest.F64(xv), vktest.F64(gv))
-				// Sums of M non-negative f32 terms: relative error ≲ ε·(M/256 + log2 256), far below 1e-5.
-				vktest.Close(t, "L1Energy", got[1:B+1], want, 1e-5, 0)
-				if !math.IsNaN(float64(got[0])) || !math.IsNaN(float64(got[B+1])) {
-					t.Errorf("L1Energy wrote outside energy: %v, %v", got[0], got[B+1])
-				}
-				ewUnchanged(t, d, "x", xt.Slice(3, B*M), xv)
-			})
+				t.Run(vktest.Name("B", B, "M", M, "chunk", chunk, "goalPerRow", perRow), func(t *testing.T) {
+					G := M
+					if perRow {
+						G = B * M
+					}
+					xv, gv, ev := vktest.RandN(71, B*M), vktest.RandN(72, G), vktest.RandN(73, B)
+					for i := 0; i < M; i += 7 {
+						xv[i] = gv[i] // sign(0) = 0
+					}
+					xt := vktest.Tensor(t, d, vk.F32, append(make([]float32, 3), xv...), 3+B*M)
+					gt := vktest.Tensor(t, d, vk.F32, append(make([]float32, 1), gv...), 1+G)
+					et := vktest.Tensor(t, d, vk.F32, append(make([]float32, 2), ev...), 2+B)
+					dxt := vktest.Poisoned(t, d, vk.F32, B*M+2)
+					x, goal, de, dx := xt.Slice(3, B*M), gt.Slice(1, G), et.Slice(2, B), dxt.Slice(1, B*M)
+					s := vktest.Stream(t, d)
+					if chunk == 0 {
+						vk.L1EnergyBackward(s, dx, x, goal, de)
+					} else {
+						vk.L1EnergyBackwardChunked(s, dx, x, goal, de, chunk)
+					}
+					vktest.Run(t, s)
+					got := vktest.Download(t, d, dxt)
+					want := make([]float64, B*M)
+					ref.L1EnergyBackward(want, vktest.F64(xv), vktest.F64(gv), vktest.F64(ev))
+					// One product of f32 values (denergy·1/M, then ±): exact to a rounding or two.
+					vktest.Close(t, "L1EnergyBackward", got[1:B*M+1], want, 1e-6, 0)
+					if !math.IsNaN(float64(got[0])) || !math.IsNaN(float64(got[B*M+1])) {
+						t.Errorf("L1EnergyBackward wrote outside dx: %v, %v", got[0], got[B*M+1])
+					}
+					ewUnchanged(t, d, "x", x, xv)
+				})
+			}
 		}
 	}
 }
