@@ -18,6 +18,11 @@ import (
 //	        ẑ_{h+1} = LN₀(predictor_proj(predictor_norm(patches of frame h after the blocks)))
 //	        E[h, s] = mean |ẑ_{h+1} − goal_h|
 //
+// With TeacherForcing, frame h ≥ 1 is the goal of step h−1 instead of the prediction ẑ_h: given the
+// true frames as goals (evaluation), E[h, s] is the teacher-forcing error of frame h+1 (spec §6.2),
+// otherwise the rollout error at horizon h+1 (spec §6.3). With PerSample, each candidate has its own
+// context and goals (evaluation over many clips at once); otherwise all candidates share them (planning).
+//
 // Only frame h's patch tokens go through predictor_norm and predictor_proj. With the K/V cache, only
 // frame h's tokens go through the blocks at all: block causality (spec §3) makes the keys and values of
 // frames 0..h−1 the same at every later step, so each candidate keeps them per block and a step attends
@@ -32,6 +37,10 @@ type RolloutConfig struct {
 	Horizon int  // H rollout steps: frames predicted per candidate
 	Chunk   int  // candidates per chunk; 0 (or ≥ Samples) runs them all at once
 	KVCache bool // keep each candidate's keys and values across steps (exact by block causality)
+	// PerSample gives every candidate its own context and goals: Context [S, HW, E], Goals [H, S, HW, E].
+	PerSample bool
+	// TeacherForcing feeds goal h−1 as frame h (h ≥ 1) instead of the prediction ẑ_h.
+	TeacherForcing bool
 }
 
 // chunk is the effective chunk size.
@@ -58,8 +67,8 @@ type Rollout struct {
 	HW, F int // patches per frame; tokens per frame (conditioning tokens + patches, spec §2.3)
 
 	// Inputs, written by the caller before the stream runs.
-	Context    vk.Tensor // [HW, E] z_0, the current observation's representation (after LN₀)
-	Goals      vk.Tensor // [H, HW, E] the goal representation each step's frame is compared with (after LN₀)
+	Context    vk.Tensor // [HW, E] z_0, the current observation's representation (after LN₀); [S, HW, E] with PerSample
+	Goals      vk.Tensor // [H, HW, E] the goal representation each step's frame is compared with (after LN₀); [H, S, HW, E] with PerSample
 	Actions    vk.Tensor // [H, S, A] action h of every candidate (step-major; A = Cfg.ActionIn(), 7 officially)
 	States     vk.Tensor // [H, S, Z] the state before action h (s_0: the current one; Z = Cfg.StateIn())
 	Extrinsics vk.Tensor // [H, S, 6] camera extrinsics per step (only with Cfg.Extrinsics of the predictor)
@@ -69,7 +78,7 @@ type Rollout struct {
 
 	p          *Predictor
 	ar         *Arena
-	ctxEmb     vk.Tensor // [HW, D] predictor_embed(z_0), shared by every candidate's frame 0
+	ctxEmb     vk.Tensor // [HW, D] predictor_embed(z_0), shared by every candidate's frame 0; [C·HW, D] per chunk with PerSample
 	z, pe      vk.Tensor // [C·HW, E] newest predicted frame; [C·HW, D] its embedding
 	ca, cs, ce vk.Tensor // [C, D] conditioning tokens of the current step
 	tok        vk.Tensor // [C, H, F, D] every frame's input tokens (without the cache)
@@ -116,8 +125,12 @@ func (p *Predictor) NewRollout(cfg RolloutConfig) (*Rollout, error) {
 	ar := p.NewArena(fmt.Sprintf("rollout S=%d H=%d chunk=%d cache=%v", S, H, C, cfg.KVCache))
 	r.ar = ar
 	all := At(ar.Phase("rollout"))
-	ar.Persistent(&r.Context, "context", HW, E)
-	ar.Persistent(&r.Goals, "goals", H, HW, E)
+	G := 1 // contexts and goals per step
+	if cfg.PerSample {
+		G = S
+	}
+	ar.Persistent(&r.Context, "context", G, HW, E)
+	ar.Persistent(&r.Goals, "goals", H, G, HW, E)
 	ar.Persistent(&r.Actions, "actions", H, S, c.ActionIn())
 	ar.Persistent(&r.States, "states", H, S, c.StateIn())
 	if c.Extrinsics {
@@ -125,7 +138,7 @@ func (p *Predictor) NewRollout(cfg RolloutConfig) (*Rollout, error) {
 		ar.F32(&r.ce, "extrinsics tokens", all, C, D)
 	}
 	ar.Persistent(&r.Energies, "energies", H, S)
-	ar.F32(&r.ctxEmb, "embedded context", all, HW, D)
+	ar.F32(&r.ctxEmb, "embedded context", all, HW*min(G, C), D)
 	ar.F32(&r.z, "predicted frame", all, C*HW, E)
 	ar.F32(&r.pe, "embedded frame", all, C*HW, D)
 	ar.F32(&r.ca, "action tokens", all, C, D)
@@ -215,10 +228,15 @@ func (r *Rollout) Free() {
 // Record records the scoring of all S candidates, chunk after chunk, into s.
 func (r *Rollout) Record(s *vk.Stream) {
 	p := r.p
-	p.embed.forward(s, r.ctxEmb, r.Context, vk.Tensor{}, dropout{}, post{}) // [HW, D]
+	if !r.Cfg.PerSample {
+		p.embed.forward(s, r.ctxEmb, r.Context, vk.Tensor{}, dropout{}, post{}) // [HW, D]
+	}
 	C := r.Cfg.chunk()
 	for c0 := 0; c0 < r.Cfg.Samples; c0 += C {
 		n := min(C, r.Cfg.Samples-c0)
+		if r.Cfg.PerSample {
+			p.embed.forward(s, r.ctxEmb.Slice(0, n*r.HW), r.Context.Slice(c0, n).Reshape(n*r.HW, p.Cfg.EmbedDim), vk.Tensor{}, dropout{}, post{}) // [n·HW, D]
+		}
 		for h := range r.Cfg.Horizon {
 			r.step(s, c0, n, h)
 		}
@@ -244,12 +262,23 @@ func (r *Rollout) step(s *vk.Stream, c0, n, h int) {
 		cond = append(cond, ce)
 	}
 	// Frame h's tokens [n, F, D] go to x (with the cache) or to slot h of tok (without); at h = 0 every
-	// candidate's patches are the embedded context.
+	// candidate's patches are the embedded context, later its prediction ẑ_h or, teacher-forced, goal h−1.
 	patches, patchBlock := r.ctxEmb, 0
+	if r.Cfg.PerSample {
+		patchBlock = HW * D
+	}
 	if h > 0 {
 		pe := head(r.pe, n*HW)
-		p.embed.forward(s, pe, head(r.z, n*HW), vk.Tensor{}, dropout{}, post{}) // [n·HW, D]
-		patches, patchBlock = pe, HW*D
+		frame, block := head(r.z, n*HW), HW*D
+		if r.Cfg.TeacherForcing {
+			g := r.goalRows(h-1, c0, n)
+			frame = g.Reshape(g.Numel()/c.EmbedDim, c.EmbedDim)
+			if !r.Cfg.PerSample {
+				pe, block = head(r.pe, HW), 0
+			}
+		}
+		p.embed.forward(s, pe, frame, vk.Tensor{}, dropout{}, post{}) // [n·HW, D] (or [HW, D] shared)
+		patches, patchBlock = pe, block
 	}
 	dst, dstOff, dstBlock := r.x, 0, F*D
 	if !r.Cfg.KVCache {
@@ -288,10 +317,19 @@ func (r *Rollout) step(s *vk.Stream, c0, n, h int) {
 	mean, rstd := head(r.lnMean, n*HW), head(r.lnRstd, n*HW)
 	vk.CopyBlocks(s, xp, x, vk.CopyArgs{Count: n, Rows: HW, Cols: D, SrcOffset: ((T-1)*F + K) * D, SrcBlock: T * F * D,
 		SrcRow: D, DstBlock: HW * D, DstRow: D})
-	vk.LayerNorm(s, xn, mean, rstd, xp, p.norm.w, p.norm.b, p.norm.eps)                    // [n·HW, D]
-	p.proj.forward(s, out, xn, vk.Tensor{}, dropout{}, post{})                             // [n·HW, E]
-	vk.LayerNorm(s, z, mean, rstd, out, vk.Tensor{}, vk.Tensor{}, lnEps0)                  // ẑ_{h+1} [n·HW, E]
-	vk.L1Energy(s, r.Energies.Slice(h, 1).Reshape(S).Slice(c0, n), z, r.Goals.Slice(h, 1)) // [n]
+	vk.LayerNorm(s, xn, mean, rstd, xp, p.norm.w, p.norm.b, p.norm.eps)                     // [n·HW, D]
+	p.proj.forward(s, out, xn, vk.Tensor{}, dropout{}, post{})                              // [n·HW, E]
+	vk.LayerNorm(s, z, mean, rstd, out, vk.Tensor{}, vk.Tensor{}, lnEps0)                   // ẑ_{h+1} [n·HW, E]
+	vk.L1Energy(s, r.Energies.Slice(h, 1).Reshape(S).Slice(c0, n), z, r.goalRows(h, c0, n)) // [n]
+}
+
+// goalRows is the goal of step h for candidates c0..c0+n−1: [HW, E] shared, or their rows [n, HW, E].
+func (r *Rollout) goalRows(h, c0, n int) vk.Tensor {
+	g := r.Goals.Slice(h, 1) // [1, G, HW, E]
+	if !r.Cfg.PerSample {
+		return g.Reshape(r.HW, r.p.Cfg.EmbedDim)
+	}
+	return g.Reshape(r.Cfg.Samples, r.HW, r.p.Cfg.EmbedDim).Slice(c0, n)
 }
 
 // cachedAttention is block i's RoPE and attention at step h with the K/V cache: frame h's keys and

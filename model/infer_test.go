@@ -182,6 +182,119 @@ func TestRollout(t *testing.T) {
 	}
 }
 
+// perSampleInputs are S candidates with their own context [S, HW, E] and goals [H, S, HW, E].
+func perSampleInputs(c model.PredictorConfig, S, H int) rolloutInputs {
+	in := newRolloutInputs(c, S, H)
+	HW, E := c.Grid*c.Grid, c.EmbedDim
+	in.context = layerNorm0(vktest.RandN(86, S*HW*E), E)
+	in.goals = layerNorm0(vktest.RandN(87, H*S*HW*E), E)
+	return in
+}
+
+// candidate returns candidate s of per-sample inputs as the inputs of a one-candidate rollout.
+func (in rolloutInputs) candidate(c model.PredictorConfig, S, H, s int) rolloutInputs {
+	F := c.Grid * c.Grid * c.EmbedDim
+	pick := func(v []float32, w int) []float32 {
+		var out []float32
+		for h := range H {
+			out = append(out, v[(h*S+s)*w:(h*S+s+1)*w]...)
+		}
+		return out
+	}
+	one := rolloutInputs{context: in.context[s*F : (s+1)*F], goals: pick(in.goals, F),
+		actions: pick(in.actions, c.ActionIn()), states: pick(in.states, c.StateIn())}
+	if in.extrinsics != nil {
+		one.extrinsics = pick(in.extrinsics, model.ExtrinsicsDim)
+	}
+	return one
+}
+
+// teacherForcedEnergies runs one training Pass over frames [context_s, goal_0,s .. goal_{H−2},s] of
+// every candidate (spec §6.2's teacher forcing) and returns the L1 energy [H, S] of each output frame h
+// (after LN₀, on the host) against goal h.
+func teacherForcedEnergies(t *testing.T, p *model.Predictor, S, H int, in rolloutInputs) []float64 {
+	t.Helper()
+	d, c := p.Device(), p.Cfg
+	F := c.Grid * c.Grid * c.EmbedDim
+	ps, err := p.NewPass(S, H, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Free()
+	var z, a, st []float32
+	for s := range S {
+		z = append(z, in.context[s*F:(s+1)*F]...)
+		for h := range H {
+			if h > 0 {
+				z = append(z, in.goals[((h-1)*S+s)*F:((h-1)*S+s+1)*F]...)
+			}
+			a = append(a, in.actions[(h*S+s)*c.ActionIn():(h*S+s+1)*c.ActionIn()]...)
+			st = append(st, in.states[(h*S+s)*c.StateIn():(h*S+s+1)*c.StateIn()]...)
+		}
+	}
+	for _, u := range []struct {
+		t vk.Tensor
+		v []float32
+	}{{ps.Z, z}, {ps.Actions, a}, {ps.States, st}} {
+		if err := d.Upload(u.t, u.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	strm := vktest.Stream(t, d)
+	ps.Forward(strm)
+	vktest.Run(t, strm)
+	out := vktest.Download(t, d, ps.Out)
+	e := make([]float64, H*S)
+	for s := range S {
+		for h := range H {
+			next := layerNorm0(out[(s*H+h)*F:(s*H+h+1)*F], c.EmbedDim)
+			goal := in.goals[(h*S+s)*F : (h*S+s+1)*F]
+			for i, v := range next {
+				e[h*S+s] += math.Abs(float64(v)-float64(goal[i])) / float64(F)
+			}
+		}
+	}
+	return e
+}
+
+// TestRolloutPerSample checks candidates with their own context and goals (evaluation over many clips):
+// each candidate's energies are those of a rollout of it alone, and with teacher forcing they are the
+// errors of one training Pass over the true frames (spec §6.2), with and without the cache, in chunks.
+func TestRolloutPerSample(t *testing.T) {
+	d := vktest.Device(t)
+	for _, cfg := range []model.PredictorConfig{rolloutConfigs[0], rolloutConfigs[2]} {
+		p := modeltest.Predictor(t, d, cfg, model.FP32, &model.LoRAConfig{R: 2, Alpha: 4}, false)
+		for _, H := range []int{1, 3} {
+			const S = 4
+			in := perSampleInputs(cfg, S, H)
+			alone := make([]float64, H*S)
+			for s := range S {
+				e := runRollout(t, p, model.RolloutConfig{Samples: 1, Horizon: H, KVCache: true}, in.candidate(cfg, S, H, s))
+				for h := range H {
+					alone[h*S+s] = float64(e[h])
+				}
+			}
+			tf := teacherForcedEnergies(t, p, S, H, in)
+			for _, cache := range []bool{false, true} {
+				for _, chunk := range []int{0, 3} {
+					rc := model.RolloutConfig{Samples: S, Horizon: H, Chunk: chunk, KVCache: cache, PerSample: true}
+					t.Run(vktest.Name("A", cfg.ActionIn(), "H", H, "cache", cache, "chunk", chunk), func(t *testing.T) {
+						got := runRollout(t, p, rc, in)
+						// The same candidate alone or among others: GEMM tiling and attention tiles only.
+						vktest.Close(t, "per-sample rollout vs each candidate alone", got, alone, 2e-6, 1e-7)
+						rc.TeacherForcing = true
+						got = runRollout(t, p, rc, in)
+						vktest.Close(t, "teacher-forced rollout vs one pass over the true frames", got, tf, 1e-5, 1e-6)
+						if H > 1 && math.Abs(float64(got[S])-alone[S]) < 1e-6 {
+							t.Errorf("teacher forcing changes the step-1 energy by only %g", float64(got[S])-alone[S])
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
 // TestRolloutBytes checks that planning the memory counts what NewRollout allocates, and that a chunk
 // fits its budget.
 func TestRolloutBytes(t *testing.T) {
