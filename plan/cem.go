@@ -6,21 +6,17 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/model"
 )
 
-// The search space of cem() (planning §4): (Δx, Δy, Δz, gripper); the rotation deltas of the 7-D action
-// stay 0 (vjepa2 issue #60).
-const (
-	searchDim   = 4                   // xyz and the gripper
-	gripperAxis = model.ActionDim - 1 // index of the gripper in a 7-D action
-)
+// gripperAxis is the gripper's component in DROID's 7-D action (spec §7.5).
+const gripperAxis = model.ActionDim - 1
 
 // Settings are cem()'s arguments (planning §4): Samples candidates per iteration, Iterations (cem_steps),
 // TopK elites, Horizon (rollout) actions per candidate, MaxNorm the box on each of Δx, Δy, Δz, the four
 // momenta, the gripper clip and rounding, and CloseGripper (≥ 0: the gripper is forced to 1 from that
-// step on; −1: never).
+// step on; −1: never). Space, when set, replaces the DROID space MaxNorm and GripperClip describe
+// (another action width, other bounds, other searched components).
 type Settings struct {
 	Samples, Iterations, TopK, Horizon int
 	MaxNorm                            float64
@@ -30,6 +26,7 @@ type Settings struct {
 	GripperClip                        float64 // 0.75
 	GripperRound                       float64 // 0.25: a planned gripper mean below it in magnitude becomes 0
 	CloseGripper                       int
+	Space                              *Space `json:",omitempty"`
 }
 
 // WrapperSettings are the notebook WorldModel's default mpc_args: 400 samples, 10 iterations, top 10,
@@ -55,9 +52,9 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("plan: samples %d, iterations %d, horizon %d: each must be >= 1", s.Samples, s.Iterations, s.Horizon)
 	case s.TopK < 2 || s.TopK > s.Samples:
 		return fmt.Errorf("plan: topk %d: must be in [2, samples = %d] (the elites' std needs two)", s.TopK, s.Samples)
-	case !(s.MaxNorm > 0) || math.IsInf(s.MaxNorm, 0):
+	case s.Space == nil && (!(s.MaxNorm > 0) || math.IsInf(s.MaxNorm, 0)):
 		return fmt.Errorf("plan: maxnorm %g: must be a positive number", s.MaxNorm)
-	case !(s.GripperClip > 0) || !(s.GripperRound >= 0):
+	case s.Space == nil && !(s.GripperClip > 0), !(s.GripperRound >= 0):
 		return fmt.Errorf("plan: gripper clip %g and rounding %g: want clip > 0, rounding >= 0", s.GripperClip, s.GripperRound)
 	case s.CloseGripper < -1:
 		return fmt.Errorf("plan: close_gripper %d: want -1 (never) or a step >= 0", s.CloseGripper)
@@ -67,20 +64,24 @@ func (s Settings) Validate() error {
 			return fmt.Errorf("plan: momentum %g: must be in [0, 1]", m)
 		}
 	}
+	if s.Space != nil {
+		return s.Space.Validate()
+	}
 	return nil
 }
 
-// Energy scores candidate action sequences: actions[s][h] is action h of candidate s (7-D), and the result
-// is each candidate's energy after its last action, lower being closer to the goal.
-type Energy func(actions [][]data.Action) ([]float64, error)
+// Energy scores candidate action sequences: actions[s][h] is action h of candidate s (A-D, A the
+// predictor's action width), and the result is each candidate's energy after its last action, lower
+// being closer to the goal.
+type Energy func(actions [][][]float64) ([]float64, error)
 
 // Iteration is one CEM iteration: the candidates, their energies, the elites and the updated distribution.
 type Iteration struct {
-	Samples  [][]data.Action      `json:"-"`      // [S][H] 7-D candidates (after scaling, clipping, forcing)
-	Energies []float64            `json:"-"`      // [S]
-	Elites   []int                `json:"elites"` // TopK candidate indices, lowest energy first
-	Mean     [][searchDim]float64 `json:"mean"`   // [H] after the update: Δx, Δy, Δz, gripper
-	Std      [][searchDim]float64 `json:"std"`
+	Samples  [][][]float64 `json:"-"`      // [S][H][A] candidates (after scaling, clipping, forcing)
+	Energies []float64     `json:"-"`      // [S]
+	Elites   []int         `json:"elites"` // TopK candidate indices, lowest energy first
+	Mean     [][]float64   `json:"mean"`   // [H][D] after the update, per searched dim (Δx, Δy, Δz, gripper for DROID)
+	Std      [][]float64   `json:"std"`
 	// Statistics of the candidates' energies: mean, standard deviation (population), lowest, and the
 	// elites' mean.
 	EnergyMean  float64 `json:"energy_mean"`
@@ -91,53 +92,80 @@ type Iteration struct {
 
 // Result is a planned action sequence.
 type Result struct {
-	// Plan [H] is the final mean as 7-D actions (xyz, 0, 0, 0, gripper rounded to 0 below GripperRound);
-	// the robot executes Plan[0] and plans again.
-	Plan        []data.Action        `json:"plan"`
-	InitialMean [][searchDim]float64 `json:"initial_mean"`
-	InitialStd  [][searchDim]float64 `json:"initial_std"`
-	Iterations  []Iteration          `json:"iterations"`
+	// Plan [H][A] is the final mean as actions (the fixed components as the space says: rotation 0 for
+	// DROID; the gripper rounded to 0 below GripperRound); the robot executes Plan[0] and plans again.
+	Plan        [][]float64 `json:"plan"`
+	InitialMean [][]float64 `json:"initial_mean"` // [H][D]
+	InitialStd  [][]float64 `json:"initial_std"`
+	Iterations  []Iteration `json:"iterations"`
 }
 
-// CEM is mpc_utils.cem (planning §4), exactly: mean[h] = 0 and std[h] = (maxnorm ×3, 1); each iteration
-// draws a = noise·std[h] + mean[h] for every step h, clips xyz to ±maxnorm and the gripper to ±GripperClip,
-// forms (x, y, z, 0, 0, 0, g) (g = 1 from step CloseGripper on), scores every candidate, and moves the
-// mean and std towards the TopK lowest-energy candidates' mean and unbiased std (computed on the 7-D
-// actions) with the momenta. Arithmetic is float64.
+// ForWidth returns st for a predictor of A-D actions: with its Space, which must be A wide, or else with
+// cem()'s DROID space for A = 7 and every component in ±MaxNorm (BoxSpace) otherwise.
+func (st Settings) ForWidth(A int) (Settings, error) {
+	switch {
+	case st.Space != nil && st.Space.Width != A:
+		return st, fmt.Errorf("plan: the search space is %d-D, the predictor takes %d-D actions", st.Space.Width, A)
+	case st.Space == nil && A != model.ActionDim:
+		sp := BoxSpace(A, st.MaxNorm)
+		st.Space = &sp
+	}
+	return st, st.Validate()
+}
+
+// SearchSpace is the space CEM searches: st.Space, or cem()'s DROID space from MaxNorm and GripperClip.
+func (st Settings) SearchSpace() Space {
+	if st.Space != nil {
+		return *st.Space
+	}
+	return DROIDSpace(st.MaxNorm, st.GripperClip)
+}
+
+// CEM is mpc_utils.cem (planning §4), exactly, over the search space of st: mean[h] and std[h] start at
+// the space's (0 and (maxnorm ×3, 1) for DROID); each iteration draws a = noise·std[h] + mean[h] for
+// every step h, clips each searched component to its bounds (±maxnorm for xyz and ±GripperClip for the
+// gripper), fills the others with the space's fixed values (x, y, z, 0, 0, 0, g), forces the gripper to 1
+// from step CloseGripper on, scores every candidate, and moves the mean and std towards the TopK
+// lowest-energy candidates' mean and unbiased std (computed on the actions, so a forced gripper enters
+// them) with the momenta (the gripper's own). Arithmetic is float64.
 func CEM(st Settings, energy Energy, noise Noise) (*Result, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
-	S, H := st.Samples, st.Horizon
-	mean := make([][searchDim]float64, H)
-	std := make([][searchDim]float64, H)
-	for h := range std {
-		std[h] = [searchDim]float64{st.MaxNorm, st.MaxNorm, st.MaxNorm, 1}
+	sp := st.SearchSpace()
+	S, H, D := st.Samples, st.Horizon, len(sp.Dims)
+	grip := sp.gripperIndex()
+	mean, std := make([][]float64, H), make([][]float64, H)
+	for h := range H {
+		mean[h], std[h] = make([]float64, D), make([]float64, D)
+		for k, d := range sp.Dims {
+			mean[h][k], std[h][k] = d.Mean, d.Std
+		}
 	}
-	res := &Result{InitialMean: slices.Clone(mean), InitialStd: slices.Clone(std)}
-	draws := make([]float64, S*searchDim)
+	res := &Result{InitialMean: clone2(mean), InitialStd: clone2(std)}
+	draws := make([]float64, S*D)
 	for it := range st.Iterations {
-		samples := make([][]data.Action, S)
+		samples := make([][][]float64, S)
 		for s := range samples {
-			samples[s] = make([]data.Action, H)
+			samples[s] = make([][]float64, H)
 		}
 		for h := range H {
 			if err := noise.Normal(it, h, draws); err != nil {
 				return nil, err
 			}
 			for s := range S {
-				var a [searchDim]float64
-				for k := range a {
-					a[k] = draws[s*searchDim+k]*std[h][k] + mean[h][k]
+				act := make([]float64, sp.Width)
+				for k := range act {
+					act[k] = sp.fixed(k)
 				}
-				act := &samples[s][h]
-				for k := range 3 {
-					act[k] = clip(a[k], st.MaxNorm)
+				for k, d := range sp.Dims {
+					a := draws[s*D+k]*std[h][k] + mean[h][k]
+					act[d.Index] = min(max(a, d.Lo), d.Hi)
 				}
-				act[gripperAxis] = clip(a[3], st.GripperClip)
-				if st.CloseGripper >= 0 && h >= st.CloseGripper {
-					act[gripperAxis] = 1
+				if grip >= 0 && st.CloseGripper >= 0 && h >= st.CloseGripper {
+					act[grip] = 1
 				}
+				samples[s][h] = act
 			}
 		}
 		e, err := energy(samples)
@@ -153,13 +181,13 @@ func CEM(st Settings, energy Energy, noise Noise) (*Result, error) {
 			}
 		}
 		elites := lowest(e, st.TopK)
-		newMean := make([][searchDim]float64, H)
-		newStd := make([][searchDim]float64, H)
+		newMean, newStd := make([][]float64, H), make([][]float64, H)
 		for h := range H {
-			for k, axis := range [searchDim]int{0, 1, 2, gripperAxis} {
-				m, sd := meanStd(samples, elites, h, axis)
+			newMean[h], newStd[h] = make([]float64, D), make([]float64, D)
+			for k, d := range sp.Dims {
+				m, sd := meanStd(samples, elites, h, d.Index)
 				mm, ms := st.MomentumMean, st.MomentumStd
-				if axis == gripperAxis {
+				if k == sp.Gripper {
 					mm, ms = st.MomentumMeanGripper, st.MomentumStdGripper
 				}
 				newMean[h][k] = m*(1-mm) + mean[h][k]*mm
@@ -169,18 +197,30 @@ func CEM(st Settings, energy Energy, noise Noise) (*Result, error) {
 		mean, std = newMean, newStd
 		res.Iterations = append(res.Iterations, iterationStats(samples, e, elites, mean, std))
 	}
-	res.Plan = make([]data.Action, H)
+	res.Plan = make([][]float64, H)
 	for h := range H {
-		p := &res.Plan[h]
-		p[0], p[1], p[2] = mean[h][0], mean[h][1], mean[h][2]
-		if g := mean[h][3]; math.Abs(g) >= st.GripperRound {
-			p[gripperAxis] = g
+		p := make([]float64, sp.Width)
+		for k := range p {
+			p[k] = sp.fixed(k)
 		}
+		for k, d := range sp.Dims {
+			p[d.Index] = mean[h][k]
+			if k == sp.Gripper && math.Abs(mean[h][k]) < st.GripperRound {
+				p[d.Index] = 0
+			}
+		}
+		res.Plan[h] = p
 	}
 	return res, nil
 }
 
-func clip(v, bound float64) float64 { return min(max(v, -bound), bound) }
+func clone2(v [][]float64) [][]float64 {
+	out := make([][]float64, len(v))
+	for i := range v {
+		out[i] = slices.Clone(v[i])
+	}
+	return out
+}
 
 // lowest returns the indices of the k smallest energies, smallest first (torch.topk(largest=False)).
 func lowest(e []float64, k int) []int {
@@ -193,7 +233,7 @@ func lowest(e []float64, k int) []int {
 }
 
 // meanStd is the mean and unbiased standard deviation of component axis of action h over the elites.
-func meanStd(samples [][]data.Action, elites []int, h, axis int) (mean, std float64) {
+func meanStd(samples [][][]float64, elites []int, h, axis int) (mean, std float64) {
 	for _, i := range elites {
 		mean += samples[i][h][axis]
 	}
@@ -206,7 +246,7 @@ func meanStd(samples [][]data.Action, elites []int, h, axis int) (mean, std floa
 	return mean, math.Sqrt(ss / float64(len(elites)-1))
 }
 
-func iterationStats(samples [][]data.Action, e []float64, elites []int, mean, std [][searchDim]float64) Iteration {
+func iterationStats(samples [][][]float64, e []float64, elites []int, mean, std [][]float64) Iteration {
 	it := Iteration{Samples: samples, Energies: e, Elites: elites, Mean: mean, Std: std, EnergyBest: math.Inf(1)}
 	for _, v := range e {
 		it.EnergyMean += v
@@ -221,16 +261,4 @@ func iterationStats(samples [][]data.Action, e []float64, elites []int, mean, st
 		it.EnergyElite += e[i] / float64(len(elites))
 	}
 	return it
-}
-
-// Rollout returns the poses [H] a candidate passes through: states[0] = start, states[h+1] =
-// compute_new_pose(states[h], actions[h]) (planning §3) — the state tokens of its rollout steps.
-func Rollout(start data.State, actions []data.Action) []data.State {
-	states := make([]data.State, len(actions))
-	s := start
-	for h, a := range actions {
-		states[h] = s
-		s = data.ComputeNewPose(s, a)
-	}
-	return states
 }

@@ -6,23 +6,22 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vjepa-vk/vjepa-vk/data"
-	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 )
 
-// linearWorld is a synthetic world model ẑ = z₀ + W·Σ_h a_h with W [M, 7] and the goal z₀ + W·a*: the
+// linearWorld is a synthetic world model ẑ = z₀ + W·Σ_h a_h with W [M, A] and the goal z₀ + W·a*: the
 // energy mean|ẑ − z_g| = mean|W·(Σa − a*)| is 0 exactly at the true action and grows linearly away from it.
 type linearWorld struct {
-	w     [][model.ActionDim]float64
-	truth data.Action
+	w     [][]float64
+	truth []float64
 	calls int
 }
 
-func newLinearWorld(m int, truth data.Action) *linearWorld {
+func newLinearWorld(m int, truth []float64) *linearWorld {
 	r := rand.New(rand.NewPCG(7, 8))
-	lw := &linearWorld{truth: truth, w: make([][model.ActionDim]float64, m)}
+	lw := &linearWorld{truth: truth, w: make([][]float64, m)}
 	for i := range lw.w {
+		lw.w[i] = make([]float64, len(truth))
 		for k := range lw.w[i] {
 			lw.w[i][k] = r.NormFloat64()
 		}
@@ -30,11 +29,11 @@ func newLinearWorld(m int, truth data.Action) *linearWorld {
 	return lw
 }
 
-func (lw *linearWorld) energy(actions [][]data.Action) ([]float64, error) {
+func (lw *linearWorld) energy(actions [][][]float64) ([]float64, error) {
 	lw.calls++
 	e := make([]float64, len(actions))
 	for s, seq := range actions {
-		var sum data.Action
+		sum := make([]float64, len(lw.truth))
 		for _, a := range seq {
 			for k := range a {
 				sum[k] += a[k]
@@ -54,7 +53,7 @@ func (lw *linearWorld) energy(actions [][]data.Action) ([]float64, error) {
 // TestCEMSyntheticWorld: on ẑ = z₀ + W·a, the official CEM rules land within 1e-3 of the true action
 // (xyz inside the box, the gripper inside the clip and above the rounding threshold).
 func TestCEMSyntheticWorld(t *testing.T) {
-	truth := data.Action{0.031, -0.017, 0.044, 0, 0, 0, 0.6}
+	truth := []float64{0.031, -0.017, 0.044, 0, 0, 0, 0.6}
 	lw := newLinearWorld(64, truth)
 	st := plan.WrapperSettings()
 	st.Horizon, st.Iterations = 1, 30
@@ -84,7 +83,7 @@ func TestCEMRules(t *testing.T) {
 		MomentumStd: 0.95, MomentumMeanGripper: 0.15, MomentumStdGripper: 0.15, GripperClip: 0.75, GripperRound: 0.25,
 		CloseGripper: 1}
 	// Energy = index: the elites are always candidates 0..4.
-	energy := func(a [][]data.Action) ([]float64, error) {
+	energy := func(a [][][]float64) ([]float64, error) {
 		e := make([]float64, len(a))
 		for i := range e {
 			e[i] = float64(i)
@@ -159,7 +158,7 @@ func equalInts(a, b []int) bool {
 }
 
 func TestCEMBadInput(t *testing.T) {
-	ok := func(a [][]data.Action) ([]float64, error) { return make([]float64, len(a)), nil }
+	ok := func(a [][][]float64) ([]float64, error) { return make([]float64, len(a)), nil }
 	for _, c := range []struct {
 		name   string
 		edit   func(*plan.Settings)
@@ -171,8 +170,11 @@ func TestCEMBadInput(t *testing.T) {
 		{"zero horizon", func(s *plan.Settings) { s.Horizon = 0 }, ok, "horizon 0"},
 		{"negative maxnorm", func(s *plan.Settings) { s.MaxNorm = -1 }, ok, "maxnorm -1"},
 		{"momentum above 1", func(s *plan.Settings) { s.MomentumStd = 1.5 }, ok, "momentum 1.5"},
-		{"short energies", func(*plan.Settings) {}, func(a [][]data.Action) ([]float64, error) { return []float64{1}, nil }, "returned 1 energies"},
-		{"NaN energy", func(*plan.Settings) {}, func(a [][]data.Action) ([]float64, error) {
+		{"bad space", func(s *plan.Settings) {
+			s.Space = &plan.Space{Width: 4, Dims: []plan.SearchDim{{Index: 5, Lo: -1, Hi: 1, Std: 1}}}
+		}, ok, "component 5"},
+		{"short energies", func(*plan.Settings) {}, func(a [][][]float64) ([]float64, error) { return []float64{1}, nil }, "returned 1 energies"},
+		{"NaN energy", func(*plan.Settings) {}, func(a [][][]float64) ([]float64, error) {
 			e := make([]float64, len(a))
 			e[3] = math.NaN()
 			return e, nil

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -14,42 +15,51 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
-	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/model"
 )
 
 // The energy landscape of the energy notebook and the paper's Fig. 9: one-step energies of actions on a
 // grid over two or three of (Δx, Δy, Δz, gripper), the other components 0, with the minimum expected near
-// the action that was really taken.
+// the action that was really taken. Actions of another width sweep components by index.
 
 // LandscapeAxis is one swept action component.
 type LandscapeAxis struct {
-	Name   string    `json:"name"`   // x, y, z or gripper
-	Index  int       `json:"index"`  // component of the 7-D action
+	Name   string    `json:"name"`   // x, y, z or gripper (7-D actions), or the component's index
+	Index  int       `json:"index"`  // component of the action
 	Values []float64 `json:"values"` // grid coordinates
 }
 
-// landscapeAxes names the components a landscape can sweep.
+// landscapeAxes names the components of DROID's 7-D action a landscape can sweep by name.
 var landscapeAxes = map[string]int{"x": 0, "y": 1, "z": 2, "gripper": gripperAxis}
 
-// NewLandscapeAxes parses "x,y" (two or three of x, y, z, gripper) into axes of points values evenly
-// spaced over [−extent, extent].
-func NewLandscapeAxes(names string, points int, extent float64) ([]LandscapeAxis, error) {
+// NewLandscapeAxes parses "x,y" (two or three of x, y, z, gripper for 7-D actions, or component indices
+// "0,3" of a width-wide action) into axes of points values evenly spaced over [−extent, extent].
+func NewLandscapeAxes(names string, points, width int, extent float64) ([]LandscapeAxis, error) {
 	parts := strings.Split(names, ",")
 	if len(parts) < 2 || len(parts) > 3 {
-		return nil, fmt.Errorf("plan: landscape axes %q: want two or three of x, y, z, gripper", names)
+		return nil, fmt.Errorf("plan: landscape axes %q: want two or three of x, y, z, gripper or component indices", names)
 	}
 	if points < 2 || !(extent > 0) || math.IsInf(extent, 0) {
 		return nil, fmt.Errorf("plan: landscape of %d points over ±%g: want >= 2 points and a positive extent", points, extent)
 	}
 	var axes []LandscapeAxis
-	seen := map[string]bool{}
+	seen := map[int]bool{}
 	for _, p := range parts {
 		n := strings.TrimSpace(p)
 		idx, ok := landscapeAxes[n]
-		if !ok || seen[n] {
-			return nil, fmt.Errorf("plan: landscape axes %q: %q is not one of x, y, z, gripper or is repeated", names, n)
+		if ok && width != model.ActionDim {
+			return nil, fmt.Errorf("plan: landscape axes %q: %q names a component of DROID's 7-D action, the predictor's actions are %d-D (give component indices)", names, n, width)
 		}
-		seen[n] = true
+		if !ok {
+			var err error
+			if idx, err = strconv.Atoi(n); err != nil || idx < 0 || idx >= width {
+				return nil, fmt.Errorf("plan: landscape axes %q: %q is not one of x, y, z, gripper nor a component index in 0..%d", names, n, width-1)
+			}
+		}
+		if seen[idx] {
+			return nil, fmt.Errorf("plan: landscape axes %q: component %d is repeated", names, idx)
+		}
+		seen[idx] = true
 		a := LandscapeAxis{Name: n, Index: idx, Values: make([]float64, points)}
 		for i := range a.Values {
 			a.Values[i] = -extent + 2*extent*float64(i)/float64(points-1)
@@ -63,20 +73,21 @@ func NewLandscapeAxes(names string, points int, extent float64) ([]LandscapeAxis
 type Landscape struct {
 	Axes      []LandscapeAxis `json:"axes"`
 	Energies  []float64       `json:"energies"` // row-major over Axes (the first axis slowest)
-	Min       data.Action     `json:"min_action"`
+	Min       []float64       `json:"min_action"`
 	MinEnergy float64         `json:"min_energy"`
-	Truth     *data.Action    `json:"true_action,omitempty"`
+	Truth     []float64       `json:"true_action,omitempty"`
 }
 
-// ComputeLandscape scores every grid action as a one-step candidate with energy (one call).
-func ComputeLandscape(axes []LandscapeAxis, energy Energy) (*Landscape, error) {
+// ComputeLandscape scores every grid action (width components, the unswept ones 0) as a one-step
+// candidate with energy (one call).
+func ComputeLandscape(axes []LandscapeAxis, width int, energy Energy) (*Landscape, error) {
 	n := 1
 	for _, a := range axes {
 		n *= len(a.Values)
 	}
-	cands := make([][]data.Action, n)
+	cands := make([][][]float64, n)
 	for g := range cands {
-		cands[g] = []data.Action{landscapeAction(axes, g)}
+		cands[g] = [][]float64{landscapeAction(axes, width, g)}
 	}
 	e, err := energy(cands)
 	if err != nil {
@@ -95,8 +106,8 @@ func ComputeLandscape(axes []LandscapeAxis, energy Energy) (*Landscape, error) {
 }
 
 // landscapeAction is grid point g's action.
-func landscapeAction(axes []LandscapeAxis, g int) data.Action {
-	var a data.Action
+func landscapeAction(axes []LandscapeAxis, width, g int) []float64 {
+	a := make([]float64, width)
 	for i := len(axes) - 1; i >= 0; i-- {
 		n := len(axes[i].Values)
 		a[axes[i].Index] = axes[i].Values[g%n]
@@ -172,7 +183,7 @@ func (l *Landscape) WritePNG(path string) error {
 		}
 		p.X.Label.Text, p.Y.Label.Text = "Δ"+l.Axes[pr[0]].Name, "Δ"+l.Axes[pr[1]].Name
 		p.Add(plotter.NewHeatMap(s, pal))
-		mark := func(a data.Action, shape draw.GlyphDrawer, c color.Color, name string) error {
+		mark := func(a []float64, shape draw.GlyphDrawer, c color.Color, name string) error {
 			sc, err := plotter.NewScatter(plotter.XYs{{X: a[l.Axes[pr[0]].Index], Y: a[l.Axes[pr[1]].Index]}})
 			if err != nil {
 				return err
@@ -186,7 +197,7 @@ func (l *Landscape) WritePNG(path string) error {
 			return err
 		}
 		if l.Truth != nil {
-			if err := mark(*l.Truth, draw.RingGlyph{}, color.Black, "true action"); err != nil {
+			if err := mark(l.Truth, draw.RingGlyph{}, color.Black, "true action"); err != nil {
 				return err
 			}
 		}

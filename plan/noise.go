@@ -5,9 +5,9 @@ import (
 	"math/rand/v2"
 )
 
-// Noise is the source of CEM's standard-normal draws. cem() draws one [S, 4] block per iteration and
-// rollout step, in that order (torch.randn(samples, 4)); Normal fills dst [S·4] (row-major) with the block
-// of iteration it, step h. Injecting it lets a search be replayed exactly (verify, with a fixture's draws).
+// Noise is the source of CEM's standard-normal draws. cem() draws one [S, D] block per iteration and
+// rollout step, in that order (torch.randn(samples, 4): D = 4 searched components for DROID); Normal
+// fills dst [S·D] (row-major) with the block of iteration it, step h. Injecting it lets a search be replayed exactly (verify, with a fixture's draws).
 type Noise interface {
 	Normal(it, h int, dst []float64) error
 }
@@ -28,22 +28,27 @@ func (n *SeededNoise) Normal(it, h int, dst []float64) error {
 	return nil
 }
 
-// RecordedNoise replays recorded draws [Iterations, H, S, 4] (a plan fixture's plan.noise).
+// RecordedNoise replays recorded draws [Iterations, H, S, Dims] (a plan fixture's plan.noise; Dims 0
+// means DROID's 4).
 type RecordedNoise struct {
-	Values                 []float32
-	Iterations, H, Samples int
+	Values                       []float32
+	Iterations, H, Samples, Dims int
 }
 
 // Normal copies the recorded block of iteration it, step h.
 func (n *RecordedNoise) Normal(it, h int, dst []float64) error {
-	if it < 0 || it >= n.Iterations || h < 0 || h >= n.H || len(dst) != n.Samples*searchDim {
+	D := n.Dims
+	if D == 0 {
+		D = 4
+	}
+	if it < 0 || it >= n.Iterations || h < 0 || h >= n.H || len(dst) != n.Samples*D {
 		return fmt.Errorf("plan: recorded noise [%d, %d, %d, %d] has no block (iteration %d, step %d) of %d values",
-			n.Iterations, n.H, n.Samples, searchDim, it, h, len(dst))
+			n.Iterations, n.H, n.Samples, D, it, h, len(dst))
 	}
-	if len(n.Values) != n.Iterations*n.H*n.Samples*searchDim {
-		return fmt.Errorf("plan: recorded noise has %d values, want [%d, %d, %d, %d]", len(n.Values), n.Iterations, n.H, n.Samples, searchDim)
+	if len(n.Values) != n.Iterations*n.H*n.Samples*D {
+		return fmt.Errorf("plan: recorded noise has %d values, want [%d, %d, %d, %d]", len(n.Values), n.Iterations, n.H, n.Samples, D)
 	}
-	at := (it*n.H + h) * n.Samples * searchDim
+	at := (it*n.H + h) * n.Samples * D
 	for i := range dst {
 		dst[i] = float64(n.Values[at+i])
 	}

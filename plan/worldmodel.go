@@ -30,6 +30,8 @@ type Options struct {
 	NoKVCache bool
 	// Extrinsics is the camera's 6-D extrinsics token input, for predictors built with it.
 	Extrinsics [model.ExtrinsicsDim]float64
+	// StateRule moves the planned states; "" is DefaultStateRule of the predictor's widths.
+	StateRule StateRule
 }
 
 // Timings accumulate the device work of a WorldModel (wall clock, upload to download).
@@ -52,7 +54,8 @@ type WorldModel struct {
 
 	opts    Options
 	d       *vk.Device
-	scorers map[[2]int]*scorer // by (samples, horizon)
+	rule    StateRule
+	scorers map[rolloutKind]*scorer
 	enc     *encoder
 }
 
@@ -60,9 +63,10 @@ type WorldModel struct {
 type scorer struct {
 	r       *model.Rollout
 	s       *vk.Stream
-	actions []float32 // [H, S, 7] upload buffers
-	states  []float32
-	goals   []float32
+	actions []float32 // [H, S, A] upload buffers
+	states  []float32 // [H, S, Z]
+	goals   []float32 // [H, HW·E], or [H, S, HW·E] per sample
+	context []float32 // [S, HW·E] per sample
 }
 
 // encoder is the recorded encoder pass of one image.
@@ -82,15 +86,18 @@ func NewWorldModel(pred *model.Predictor, enc *model.Encoder, img, tubelet int, 
 	if enc != nil && (img < 1 || tubelet < 1) {
 		return nil, fmt.Errorf("plan: encoder input %d px, tubelet %d: both must be >= 1", img, tubelet)
 	}
-	if a, z := pred.Cfg.ActionIn(), pred.Cfg.StateIn(); a != model.ActionDim || z != model.ActionDim {
-		// cem() searches DROID's (Δx, Δy, Δz, gripper) inside 7-D actions and compute_new_pose moves 7-D poses.
-		return nil, fmt.Errorf("plan: the predictor takes %d-D actions and %d-D states; the planner needs the official 7-D ones", a, z)
+	rule := opts.StateRule
+	if rule == "" {
+		rule = DefaultStateRule(pred.Cfg.StateIn(), pred.Cfg.ActionIn())
+	}
+	if err := rule.Check(pred.Cfg.StateIn(), pred.Cfg.ActionIn()); err != nil {
+		return nil, err
 	}
 	if opts.Chunk < 0 || opts.MemoryBudget < 0 {
 		return nil, fmt.Errorf("plan: chunk %d and memory budget %d: must be >= 0", opts.Chunk, opts.MemoryBudget)
 	}
-	return &WorldModel{Pred: pred, Enc: enc, Img: img, Tubelet: tubelet, opts: opts, d: pred.Device(),
-		scorers: map[[2]int]*scorer{}}, nil
+	return &WorldModel{Pred: pred, Enc: enc, Img: img, Tubelet: tubelet, opts: opts, d: pred.Device(), rule: rule,
+		scorers: map[rolloutKind]*scorer{}}, nil
 }
 
 // Close frees the rollouts and the encoder pass (not the models).
@@ -162,10 +169,14 @@ func (w *WorldModel) Encode(img image.Image) (Rep, error) {
 	return rep, nil
 }
 
-// Chunk is the chunk size a rollout of samples × horizon runs with.
+// Chunk is the chunk size a rollout of samples × horizon runs with (one context and goal shared by all).
 func (w *WorldModel) Chunk(samples, horizon int) (int, error) {
+	return w.chunk(rolloutKind{samples: samples, horizon: horizon})
+}
+
+func (w *WorldModel) chunk(k rolloutKind) (int, error) {
 	if w.opts.Chunk > 0 {
-		return min(w.opts.Chunk, samples), nil
+		return min(w.opts.Chunk, k.samples), nil
 	}
 	budget := w.opts.MemoryBudget
 	if budget == 0 {
@@ -174,7 +185,7 @@ func (w *WorldModel) Chunk(samples, horizon int) (int, error) {
 			budget = min(budget, dev/4*3)
 		}
 	}
-	return model.ChunkForBudget(w.Pred.Cfg, w.adapterShape(), w.rolloutConfig(samples, horizon, 0), budget)
+	return model.ChunkForBudget(w.Pred.Cfg, w.adapterShape(), w.rolloutConfig(k, 0), budget)
 }
 
 // adapterShape is the predictor's adapters as a LoRAConfig for memory planning.
@@ -187,20 +198,26 @@ func (w *WorldModel) adapterShape() model.LoRAConfig {
 	return lc
 }
 
-func (w *WorldModel) rolloutConfig(samples, horizon, chunk int) model.RolloutConfig {
-	return model.RolloutConfig{Samples: samples, Horizon: horizon, Chunk: chunk, KVCache: !w.opts.NoKVCache}
+// rolloutKind identifies a recorded rollout.
+type rolloutKind struct {
+	samples, horizon          int
+	perSample, teacherForcing bool
 }
 
-func (w *WorldModel) scorer(samples, horizon int) (*scorer, error) {
-	key := [2]int{samples, horizon}
-	if sc, ok := w.scorers[key]; ok {
+func (w *WorldModel) rolloutConfig(k rolloutKind, chunk int) model.RolloutConfig {
+	return model.RolloutConfig{Samples: k.samples, Horizon: k.horizon, Chunk: chunk, KVCache: !w.opts.NoKVCache,
+		PerSample: k.perSample, TeacherForcing: k.teacherForcing}
+}
+
+func (w *WorldModel) scorer(k rolloutKind) (*scorer, error) {
+	if sc, ok := w.scorers[k]; ok {
 		return sc, nil
 	}
-	chunk, err := w.Chunk(samples, horizon)
+	chunk, err := w.chunk(k)
 	if err != nil {
 		return nil, err
 	}
-	r, err := w.Pred.NewRollout(w.rolloutConfig(samples, horizon, chunk))
+	r, err := w.Pred.NewRollout(w.rolloutConfig(k, chunk))
 	if err != nil {
 		return nil, err
 	}
@@ -213,10 +230,10 @@ func (w *WorldModel) scorer(samples, horizon int) (*scorer, error) {
 	if err := s.Err(); err != nil {
 		s.Destroy()
 		r.Free()
-		return nil, fmt.Errorf("plan: record rollout of %d samples over %d steps: %w", samples, horizon, err)
+		return nil, fmt.Errorf("plan: record rollout of %d samples over %d steps: %w", k.samples, k.horizon, err)
 	}
 	if w.Pred.Cfg.Extrinsics {
-		ex := make([]float32, horizon*samples*model.ExtrinsicsDim)
+		ex := make([]float32, k.horizon*k.samples*model.ExtrinsicsDim)
 		for i := range ex {
 			ex[i] = float32(w.opts.Extrinsics[i%model.ExtrinsicsDim])
 		}
@@ -226,24 +243,63 @@ func (w *WorldModel) scorer(samples, horizon int) (*scorer, error) {
 			return nil, err
 		}
 	}
-	n := horizon * samples * model.ActionDim
-	sc := &scorer{r: r, s: s, actions: make([]float32, n), states: make([]float32, n),
-		goals: make([]float32, horizon*w.RepSize())}
-	w.scorers[key] = sc
+	n := k.horizon * k.samples
+	goals := k.horizon
+	if k.perSample {
+		goals *= k.samples
+	}
+	sc := &scorer{r: r, s: s, actions: make([]float32, n*w.ActionWidth()), states: make([]float32, n*w.StateWidth()),
+		goals: make([]float32, goals*w.RepSize())}
+	if k.perSample {
+		sc.context = make([]float32, k.samples*w.RepSize())
+	}
+	w.scorers[k] = sc
 	return sc, nil
 }
 
-// Score rolls every candidate actions[s] (H actions each) forward from context and the pose start, and
-// returns energies[s][h]: the mean L1 distance of its frame after action h to goals[h] (or to goals[0]
-// when one goal is given). Poses follow compute_new_pose (planning §3).
-func (w *WorldModel) Score(context Rep, goals []Rep, start data.State, actions [][]data.Action) ([][]float64, error) {
-	S := len(actions)
+// ActionWidth is the width of the predictor's actions (7 officially).
+func (w *WorldModel) ActionWidth() int { return w.Pred.Cfg.ActionIn() }
+
+// StateWidth is the width of the predictor's states (7 officially).
+func (w *WorldModel) StateWidth() int { return w.Pred.Cfg.StateIn() }
+
+// StateRule is how planned states follow the actions (Options.StateRule or DefaultStateRule).
+func (w *WorldModel) StateRule() StateRule { return w.rule }
+
+// checkActions checks that actions [S][H][A] is a non-empty rectangle of the predictor's action width.
+func (w *WorldModel) checkActions(op string, actions [][][]float64) (S, H int, err error) {
+	S = len(actions)
 	if S == 0 || len(actions[0]) == 0 {
-		return nil, fmt.Errorf("plan: score: no candidates or an empty action sequence")
+		return 0, 0, fmt.Errorf("plan: %s: no candidates or an empty action sequence", op)
 	}
-	H := len(actions[0])
+	H = len(actions[0])
+	for s, seq := range actions {
+		if len(seq) != H {
+			return 0, 0, fmt.Errorf("plan: %s: candidate %d has %d actions, candidate 0 has %d", op, s, len(seq), H)
+		}
+		for h, a := range seq {
+			if len(a) != w.ActionWidth() {
+				return 0, 0, fmt.Errorf("plan: %s: candidate %d action %d has %d components, the predictor takes %d", op, s, h, len(a), w.ActionWidth())
+			}
+		}
+	}
+	return S, H, nil
+}
+
+// Score rolls every candidate actions[s] (H actions each) forward from context and the state start, and
+// returns energies[s][h]: the mean L1 distance of its frame after action h to goals[h] (or to goals[0]
+// when one goal is given). States follow the world model's state rule (compute_new_pose for DROID,
+// planning §3).
+func (w *WorldModel) Score(context Rep, goals []Rep, start []float64, actions [][][]float64) ([][]float64, error) {
+	S, H, err := w.checkActions("score", actions)
+	if err != nil {
+		return nil, err
+	}
 	if len(goals) != 1 && len(goals) != H {
 		return nil, fmt.Errorf("plan: score: %d goals for %d steps, want 1 or %d", len(goals), H, H)
+	}
+	if len(start) != w.StateWidth() {
+		return nil, fmt.Errorf("plan: score: a %d-D start state, the predictor takes %d-D states", len(start), w.StateWidth())
 	}
 	n := w.RepSize()
 	for i, g := range append([]Rep{context}, goals...) {
@@ -251,25 +307,77 @@ func (w *WorldModel) Score(context Rep, goals []Rep, start data.State, actions [
 			return nil, fmt.Errorf("plan: score: representation %d has %d values, want HW·E = %d", i, len(g), n)
 		}
 	}
-	t0 := time.Now()
-	sc, err := w.scorer(S, H)
+	states := make([][][]float64, S)
+	for s, seq := range actions {
+		states[s] = w.rule.Rollout(start, seq)
+	}
+	sc, err := w.scorer(rolloutKind{samples: S, horizon: H})
 	if err != nil {
 		return nil, err
 	}
-	for s, seq := range actions {
-		if len(seq) != H {
-			return nil, fmt.Errorf("plan: score: candidate %d has %d actions, candidate 0 has %d", s, len(seq), H)
+	for h := range H {
+		copy(sc.goals[h*n:], goals[min(h, len(goals)-1)])
+	}
+	return w.run(sc, context, actions, states)
+}
+
+// ScoreEach rolls S independent sequences at once (evaluation over many clips): candidate s starts from
+// contexts[s] with the given states[s][h] (e.g. the recorded ones) and actions[s][h], and its frame after
+// action h is compared with goals[s][h]. With teacherForcing, frame h ≥ 1 of candidate s is goals[s][h−1]
+// instead of its prediction (spec §6.2). It returns energies[s][h].
+func (w *WorldModel) ScoreEach(contexts []Rep, goals [][]Rep, states, actions [][][]float64, teacherForcing bool) ([][]float64, error) {
+	S, H, err := w.checkActions("score each", actions)
+	if err != nil {
+		return nil, err
+	}
+	if len(contexts) != S || len(goals) != S || len(states) != S {
+		return nil, fmt.Errorf("plan: score each: %d contexts, %d goal sequences and %d state sequences for %d candidates",
+			len(contexts), len(goals), len(states), S)
+	}
+	n := w.RepSize()
+	for s := range S {
+		if len(goals[s]) != H || len(states[s]) != H {
+			return nil, fmt.Errorf("plan: score each: candidate %d has %d goals and %d states for %d actions", s, len(goals[s]), len(states[s]), H)
 		}
-		for h, st := range Rollout(start, seq) {
-			at := (h*S + s) * model.ActionDim
-			for k := range model.ActionDim {
-				sc.actions[at+k] = float32(seq[h][k])
-				sc.states[at+k] = float32(st[k])
+		if len(contexts[s]) != n {
+			return nil, fmt.Errorf("plan: score each: context %d has %d values, want HW·E = %d", s, len(contexts[s]), n)
+		}
+		for h := range H {
+			if len(goals[s][h]) != n {
+				return nil, fmt.Errorf("plan: score each: goal %d of candidate %d has %d values, want HW·E = %d", h, s, len(goals[s][h]), n)
+			}
+			if len(states[s][h]) != w.StateWidth() {
+				return nil, fmt.Errorf("plan: score each: state %d of candidate %d has %d values, the predictor takes %d", h, s, len(states[s][h]), w.StateWidth())
 			}
 		}
 	}
-	for h := range H {
-		copy(sc.goals[h*n:], goals[min(h, len(goals)-1)])
+	sc, err := w.scorer(rolloutKind{samples: S, horizon: H, perSample: true, teacherForcing: teacherForcing})
+	if err != nil {
+		return nil, err
+	}
+	for s := range S {
+		copy(sc.context[s*n:], contexts[s])
+		for h := range H {
+			copy(sc.goals[(h*S+s)*n:], goals[s][h])
+		}
+	}
+	return w.run(sc, sc.context, actions, states)
+}
+
+// run uploads the inputs of a recorded rollout, runs it and returns energies[s][h].
+func (w *WorldModel) run(sc *scorer, context []float32, actions, states [][][]float64) ([][]float64, error) {
+	t0 := time.Now()
+	S, H := len(actions), len(actions[0])
+	A, Z := w.ActionWidth(), w.StateWidth()
+	for s := range S {
+		for h := range H {
+			for k := range A {
+				sc.actions[(h*S+s)*A+k] = float32(actions[s][h][k])
+			}
+			for k := range Z {
+				sc.states[(h*S+s)*Z+k] = float32(states[s][h][k])
+			}
+		}
 	}
 	for _, u := range []struct {
 		t vk.Tensor
@@ -300,8 +408,8 @@ func (w *WorldModel) Score(context Rep, goals []Rep, start data.State, actions [
 
 // Energy is the CEM callback of the official planner: each candidate's energy after its last action,
 // rolled from context and start, against goal.
-func (w *WorldModel) Energy(context, goal Rep, start data.State) Energy {
-	return func(actions [][]data.Action) ([]float64, error) {
+func (w *WorldModel) Energy(context, goal Rep, start []float64) Energy {
+	return func(actions [][][]float64) ([]float64, error) {
 		e, err := w.Score(context, []Rep{goal}, start, actions)
 		if err != nil {
 			return nil, err

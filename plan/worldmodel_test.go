@@ -109,12 +109,12 @@ func TestWorldModelPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := data.State{0.45, -0.05, 0.32, 3.1, 0.1, -0.3, 0.2}
+	start := []float64{0.45, -0.05, 0.32, 3.1, 0.1, -0.3, 0.2}
 	st := plan.Settings{Samples: 8, Iterations: 2, TopK: 3, Horizon: 2, MaxNorm: 0.05, MomentumMean: 0.15, MomentumStd: 0.15,
 		MomentumMeanGripper: 0.15, MomentumStdGripper: 0.15, GripperClip: 0.75, GripperRound: 0.25, CloseGripper: -1}
-	var seen [][]data.Action
+	var seen [][][]float64
 	energy := w.Energy(ctx, goal, start)
-	res, err := plan.CEM(st, func(a [][]data.Action) ([]float64, error) {
+	res, err := plan.CEM(st, func(a [][][]float64) ([]float64, error) {
 		seen = a
 		return energy(a)
 	}, plan.NewSeededNoise(5))
@@ -152,22 +152,45 @@ func TestWorldModelBadInput(t *testing.T) {
 	d := vktest.Device(t)
 	w := tinyWorld(t, d, plan.Options{})
 	rep := make(plan.Rep, w.RepSize())
-	acts := [][]data.Action{{{}, {}}}
+	a7 := make([]float64, 7)
+	acts := [][][]float64{{a7, a7}}
+	s7 := make([]float64, 7)
 	for _, c := range []struct {
 		name  string
 		ctx   plan.Rep
 		goals []plan.Rep
-		acts  [][]data.Action
+		start []float64
+		acts  [][][]float64
 		want  string
 	}{
-		{"no candidates", rep, []plan.Rep{rep}, nil, "no candidates"},
-		{"short rep", rep[:5], []plan.Rep{rep}, acts, "representation 0 has 5 values"},
-		{"goal count", rep, []plan.Rep{rep, rep, rep}, acts, "3 goals for 2 steps"},
-		{"ragged", rep, []plan.Rep{rep}, [][]data.Action{{{}, {}}, {{}}}, "candidate 1 has 1 actions"},
+		{"no candidates", rep, []plan.Rep{rep}, s7, nil, "no candidates"},
+		{"short rep", rep[:5], []plan.Rep{rep}, s7, acts, "representation 0 has 5 values"},
+		{"goal count", rep, []plan.Rep{rep, rep, rep}, s7, acts, "3 goals for 2 steps"},
+		{"ragged", rep, []plan.Rep{rep}, s7, [][][]float64{{a7, a7}, {a7}}, "candidate 1 has 1 actions"},
+		{"action width", rep, []plan.Rep{rep}, s7, [][][]float64{{a7, a7[:4]}}, "candidate 0 action 1 has 4 components, the predictor takes 7"},
+		{"state width", rep, []plan.Rep{rep}, s7[:6], acts, "a 6-D start state"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := w.Score(c.ctx, c.goals, data.State{}, c.acts); err == nil || !strings.Contains(err.Error(), c.want) {
+			if _, err := w.Score(c.ctx, c.goals, c.start, c.acts); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("Score: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+	for _, c := range []struct {
+		name     string
+		contexts []plan.Rep
+		goals    [][]plan.Rep
+		states   [][][]float64
+		want     string
+	}{
+		{"context count", []plan.Rep{rep, rep}, [][]plan.Rep{{rep, rep}}, [][][]float64{{s7, s7}}, "2 contexts"},
+		{"goals per step", []plan.Rep{rep}, [][]plan.Rep{{rep}}, [][][]float64{{s7, s7}}, "candidate 0 has 1 goals and 2 states for 2 actions"},
+		{"short goal", []plan.Rep{rep}, [][]plan.Rep{{rep, rep[:3]}}, [][][]float64{{s7, s7}}, "goal 1 of candidate 0 has 3 values"},
+		{"state width", []plan.Rep{rep}, [][]plan.Rep{{rep, rep}}, [][][]float64{{s7, s7[:2]}}, "state 1 of candidate 0 has 2 values"},
+	} {
+		t.Run("each/"+c.name, func(t *testing.T) {
+			if _, err := w.ScoreEach(c.contexts, c.goals, c.states, acts, false); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("ScoreEach: %v, want an error containing %q", err, c.want)
 			}
 		})
 	}
@@ -180,8 +203,80 @@ func TestWorldModelBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lp.Free()
-	if _, err := plan.NewWorldModel(lp, nil, 0, 0, plan.Options{}); err == nil || !strings.Contains(err.Error(), "4-D actions and 6-D states") {
-		t.Errorf("NewWorldModel on a 4-D action predictor: %v", err)
+	for rule, want := range map[plan.StateRule]string{plan.StatePose: "needs 7-D states and actions", plan.StateAdd: "as wide as the state", "fly": `"fly"`} {
+		if _, err := plan.NewWorldModel(lp, nil, 0, 0, plan.Options{StateRule: rule}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewWorldModel on a 4-D action, 6-D state predictor with rule %s: %v, want %q", rule, err, want)
+		}
+	}
+}
+
+// TestWorldModelNon7D plans on a predictor with a LeRobot robot's own widths (4-D actions, 6-D states):
+// the default state rule holds the state, CEM searches the space it is given, and ScoreEach with one
+// clip per candidate matches Score candidate by candidate.
+func TestWorldModelNon7D(t *testing.T) {
+	d := vktest.Device(t)
+	cfg := model.PredictorConfig{EmbedDim: 32, Dim: 64, Depth: 1, Heads: 2, Grid: 2, MLPRatio: 4, ActionDim: 4, StateDim: 6}
+	p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 3), model.FP32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	w, err := plan.NewWorldModel(p, nil, 0, 0, plan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if w.StateRule() != plan.StateHold || w.ActionWidth() != 4 || w.StateWidth() != 6 {
+		t.Fatalf("world model: rule %s, widths %d/%d; want hold, 4, 6", w.StateRule(), w.ActionWidth(), w.StateWidth())
+	}
+	n := w.RepSize()
+	ctx, goal := plan.Rep(vktest.RandN(1, n)), plan.Rep(vktest.RandN(2, n))
+	start := []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6}
+	sp, err := plan.ParseSpace("0=-0.5:0.5/0.2,2=-1:1,3=0:1", 4, 3, "1=0.25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := plan.Settings{Samples: 12, Iterations: 2, TopK: 3, Horizon: 2, MomentumMean: 0.15, MomentumStd: 0.15,
+		MomentumMeanGripper: 0.15, MomentumStdGripper: 0.15, GripperRound: 0.25, CloseGripper: -1, Space: &sp}
+	var seen [][][]float64
+	energy := w.Energy(ctx, goal, start)
+	res, err := plan.CEM(st, func(a [][][]float64) ([]float64, error) {
+		seen = a
+		return energy(a)
+	}, plan.NewSeededNoise(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Plan) != 2 || len(res.Plan[0]) != 4 || res.Plan[0][1] != 0.25 {
+		t.Errorf("plan %v: want 2 steps of 4-D actions with component 1 fixed at 0.25", res.Plan)
+	}
+	for _, seq := range seen {
+		for _, a := range seq {
+			if a[0] < -0.5 || a[0] > 0.5 || a[3] < 0 || a[3] > 1 || a[1] != 0.25 {
+				t.Fatalf("candidate action %v outside the space", a)
+			}
+		}
+	}
+	all, err := w.Score(ctx, []plan.Rep{goal}, start, seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same candidates as independent clips (their own copy of the context and goal, held states).
+	S := len(seen)
+	contexts, goals, states := make([]plan.Rep, S), make([][]plan.Rep, S), make([][][]float64, S)
+	for s := range S {
+		contexts[s], goals[s], states[s] = ctx, []plan.Rep{goal, goal}, [][]float64{start, start}
+	}
+	each, err := w.ScoreEach(contexts, goals, states, seen, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := range S {
+		for h := range 2 {
+			if math.Abs(all[s][h]-each[s][h]) > 2e-6*all[s][h] {
+				t.Errorf("candidate %d step %d: Score %v, ScoreEach %v", s, h, all[s][h], each[s][h])
+			}
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/vk"
@@ -31,7 +30,7 @@ type PlanBenchResult struct {
 	TFLOPs         float64     `json:"tflops"`
 	PeakMemGiB     float64     `json:"peak_mem_gib"`
 	Dispatches     int         `json:"dispatches_per_iteration"`
-	Action         data.Action `json:"action"`
+	Action         []float64   `json:"action"`
 	Ops            []OpSummary `json:"ops,omitempty"` // GPU time per op kind over one iteration's rollouts
 }
 
@@ -53,7 +52,13 @@ func BenchPlan(d *vk.Device, cfg *Config, st plan.Settings, o WorldModelOptions,
 		return v
 	}
 	ctx, goal := rep(11), rep(12)
-	start := data.State{0.45, -0.05, 0.32, 3.0, 0.1, -0.3, 0.2} // the peer's pose
+	if st, err = st.ForWidth(w.ActionWidth()); err != nil {
+		return nil, err
+	}
+	start := make([]float64, w.StateWidth()) // zeros for a robot of its own widths
+	if w.StateRule() == plan.StatePose {
+		start = []float64{0.45, -0.05, 0.32, 3.0, 0.1, -0.3, 0.2} // the peer's pose
+	}
 	var res *plan.Result
 	run := func(seed uint64) (float64, error) {
 		t0 := time.Now()

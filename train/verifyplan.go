@@ -134,7 +134,7 @@ func verifyPlan(d *vk.Device, f *fixture, rep *VerifyReport) error {
 			return err
 		}
 	}
-	var start data.State
+	start := make([]float64, model.ActionDim)
 	for i, v := range in["inputs.pose"] {
 		start[i] = float64(v)
 	}
@@ -168,7 +168,7 @@ func verifyPlan(d *vk.Device, f *fixture, rep *VerifyReport) error {
 // comparePlanSearch compares a replayed search with the fixture's plan.* tensors.
 func comparePlanSearch(rep *VerifyReport, res *plan.Result, in map[string][]float32, suffix string) {
 	var samples, energies, means, stds []float32
-	put := func(dst *[]float32, ms [][4]float64) {
+	put := func(dst *[]float32, ms [][]float64) {
 		for _, m := range ms {
 			for _, v := range m {
 				*dst = append(*dst, float32(v))
@@ -222,7 +222,7 @@ func comparePlanSearch(rep *VerifyReport, res *plan.Result, in map[string][]floa
 }
 
 // compareGrid scores the one-step energy landscape grid.actions from the context (horizon 1).
-func compareGrid(rep *VerifyReport, f *fixture, w *plan.WorldModel, in map[string][]float32, start data.State) error {
+func compareGrid(rep *VerifyReport, f *fixture, w *plan.WorldModel, in map[string][]float32, start []float64) error {
 	acts, shape, err := f.tensor("grid.actions")
 	if err != nil {
 		return err
@@ -234,13 +234,13 @@ func compareGrid(rep *VerifyReport, f *fixture, w *plan.WorldModel, in map[strin
 	if len(shape) != 2 || shape[1] != model.ActionDim || len(want) != shape[0] {
 		return fmt.Errorf("verify: %s: grid.actions %v and grid.energies of %d: want [G, 7] and [G]", f.dir, shape, len(want))
 	}
-	cands := make([][]data.Action, shape[0])
+	cands := make([][][]float64, shape[0])
 	for g := range cands {
-		var a data.Action
+		a := make([]float64, model.ActionDim)
 		for k := range a {
 			a[k] = float64(acts[g*model.ActionDim+k])
 		}
-		cands[g] = []data.Action{a}
+		cands[g] = [][]float64{a}
 	}
 	e, err := w.Score(in["inputs.context"], []plan.Rep{in["inputs.goal"]}, start, cands)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
@@ -31,21 +32,33 @@ type WorldModelOptions struct {
 // AdapterConfigOf reads a trained adapter: a PEFT folder (adapter_config.json, adapter_model.safetensors)
 // or a training checkpoint, whose header holds the run's config (returned too; nil for PEFT folders).
 func AdapterConfigOf(path string) (model.AdapterConfig, []model.LoRAWeights, *Config, error) {
+	ad, cfg, err := ReadTrainedAdapter(path)
+	if err != nil {
+		return model.AdapterConfig{}, nil, nil, err
+	}
+	return ad.Config, ad.LoRA, cfg, nil
+}
+
+// ReadTrainedAdapter reads everything a trained adapter holds: the LoRA pairs and the modules trained in
+// full (the conditioning encoders of a robot with other state or action widths), from a PEFT folder
+// (model.ReadAdapter) or a training checkpoint, whose header holds the run's config (returned too; nil for
+// PEFT folders).
+func ReadTrainedAdapter(path string) (*model.Adapter, *Config, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return model.AdapterConfig{}, nil, nil, fmt.Errorf("train: adapter: %w", err)
+		return nil, nil, fmt.Errorf("train: adapter: %w", err)
 	}
 	if fi.IsDir() {
-		ac, mods, err := model.ReadPEFTAdapter(path)
-		return ac, mods, nil, err
+		ad, err := model.ReadAdapter(path)
+		return ad, nil, err
 	}
 	ck, err := ReadCheckpoint(path)
 	if err != nil {
-		return model.AdapterConfig{}, nil, nil, fmt.Errorf("train: adapter %s: want a PEFT folder or a training checkpoint: %w", path, err)
+		return nil, nil, fmt.Errorf("train: adapter %s: want a PEFT folder or a training checkpoint: %w", path, err)
 	}
 	cfg, err := Parse(path+" (config in the header)", []byte(ck.Header.Config))
 	if err != nil {
-		return model.AdapterConfig{}, nil, nil, err
+		return nil, nil, err
 	}
 	refs := make([]model.TensorRef, len(ck.Tensors))
 	for i, t := range ck.Tensors {
@@ -53,14 +66,21 @@ func AdapterConfigOf(path string) (model.AdapterConfig, []model.LoRAWeights, *Co
 	}
 	mods, err := model.LoRAFromTensors(path, refs, "")
 	if err != nil {
-		return model.AdapterConfig{}, nil, nil, err
+		return nil, nil, err
 	}
 	if len(mods) == 0 {
-		return model.AdapterConfig{}, nil, nil, fmt.Errorf("train: adapter %s: no LoRA tensors (base_model.model.*.lora_A.weight)", path)
+		return nil, nil, fmt.Errorf("train: adapter %s: no LoRA tensors (base_model.model.*.lora_A.weight)", path)
+	}
+	pcfg, _ := modelConfigs(cfg)
+	modules, err := model.ModulesFromTensors(path, refs, "", model.ModuleNames(pcfg))
+	if err != nil {
+		return nil, nil, err
 	}
 	l := cfg.LoRA
-	ac := model.NewAdapterConfig(l.R, l.Alpha, l.RSLoRA, l.Targets, cfg.Model.Checkpoint)
-	return ac, mods, cfg, nil
+	ad := &model.Adapter{Config: model.NewAdapterConfig(l.R, l.Alpha, l.RSLoRA, l.Targets, cfg.Model.Checkpoint), LoRA: mods,
+		Modules: modules}
+	ad.Config.ModulesToSave = model.ModuleNames(pcfg)
+	return ad, cfg, nil
 }
 
 // ckptRef is a checkpoint tensor as a model.TensorRef.
@@ -72,8 +92,46 @@ func (r ckptRef) Info() model.TensorInfo {
 func (r ckptRef) ReadRaw() ([]byte, error)        { return r.t.Data, nil }
 func (r ckptRef) ReadFloat32() ([]float32, error) { return r.t.Float32s() }
 
+// adapterWidths is the predictor config of cfg with the conditioning widths of ad's modules (an adapter
+// trained for a robot of its own widths brings its own action_encoder / state_encoder). A config that
+// names widths other than the official 7 must agree with the adapter's.
+func adapterWidths(cfg *Config, pcfg model.PredictorConfig, ad *model.Adapter, path string) (model.PredictorConfig, error) {
+	want, err := ad.PredictorConfig(pcfg.Official())
+	if err != nil {
+		return pcfg, fmt.Errorf("train: adapter %s: %w", path, err)
+	}
+	for _, w := range []struct {
+		key       string
+		cfg, have int
+	}{{"model.action_dim", pcfg.ActionIn(), want.ActionIn()}, {"model.state_dim", pcfg.StateIn(), want.StateIn()}} {
+		if w.cfg != model.ActionDim && w.cfg != w.have {
+			return pcfg, fmt.Errorf("train: adapter %s takes %d-D %s, but config %s sets %s %d", path, w.have,
+				strings.TrimSuffix(strings.TrimPrefix(w.key, "model."), "_dim")+"s", cfg.Source(), w.key, w.cfg)
+		}
+	}
+	return want, nil
+}
+
+// PlannerWidths are the state and action widths of the predictor OpenWorldModel loads for cfg and
+// adapter (a path, or "" for none), without loading it: commands check a state against them first.
+func PlannerWidths(cfg *Config, adapter string) (state, action int, err error) {
+	pcfg, _ := modelConfigs(cfg)
+	if adapter != "" {
+		ad, _, err := ReadTrainedAdapter(adapter)
+		if err != nil {
+			return 0, 0, err
+		}
+		if pcfg, err = adapterWidths(cfg, pcfg, ad, adapter); err != nil {
+			return 0, 0, err
+		}
+	}
+	return pcfg.StateIn(), pcfg.ActionIn(), nil
+}
+
 // OpenWorldModel loads the encoder and the predictor of cfg (sizes, base weights, precision) on d with the
-// adapter of o, for plan.WorldModel. close frees everything.
+// adapter of o, for plan.WorldModel. An adapter with modules trained in full (other state or action
+// widths) brings its conditioning encoders; without an adapter, a config of other widths gets the fresh
+// encoders its training started from (model.InitModules). close frees everything.
 func OpenWorldModel(d *vk.Device, cfg *Config, o WorldModelOptions) (w *plan.WorldModel, close func(), err error) {
 	c := *cfg
 	if o.Checkpoint != "" {
@@ -83,20 +141,29 @@ func OpenWorldModel(d *vk.Device, cfg *Config, o WorldModelOptions) (w *plan.Wor
 		c.Model.Precision = o.Precision
 	}
 	pcfg, ecfg := modelConfigs(&c)
+	var ad *model.Adapter
+	if o.Adapter != "" {
+		if ad, _, err = ReadTrainedAdapter(o.Adapter); err != nil {
+			return nil, nil, err
+		}
+		if pcfg, err = adapterWidths(&c, pcfg, ad, o.Adapter); err != nil {
+			return nil, nil, err
+		}
+	}
 	pw, ew, closeW, err := loadWeights(&c, pcfg, ecfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer closeW()
-	var ac model.AdapterConfig
-	var mods []model.LoRAWeights
-	if o.Adapter != "" {
-		if ac, mods, _, err = AdapterConfigOf(o.Adapter); err != nil {
+	switch {
+	case ad == nil:
+		if pw, err = withModules(pcfg, pw); err != nil {
 			return nil, nil, err
 		}
-		if o.Merge {
-			pw = model.NewMergedWeights(pw, ac, mods)
-		}
+	case o.Merge:
+		pw = ad.Overlay(model.NewMergedWeights(pw, ad.Config, ad.LoRA))
+	default:
+		pw = ad.Overlay(pw)
 	}
 	prec := model.Precision(c.Model.Precision)
 	p, err := model.LoadPredictor(d, pcfg, pw, prec)
@@ -111,8 +178,8 @@ func OpenWorldModel(d *vk.Device, cfg *Config, o WorldModelOptions) (w *plan.Wor
 		p.Free()
 		return nil, nil, err
 	}
-	if o.Adapter != "" && !o.Merge {
-		if err := p.LoadAdapters(ac, mods); err != nil {
+	if ad != nil && !o.Merge {
+		if err := p.LoadAdapters(ad.Config, ad.LoRA); err != nil {
 			return fail(fmt.Errorf("train: adapter %s: %w", filepath.Clean(o.Adapter), err))
 		}
 	}

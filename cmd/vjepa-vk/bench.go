@@ -79,15 +79,19 @@ func benchRank(w *dist.World, cfg *train.Config, steps, warmup int, timings bool
 
 // benchPlan is bench --plan: the time to plan one action at the config's sizes.
 func benchPlan(wf worldFlags, cemf cemFlags, actions, warmup int, timings, asJSON bool) error {
-	st, err := cemf.settings("bench --plan")
-	if err != nil {
-		return err
-	}
 	opts, err := wf.options("bench --plan")
 	if err != nil {
 		return err
 	}
 	cfg, err := wf.load("bench --plan")
+	if err != nil {
+		return err
+	}
+	_, actionWidth, _, err := wf.widths(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := cemf.settings("bench --plan", actionWidth)
 	if err != nil {
 		return err
 	}

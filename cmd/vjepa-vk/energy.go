@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
-	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 )
 
@@ -28,10 +25,10 @@ func runEnergy(ctx context.Context, args []string) error {
 	goal := fs.String("goal", "", "goal image file")
 	goalStep := fs.Int("goal-step", -1, "with --episode: the goal's step (usually --step + 1)")
 	stateFlag := fs.String("state", "", "robot state x,y,z,roll,pitch,yaw,gripper (radians, gripper 0..1)")
-	axes := fs.String("axes", "x,y", "swept action components: two or three of x, y, z, gripper")
+	axes := fs.String("axes", "x,y", "swept action components: two or three of x, y, z, gripper (7-D actions) or component indices")
 	points := fs.Int("points", 21, "grid points per axis")
 	extent := fs.Float64("extent", 0.075, "each axis spans [-extent, extent] (metres for x, y, z)")
-	truth := fs.String("true-action", "", "the action known to reach the goal, 7 values (default with --episode: the recorded action at --step)")
+	truth := fs.String("true-action", "", "the action known to reach the goal, one value per action component (default with --episode: the recorded action at --step)")
 	out := fs.String("out", "energy", "output prefix: PREFIX.json and PREFIX.png")
 	asJSON := fs.Bool("json", false, "also print the JSON to stdout")
 	if err := parseFlags(fs, args); err != nil {
@@ -39,10 +36,6 @@ func runEnergy(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected arguments %v", fs.Args())
-	}
-	ax, err := plan.NewLandscapeAxes(*axes, *points, *extent)
-	if err != nil {
-		return usageErrorf("%v", err)
 	}
 	opts, err := wf.options("energy")
 	if err != nil {
@@ -52,22 +45,32 @@ func runEnergy(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stateWidth, actionWidth, rule, err := wf.widths(cfg)
+	if err != nil {
+		return commandError("energy", err)
+	}
+	ax, err := plan.NewLandscapeAxes(*axes, *points, actionWidth, *extent)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
 	var goals []string
 	if *goal != "" {
 		goals = []string{*goal}
 	}
-	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, goals, *goalStep, *stateFlag})
+	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, goals, *goalStep, *stateFlag,
+		stateWidth, rule})
 	if err != nil {
 		return commandError("energy", err)
 	}
-	var trueAction *data.Action
+	var trueAction []float64
 	switch {
 	case *truth != "":
-		a, err := parseAction(*truth)
-		if err != nil {
-			return usageErrorf("%v", err)
+		if trueAction, err = parseVector(*truth, "--true-action"); err != nil {
+			return err
 		}
-		trueAction = &a
+		if len(trueAction) != actionWidth {
+			return usageErrorf("--true-action %q: %d values, want %d", *truth, len(trueAction), actionWidth)
+		}
 	case obs.episode != nil:
 		trueAction = obs.episode.NextAction
 	}
@@ -79,7 +82,7 @@ func runEnergy(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ss.close()
-	l, err := plan.ComputeLandscape(ax, ss.w.Energy(ss.context, ss.goal, obs.state))
+	l, err := plan.ComputeLandscape(ax, actionWidth, ss.w.Energy(ss.context, ss.goal, obs.state))
 	if err != nil {
 		return err
 	}
@@ -101,24 +104,7 @@ func runEnergy(ctx context.Context, args []string) error {
 	fmt.Printf("energy over %s (%d points each, ±%g): minimum %.5f at %v; wrote %s.json and %s.png\n", *axes, *points, *extent,
 		l.MinEnergy, l.Min, *out, *out)
 	if trueAction != nil {
-		fmt.Printf("true action %v\n", *trueAction)
+		fmt.Printf("true action %v\n", trueAction)
 	}
 	return nil
-}
-
-// parseAction reads 7 comma-separated numbers.
-func parseAction(s string) (data.Action, error) {
-	var a data.Action
-	f := strings.Split(s, ",")
-	if len(f) != model.ActionDim {
-		return a, fmt.Errorf("--true-action %q: %d values, want %d", s, len(f), model.ActionDim)
-	}
-	for i, v := range f {
-		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			return a, fmt.Errorf("--true-action %q: value %d (%q) is not a number", s, i, v)
-		}
-		a[i] = x
-	}
-	return a, nil
 }

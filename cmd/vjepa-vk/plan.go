@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/train"
 )
@@ -25,10 +26,10 @@ type planReport struct {
 	Seed       uint64            `json:"seed"`
 	Chunk      int               `json:"chunk"`
 	KVCache    bool              `json:"kv_cache"`
-	State      data.State        `json:"state"`
+	State      []float64         `json:"state"`
 	Goal       int               `json:"goal"` // index of the goal planned towards (--switch)
-	Action     data.Action       `json:"action"`
-	Plan       []data.Action     `json:"plan"`
+	Action     []float64         `json:"action"`
+	Plan       [][]float64       `json:"plan"`
 	Iterations []plan.Iteration  `json:"iterations"`
 	Timings    planTimings       `json:"timings"`
 	Episode    *episodeReference `json:"episode,omitempty"`
@@ -42,11 +43,11 @@ type planTimings struct {
 
 // episodeReference is what the dataset says about the planned step, for comparison.
 type episodeReference struct {
-	Index      int          `json:"index"`
-	FilePath   string       `json:"file_path"`
-	Step       int          `json:"step"`
-	GoalStep   int          `json:"goal_step,omitempty"`
-	NextAction *data.Action `json:"next_action,omitempty"` // the action the robot took at Step (spec §7.5); none at the last step
+	Index      int       `json:"index"`
+	FilePath   string    `json:"file_path"`
+	Step       int       `json:"step"`
+	GoalStep   int       `json:"goal_step,omitempty"`
+	NextAction []float64 `json:"next_action,omitempty"` // the action the robot took at Step (spec §7.5); none at the last step
 }
 
 // runPlan plans the next action with the official CEM (spec planning §4) from an observation, goal
@@ -64,7 +65,8 @@ func runPlan(ctx context.Context, args []string) error {
 	goalStep := fs.Int("goal-step", -1, "with --episode: the step whose frame is the goal")
 	switchAt := fs.String("switch", "", "planning steps per goal, e.g. 4,10,4 for three sub-goals (planning §4)")
 	planningStep := fs.Int("planning-step", 0, "index of this planning step in the task: --switch picks the goal from it")
-	stateFlag := fs.String("state", "", "robot state x,y,z,roll,pitch,yaw,gripper: metres, radians (scipy extrinsic xyz), gripper 0..1")
+	stateFlag := fs.String("state", "", "robot state x,y,z,roll,pitch,yaw,gripper: metres, radians (scipy extrinsic xyz), gripper 0..1; "+
+		"for a robot of its own widths (an adapter with its own state_encoder) its N values")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	planMemory := fs.Bool("plan-memory", false, "print the planner's device memory at the chunk size and exit without running")
 	if err := parseFlags(fs, args); err != nil {
@@ -73,15 +75,19 @@ func runPlan(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected arguments %v", fs.Args())
 	}
-	st, err := cf.settings("plan")
-	if err != nil {
-		return err
-	}
 	opts, err := wf.options("plan")
 	if err != nil {
 		return err
 	}
 	cfg, err := wf.load("plan")
+	if err != nil {
+		return err
+	}
+	stateWidth, actionWidth, rule, err := wf.widths(cfg)
+	if err != nil {
+		return commandError("plan", err)
+	}
+	st, err := cf.settings("plan", actionWidth)
 	if err != nil {
 		return err
 	}
@@ -92,7 +98,8 @@ func runPlan(ctx context.Context, args []string) error {
 		}
 		return printPlannerMemory(m, cfg, st, *asJSON)
 	}
-	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, *goals, *goalStep, *stateFlag})
+	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, *goals, *goalStep, *stateFlag,
+		stateWidth, rule})
 	if err != nil {
 		return commandError("plan", err)
 	}
@@ -129,17 +136,29 @@ func runPlan(ctx context.Context, args []string) error {
 }
 
 func printPlan(r planReport) {
-	f := func(a data.Action) string {
-		return fmt.Sprintf("[% .4f % .4f % .4f  %.0f %.0f %.0f  % .3f]", a[0], a[1], a[2], a[3], a[4], a[5], a[6])
+	droid := r.Settings.Space == nil
+	f := func(a []float64) string {
+		if droid && len(a) == model.ActionDim {
+			return fmt.Sprintf("[% .4f % .4f % .4f  %.0f %.0f %.0f  % .3f]", a[0], a[1], a[2], a[3], a[4], a[5], a[6])
+		}
+		return fmt.Sprintf("% .4f", a)
 	}
-	fmt.Printf("%s: CEM %d samples × %d iterations, top %d, horizon %d, maxnorm %g (chunk %d, kv cache %v), goal %d\n",
-		r.Device, r.Settings.Samples, r.Settings.Iterations, r.Settings.TopK, r.Settings.Horizon, r.Settings.MaxNorm, r.Chunk, r.KVCache, r.Goal)
-	fmt.Printf("action  %s   (Δx Δy Δz in m, rotation 0, gripper)\n", f(r.Action))
+	space := fmt.Sprintf("maxnorm %g", r.Settings.MaxNorm)
+	if !droid {
+		space = fmt.Sprintf("%d of %d action components searched", len(r.Settings.Space.Dims), r.Settings.Space.Width)
+	}
+	fmt.Printf("%s: CEM %d samples × %d iterations, top %d, horizon %d, %s (chunk %d, kv cache %v), goal %d\n",
+		r.Device, r.Settings.Samples, r.Settings.Iterations, r.Settings.TopK, r.Settings.Horizon, space, r.Chunk, r.KVCache, r.Goal)
+	if droid {
+		fmt.Printf("action  %s   (Δx Δy Δz in m, rotation 0, gripper)\n", f(r.Action))
+	} else {
+		fmt.Printf("action  %s\n", f(r.Action))
+	}
 	for h, a := range r.Plan[1:] {
 		fmt.Printf("plan %d  %s\n", h+1, f(a))
 	}
 	if r.Episode != nil && r.Episode.NextAction != nil {
-		fmt.Printf("episode %d step %d: the recorded action was %s\n", r.Episode.Index, r.Episode.Step, f(*r.Episode.NextAction))
+		fmt.Printf("episode %d step %d: the recorded action was %s\n", r.Episode.Index, r.Episode.Step, f(r.Episode.NextAction))
 	}
 	fmt.Println("iteration  energy mean     std      best  elite mean")
 	for i, it := range r.Iterations {
@@ -175,13 +194,15 @@ type observationFlags struct {
 	goals              []string
 	goalStep           int
 	state              string
+	stateWidth         int // the predictor's
+	rule               plan.StateRule
 }
 
 // observation is a planning step's input: the current image, the goal images and the robot state.
 type observation struct {
 	current image.Image
 	goals   []image.Image
-	state   data.State
+	state   []float64
 	episode *episodeReference
 }
 
@@ -194,6 +215,9 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		}
 		if o.step < 0 {
 			return nil, usageErrorf("--episode needs --step N (the observation's step)")
+		}
+		if o.stateWidth != model.ActionDim {
+			return nil, usageErrorf("--episode reads DROID RLDS episodes (7-D states), the predictor takes %d-D states: give --image and --state", o.stateWidth)
 		}
 		src, err := data.OpenSource(ctx, o.episode)
 		if err != nil {
@@ -223,10 +247,10 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		if err != nil {
 			return nil, err
 		}
-		obs.state = states[o.step]
+		obs.state = states[o.step][:]
 		ref := &episodeReference{Index: o.episodeIndex, FilePath: ep.FilePath, Step: o.step}
 		if o.step+1 < ep.Steps {
-			ref.NextAction = &data.StatesToActions(states[o.step : o.step+2])[0]
+			ref.NextAction = data.StatesToActions(states[o.step : o.step+2])[0][:]
 		}
 		if o.goalStep >= 0 {
 			if o.goalStep >= ep.Steps {
@@ -265,15 +289,19 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 	}
 	switch {
 	case o.state != "":
-		st, err := parseState(o.state)
+		st, err := parseState(o.state, o.stateWidth, o.rule)
 		if err != nil {
 			return nil, err
 		}
 		obs.state = st
 	case ep == nil:
-		return nil, usageErrorf("--state is required with --image (x,y,z,roll,pitch,yaw,gripper)")
+		what := "x,y,z,roll,pitch,yaw,gripper"
+		if o.rule != plan.StatePose {
+			what = fmt.Sprintf("%d values", o.stateWidth)
+		}
+		return nil, usageErrorf("--state is required with --image (%s)", what)
 	default:
-		if err := plan.CheckState(obs.state); err != nil {
+		if err := plan.CheckStateOf(obs.state, o.stateWidth, o.rule); err != nil {
 			return nil, fmt.Errorf("episode %d step %d: %w", o.episodeIndex, o.step, err)
 		}
 	}

@@ -54,7 +54,10 @@ func writePNG(t *testing.T, dir, name string, w, h, seed int) string {
 	return path
 }
 
-const demoConfig = "../../configs/demo.yaml"
+const (
+	demoConfig    = "../../configs/demo.yaml"
+	lerobotConfig = "../../configs/lerobot-demo.yaml" // 6-D states, 4-D actions
+)
 
 // tinyCEM are settings small enough for lavapipe.
 var tinyCEM = []string{"--samples", "6", "--iterations", "2", "--topk", "3"}
@@ -96,6 +99,59 @@ func TestPlanCommand(t *testing.T) {
 	}
 	if rep.Settings.Horizon != 1 || rep.Settings.MaxNorm != 0.075 || rep.Episode == nil || rep.Episode.GoalStep != 6 {
 		t.Errorf("paper preset on an episode: settings %+v, episode %+v", rep.Settings, rep.Episode)
+	}
+}
+
+// TestPlanNon7D plans for a robot of its own widths (configs/lerobot-demo.yaml: 6-D states, 4-D actions,
+// the fresh encoders its training starts from): every action component searched by default, or the space
+// --search gives, and the state checked against the predictor's width.
+func TestPlanNon7D(t *testing.T) {
+	dir := t.TempDir()
+	obs, goal := writePNG(t, dir, "obs.png", 64, 64, 0), writePNG(t, dir, "goal.png", 64, 64, 50)
+	base := []string{"--config", lerobotConfig, "--image", obs, "--goal", goal, "--state", "0.1,0.2,0.3,0.4,0.5,0.6", "--json"}
+	with := func(extra ...string) []string {
+		return append(append(append([]string(nil), base...), tinyCEM...), extra...)
+	}
+	for _, c := range []struct {
+		extra []string
+		dims  int
+		bound float64
+	}{{nil, 4, 0.05}, {[]string{"--search", "0=-0.2:0.2/0.1,3=0:1", "--fixed", "1=0.5"}, 2, 0.2}} {
+		out, err := captureStdout(t, func() error { return runPlan(context.Background(), with(c.extra...)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep planReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Action) != 4 || len(rep.State) != 6 || rep.Settings.Space == nil || len(rep.Settings.Space.Dims) != c.dims {
+			t.Fatalf("plan %v: action %v, state %v, space %+v", c.extra, rep.Action, rep.State, rep.Settings.Space)
+		}
+		if a := rep.Action[0]; a < -c.bound || a > c.bound {
+			t.Errorf("plan %v: action %v outside ±%g", c.extra, rep.Action, c.bound)
+		}
+		if c.dims == 2 && rep.Action[1] != 0.5 {
+			t.Errorf("plan %v: action %v, want component 1 fixed at 0.5", c.extra, rep.Action)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--state", "0,0,0,0,0,0,0"}, "7 values, want 6"},
+		{[]string{"--state-rule", "pose"}, "needs 7-D states and actions"},
+		{[]string{"--state-rule", "add"}, "as wide as the state"},
+		{[]string{"--search", "4=-1:1"}, "component 4, want 0..3"},
+		{[]string{"--search", "0=-1:1", "--search-gripper", "2"}, "gripper (component 2) is not searched"},
+		{[]string{"--fixed", "1=0.5"}, "need --search"},
+		{[]string{"--episode", "../../testdata/droid_sample", "--step", "1", "--image", ""}, "7-D states), the predictor takes 6-D"},
+	} {
+		args := []string{"--config", lerobotConfig, "--image", obs, "--goal", goal, "--state", "0.1,0.2,0.3,0.4,0.5,0.6"}
+		args = append(append(args, tinyCEM...), c.args...)
+		if err := runPlan(context.Background(), args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("plan %v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }
 

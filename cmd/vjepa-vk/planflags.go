@@ -31,6 +31,7 @@ type worldFlags struct {
 	chunk      *int
 	budgetGiB  *float64
 	noCache    *bool
+	stateRule  *string
 }
 
 func addWorldFlags(fs *pflag.FlagSet) worldFlags {
@@ -43,7 +44,24 @@ func addWorldFlags(fs *pflag.FlagSet) worldFlags {
 		chunk:      fs.Int("chunk", 0, "candidates rolled out at once (0: the largest under --memory-budget)"),
 		budgetGiB:  fs.Float64("memory-budget", float64(plan.DefaultMemoryBudget)/(1<<30), "GiB for the rollout's activations and K/V cache when --chunk is 0"),
 		noCache:    fs.Bool("no-kv-cache", false, "recompute every frame at every rollout step (no K/V cache)"),
+		stateRule:  fs.String("state-rule", "", "how planned states follow the actions: pose (compute_new_pose; the default for 7-D states and actions), hold (the default otherwise), add"),
 	}
+}
+
+// widths are the state and action widths of the world model the flags load (the config's, or those of
+// the adapter's own encoders) and the state rule, checked against them.
+func (f worldFlags) widths(cfg *train.Config) (state, action int, rule plan.StateRule, err error) {
+	if state, action, err = train.PlannerWidths(cfg, *f.adapter); err != nil {
+		return 0, 0, "", err
+	}
+	rule = plan.StateRule(*f.stateRule)
+	if rule == "" {
+		rule = plan.DefaultStateRule(state, action)
+	}
+	if err := rule.Check(state, action); err != nil {
+		return 0, 0, "", usageErrorf("--state-rule: %v", err)
+	}
+	return state, action, rule, nil
 }
 
 // load returns the run config: --config (with --set), or the one in a training-checkpoint adapter's header.
@@ -85,7 +103,8 @@ func (f worldFlags) options(cmd string) (train.WorldModelOptions, error) {
 		return train.WorldModelOptions{}, usageErrorf("--merge needs an --adapter")
 	}
 	return train.WorldModelOptions{Checkpoint: *f.checkpoint, Adapter: *f.adapter, Merge: *f.merge, Precision: *f.precision,
-		Plan: plan.Options{Chunk: *f.chunk, MemoryBudget: int64(*f.budgetGiB * (1 << 30)), NoKVCache: *f.noCache}}, nil
+		Plan: plan.Options{Chunk: *f.chunk, MemoryBudget: int64(*f.budgetGiB * (1 << 30)), NoKVCache: *f.noCache,
+			StateRule: plan.StateRule(*f.stateRule)}}, nil
 }
 
 // cemFlags are cem()'s settings: a preset and per-setting overrides.
@@ -96,6 +115,8 @@ type cemFlags struct {
 	maxnorm, mm, ms, mmg, msg          *float64
 	closeGripper                       *int
 	seed                               *uint64
+	search, fixed                      *string
+	searchGripper                      *int
 }
 
 func addCEMFlags(fs *pflag.FlagSet) cemFlags {
@@ -114,11 +135,15 @@ func addCEMFlags(fs *pflag.FlagSet) cemFlags {
 		msg:          fs.Float64("momentum-std-gripper", w.MomentumStdGripper, "momentum of the gripper std"),
 		closeGripper: fs.Int("close-gripper", -1, "force the gripper closed (1) from this planned step on; -1 never"),
 		seed:         fs.Uint64("seed", 0, "seed of the CEM noise"),
+		search: fs.String("search", "", "search space: INDEX=LO:HI[/STD],… per searched action component (default: Δx Δy Δz in ±maxnorm and the gripper in ±0.75 "+
+			"for 7-D actions, every component in ±maxnorm otherwise)"),
+		searchGripper: fs.Int("search-gripper", -2, "with --search: the component that is the gripper (own momenta, --close-gripper, rounding); -1 none (default 6 for 7-D actions, else -1)"),
+		fixed:         fs.String("fixed", "", "with --search: INDEX=VALUE,… values of the components not searched (default 0)"),
 	}
 }
 
-// settings are the preset with the flags that were given.
-func (c cemFlags) settings(cmd string) (plan.Settings, error) {
+// settings are the preset with the flags that were given, searching actions of width A.
+func (c cemFlags) settings(cmd string, A int) (plan.Settings, error) {
 	var st plan.Settings
 	switch *c.preset {
 	case "wrapper":
@@ -148,31 +173,61 @@ func (c cemFlags) settings(cmd string) (plan.Settings, error) {
 	setF("momentum-std", &st.MomentumStd, *c.ms)
 	setF("momentum-mean-gripper", &st.MomentumMeanGripper, *c.mmg)
 	setF("momentum-std-gripper", &st.MomentumStdGripper, *c.msg)
-	if err := st.Validate(); err != nil {
+	if *c.search != "" {
+		grip := *c.searchGripper
+		if grip == -2 {
+			grip = -1
+			if A == model.ActionDim {
+				grip = model.ActionDim - 1
+			}
+		}
+		sp, err := plan.ParseSpace(*c.search, A, grip, *c.fixed)
+		if err != nil {
+			return plan.Settings{}, usageErrorf("--search: %v", err)
+		}
+		st.Space = &sp
+	} else if c.fs.Changed("search-gripper") || *c.fixed != "" {
+		return plan.Settings{}, usageErrorf("--search-gripper and --fixed need --search")
+	}
+	st, err := st.ForWidth(A)
+	if err != nil {
 		return plan.Settings{}, usageErrorf("%v", err)
 	}
 	return st, nil
 }
 
-// parseState reads "x,y,z,roll,pitch,yaw,gripper" and validates it (plan.CheckState).
-func parseState(s string) (data.State, error) {
-	fields := strings.Split(s, ",")
-	var st data.State
-	if len(fields) != model.ActionDim {
-		return st, usageErrorf("--state %q: %d values, want %d (x,y,z in metres, roll,pitch,yaw in radians, gripper 0..1)",
-			s, len(fields), model.ActionDim)
+// parseState reads a width-wide state ("x,y,z,roll,pitch,yaw,gripper" for DROID's poses) and validates
+// it (plan.CheckStateOf: DROID poses are checked for degrees and the gripper range).
+func parseState(s string, width int, rule plan.StateRule) ([]float64, error) {
+	st, err := parseVector(s, "--state")
+	if err != nil {
+		return nil, err
 	}
-	for i, f := range fields {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil {
-			return st, usageErrorf("--state %q: value %d (%q) is not a number", s, i, f)
+	if len(st) != width {
+		what := ""
+		if rule == plan.StatePose {
+			what = " (x,y,z in metres, roll,pitch,yaw in radians, gripper 0..1)"
 		}
-		st[i] = v
+		return nil, usageErrorf("--state %q: %d values, want %d%s", s, len(st), width, what)
 	}
-	if err := plan.CheckState(st); err != nil {
-		return st, usageErrorf("--state %q: %v", s, err)
+	if err := plan.CheckStateOf(st, width, rule); err != nil {
+		return nil, usageErrorf("--state %q: %v", s, err)
 	}
 	return st, nil
+}
+
+// parseVector reads comma-separated numbers.
+func parseVector(s, flag string) ([]float64, error) {
+	fields := strings.Split(s, ",")
+	v := make([]float64, len(fields))
+	for i, f := range fields {
+		x, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return nil, usageErrorf("%s %q: value %d (%q) is not a number", flag, s, i, f)
+		}
+		v[i] = x
+	}
+	return v, nil
 }
 
 // loadImage decodes a PNG or JPEG file.
