@@ -3,7 +3,9 @@ package plan
 import (
 	"fmt"
 	"image"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
@@ -57,6 +59,7 @@ type WorldModel struct {
 	rule    StateRule
 	scorers map[rolloutKind]*scorer
 	enc     *encoder
+	clipEnc map[int]*encoder // EncodeClip's passes by frame count
 }
 
 // scorer is a recorded rollout for one (samples, horizon).
@@ -107,11 +110,13 @@ func (w *WorldModel) Close() {
 		sc.r.Free()
 		delete(w.scorers, k)
 	}
-	if w.enc != nil {
-		w.enc.s.Destroy()
-		w.enc.pass.Free()
-		w.enc = nil
+	for _, e := range append([]*encoder{w.enc}, slices.Collect(maps.Values(w.clipEnc))...) {
+		if e != nil {
+			e.s.Destroy()
+			e.pass.Free()
+		}
 	}
+	w.enc, w.clipEnc = nil, nil
 }
 
 // RepSize is the number of values of a representation, HW·E.
@@ -167,6 +172,69 @@ func (w *WorldModel) Encode(img image.Image) (Rep, error) {
 	w.Timings.Encode += time.Since(t0)
 	w.Timings.Encodes++
 	return rep, nil
+}
+
+// EncodeClip encodes the T frames of a clip as the data pipeline delivers them (frames [3, T, Img, Img],
+// cropped, resized and normalized, spec §7.7), each on its own as Encode does with an image (repeated to
+// fill a tubelet, planning §2), in one encoder pass: the representation of every frame.
+func (w *WorldModel) EncodeClip(frames []float32, T int) ([]Rep, error) {
+	if w.Enc == nil {
+		return nil, fmt.Errorf("plan: encode clip: the world model has no encoder")
+	}
+	plane := w.Img * w.Img
+	if T < 1 || len(frames) != 3*T*plane {
+		return nil, fmt.Errorf("plan: encode clip: %d values for %d frames, want [3, %d, %d, %d]", len(frames), T, T, w.Img, w.Img)
+	}
+	t0 := time.Now()
+	e := w.clipEnc[T]
+	if e == nil {
+		pass, err := w.Enc.NewPass(T, w.Tubelet, w.Img, w.Img)
+		if err != nil {
+			return nil, err
+		}
+		s, err := w.d.NewStream(false)
+		if err != nil {
+			pass.Free()
+			return nil, err
+		}
+		pass.Forward(s)
+		if w.clipEnc == nil {
+			w.clipEnc = map[int]*encoder{}
+		}
+		e = &encoder{pass: pass, s: s, video: make([]float32, T*3*w.Tubelet*plane)}
+		w.clipEnc[T] = e
+	}
+	tt := w.Tubelet
+	for t := range T {
+		for c := range 3 {
+			src := frames[(c*T+t)*plane:][:plane]
+			for k := range tt {
+				copy(e.video[((t*3+c)*tt+k)*plane:][:plane], src)
+			}
+		}
+	}
+	if err := w.d.Upload(e.pass.Video, e.video); err != nil {
+		return nil, err
+	}
+	if err := e.s.Run(); err != nil {
+		return nil, fmt.Errorf("plan: encode clip: %w", err)
+	}
+	all, err := w.d.Download(e.pass.OutLN)
+	if err != nil {
+		return nil, err
+	}
+	n := w.RepSize()
+	if len(all) != T*n {
+		return nil, fmt.Errorf("plan: encoder gives %d tokens × %d per frame, the predictor wants %d patches × %d",
+			e.pass.Tokens, w.Enc.Cfg.Dim, w.Pred.Cfg.Grid*w.Pred.Cfg.Grid, w.Pred.Cfg.EmbedDim)
+	}
+	reps := make([]Rep, T)
+	for t := range reps {
+		reps[t] = all[t*n : (t+1)*n : (t+1)*n]
+	}
+	w.Timings.Encode += time.Since(t0)
+	w.Timings.Encodes += T
+	return reps, nil
 }
 
 // Chunk is the chunk size a rollout of samples × horizon runs with (one context and goal shared by all).

@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"fmt"
 	"image"
 	"image/color"
 	"math"
@@ -92,6 +93,26 @@ func TestWorldModelEncode(t *testing.T) {
 	}
 	if w.Timings.Encodes != 3 {
 		t.Errorf("Timings.Encodes = %d, want 3", w.Timings.Encodes)
+	}
+	// A clip of the two images as the data pipeline delivers it (square crop, resized, normalized):
+	// each frame encodes as the image alone.
+	pre, err := data.NewPreprocessor(data.ImageConfig{Height: 64, Width: 64, MinRatio: 1, MaxRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := make([]float32, 3*2*64*64)
+	pre.FrameImage(frames, 2, 0, wide)
+	pre.FrameImage(frames, 2, 1, testImage(64, 64, 40))
+	reps, err := w.EncodeClip(frames, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []plan.Rep{a, c} {
+		// Two frames in one pass instead of one: the GEMM tiles may round differently.
+		vktest.Close(t, fmt.Sprintf("EncodeClip frame %d vs Encode", i), reps[i], vktest.F64(want), 1e-5, 1e-6)
+	}
+	if _, err := w.EncodeClip(frames[:10], 2); err == nil || !strings.Contains(err.Error(), "want [3, 2, 64, 64]") {
+		t.Errorf("EncodeClip of a short buffer: %v", err)
 	}
 }
 

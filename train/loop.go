@@ -363,20 +363,7 @@ func (t *trainer) record() error {
 }
 
 func (t *trainer) loaderConfig() data.LoaderConfig {
-	c := t.cfg
-	lc := data.DefaultLoaderConfig()
-	lc.Clip.Frames, lc.Clip.FPS, lc.Clip.Camera = c.Data.Frames, c.Data.FPS, c.Data.Camera
-	if f, ok := t.format.(interface{ FPS() float64 }); ok {
-		lc.Clip.SourceFPS = f.FPS() // LeRobot records its rate; RLDS is DROID's 15 Hz
-	}
-	if c.Data.Camera == "exterior_random" && c.Data.Format != FormatLeRobot {
-		lc.Clip.Camera = data.CameraRandomExterior
-	}
-	lc.Image.Height, lc.Image.Width = c.Model.Img, c.Model.Img
-	lc.Filter.SuccessOnly = c.Data.SuccessOnly
-	lc.Filter.Idle.Enabled = c.Data.IdleFilter
-	lc.BatchSize, lc.Workers, lc.ShuffleBuffer = c.Data.BatchSize, c.Data.Workers, c.Data.ShuffleBuffer
-	lc.Seed = uint64(c.Data.Seed)
+	lc := ClipLoaderConfig(t.cfg, t.format)
 	if t.warnings == nil {
 		t.warnings = data.NewWarnings(t.warn)
 	}

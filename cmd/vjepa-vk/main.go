@@ -30,6 +30,7 @@ type command struct {
 // commands is the one table of subcommands. Two-word commands ("data inspect") are keyed by both words.
 func commands() map[string]command {
 	return map[string]command{
+		"eval":           {runEval, "[--config FILE] [--adapter PATH]... [--source SRC] [--episodes N] [--out PREFIX] [flags]", "score the base model and adapters side by side on held-out episodes: teacher-forcing and rollout error, action sensitivity, inverse dynamics (JSON, PNG)"},
 		"energy":         {runEnergy, "(--image FILE | --episode SRC --step N) (--goal FILE | --goal-step M) [--axes x,y[,z]] [--out PREFIX] [flags]", "energy landscape over 2 or 3 action axes: JSON and a PNG heat map with the minimum and the true action"},
 		"devices":        {runDevices, "[--json]", "list Vulkan devices, their limits and the features vjepa-vk uses"},
 		"data inspect":   {runDataInspect, "--source PATH|gs://BUCKET/PREFIX [flags]", "list the episodes of a dataset (DROID RLDS or LeRobot), their clips and skip counts"},

@@ -137,7 +137,7 @@ func addCEMFlags(fs *pflag.FlagSet) cemFlags {
 		seed:         fs.Uint64("seed", 0, "seed of the CEM noise"),
 		search: fs.String("search", "", "search space: INDEX=LO:HI[/STD],… per searched action component (default: Δx Δy Δz in ±maxnorm and the gripper in ±0.75 "+
 			"for 7-D actions, every component in ±maxnorm otherwise)"),
-		searchGripper: fs.Int("search-gripper", -2, "with --search: the component that is the gripper (own momenta, --close-gripper, rounding); -1 none (default 6 for 7-D actions, else -1)"),
+		searchGripper: fs.Int("search-gripper", -2, "with --search: the component that is the gripper (own momenta, --close-gripper, rounding); -1 none (default: component 6 of 7-D actions when searched, else none)"),
 		fixed:         fs.String("fixed", "", "with --search: INDEX=VALUE,… values of the components not searched (default 0)"),
 	}
 }
@@ -174,16 +174,9 @@ func (c cemFlags) settings(cmd string, A int) (plan.Settings, error) {
 	setF("momentum-mean-gripper", &st.MomentumMeanGripper, *c.mmg)
 	setF("momentum-std-gripper", &st.MomentumStdGripper, *c.msg)
 	if *c.search != "" {
-		grip := *c.searchGripper
-		if grip == -2 {
-			grip = -1
-			if A == model.ActionDim {
-				grip = model.ActionDim - 1
-			}
-		}
-		sp, err := plan.ParseSpace(*c.search, A, grip, *c.fixed)
+		sp, err := parseSearch(*c.search, A, *c.searchGripper, *c.fixed)
 		if err != nil {
-			return plan.Settings{}, usageErrorf("--search: %v", err)
+			return plan.Settings{}, err
 		}
 		st.Space = &sp
 	} else if c.fs.Changed("search-gripper") || *c.fixed != "" {
@@ -194,6 +187,27 @@ func (c cemFlags) settings(cmd string, A int) (plan.Settings, error) {
 		return plan.Settings{}, usageErrorf("%v", err)
 	}
 	return st, nil
+}
+
+// parseSearch is --search for A-D actions: gripper −2 means DROID's gripper (component 6 of a 7-D
+// action) when it is searched, else none.
+func parseSearch(spec string, A, gripper int, fixed string) (plan.Space, error) {
+	auto := gripper == -2
+	if auto {
+		gripper = -1
+	}
+	sp, err := plan.ParseSpace(spec, A, gripper, fixed)
+	if err != nil {
+		return plan.Space{}, usageErrorf("--search: %v", err)
+	}
+	if auto && A == model.ActionDim {
+		for i, d := range sp.Dims {
+			if d.Index == model.ActionDim-1 {
+				sp.Gripper = i
+			}
+		}
+	}
+	return sp, nil
 }
 
 // parseState reads a width-wide state ("x,y,z,roll,pitch,yaw,gripper" for DROID's poses) and validates
