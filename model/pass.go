@@ -26,6 +26,10 @@ type Pass struct {
 	Out  vk.Tensor // [B·T·HW, EmbedDim] predictor output (before the loss's parameter-free LayerNorm)
 	DOut vk.Tensor // [B·T·HW, EmbedDim] gradient of the loss w.r.t. Out, written by the caller
 	DZ   vk.Tensor // [B·T·HW, EmbedDim] gradient w.r.t. Z, computed by Backward (absent if not planned)
+	// DActions [B·T, A] and DStates [B·T, S] are the gradients w.r.t. Actions and States, through
+	// action_encoder and state_encoder, computed by Backward when planned (PassLives.WantDCond): the
+	// gradient planner's d energy / d action.
+	DActions, DStates vk.Tensor
 
 	p              *Predictor
 	ar             *Arena      // the arena the pass's tensors live on
@@ -101,12 +105,13 @@ const (
 // reads. In covers Z, Actions, States and Extrinsics from the caller's writes to the Forward's first
 // phase; Out from Forward's last phase to the caller's last read; DOut from the caller's write to
 // Backward's first phase; DZ from Backward's last phase to the caller's last read. A nil lifetime makes
-// the tensor persistent. Without WantDZ there is no DZ, and Backward must not be asked for one.
+// the tensor persistent. Without WantDZ there is no DZ, and Backward must not be asked for one. With
+// WantDCond, Backward also computes DActions and DStates, which live from Backward's last phase for DCond.
 type PassLives struct {
-	Name              string // prefixes the names of the pass's tensors in the arena's report
-	Forward, Backward int
-	In, Out, DOut, DZ []Life
-	WantDZ            bool
+	Name                     string // prefixes the names of the pass's tensors in the arena's report
+	Forward, Backward        int
+	In, Out, DOut, DZ, DCond []Life
+	WantDZ, WantDCond        bool
 }
 
 // ForwardPhases appends the three phases of a pass's Forward (embedding, blocks, output) and returns the
@@ -193,6 +198,10 @@ func (p *Predictor) NewPassIn(ar *Arena, B, T int, checkpoint bool, l PassLives)
 	inout(&ps.DOut, "dout", l.DOut, P, E)
 	if l.WantDZ {
 		inout(&ps.DZ, "dz", l.DZ, P, E)
+	}
+	if l.WantDCond {
+		inout(&ps.DActions, "dactions", l.DCond, B*T, c.ActionIn())
+		inout(&ps.DStates, "dstates", l.DCond, B*T, c.StateIn())
 	}
 	f32(&ps.pe, "embedded patches", At(F), P, D)
 	f32(&ps.ca, "action tokens", At(F), B*T, D)
@@ -418,8 +427,8 @@ func (b *acBlock) forward(s *vk.Stream, y, x vk.Tensor, a *blockActs, rope vk.Ro
 }
 
 // Backward records the gradients of the loss (given in DOut) w.r.t. the adapters (accumulated into each
-// LoRA's GradA/GradB) and, with wantDZ, w.r.t. the input Z (DZ, overwritten). It mirrors Forward in
-// reverse order.
+// LoRA's GradA/GradB), with wantDZ w.r.t. the input Z (DZ, overwritten), and, when planned, w.r.t. the
+// actions and states (DActions, DStates, overwritten). It mirrors Forward in reverse order.
 func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	p := ps.p
 	if wantDZ && ps.DZ.Shape == nil { // not planned: NewPassIn without WantDZ
@@ -459,6 +468,15 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 			ps.condCopy(s, g, ps.dcond, slot, true)
 			vk.Gemm(s, l.gw, ps.dcond, ins[slot], vk.GemmOpts{TransA: true, Beta: 1})
 			vk.BiasGradient(s, l.gb, ps.dcond)
+		}
+	}
+	if ps.DActions.Valid() { // input gradients through the conditioning encoders (the gradient planner)
+		for slot, u := range []struct {
+			l   *linear
+			dst vk.Tensor
+		}{{p.actionEnc, ps.DActions}, {p.stateEnc, ps.DStates}} {
+			ps.condCopy(s, g, ps.dcond, slot, true)
+			u.l.backwardInput(s, u.dst, ps.dcond, vk.Tensor{}, false, dropout{}, post{}) // [B·T, A] = dcond·W
 		}
 	}
 	if wantDZ || p.embed.gw.Valid() {
