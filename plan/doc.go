@@ -9,6 +9,12 @@
 //   - WorldModel (worldmodel.go) is a loaded encoder and predictor on a Vulkan device: Encode turns an
 //     image into a representation (spec planning §2), Score rolls candidate action sequences forward and
 //     returns their energies at every step (model.Rollout), and Energy binds both into a CEM callback;
+//   - Space (space.go) is what a planner searches: cem()'s (Δx, Δy, Δz, gripper) inside DROID's 7-D action
+//     by default, any components of another width (a LeRobot adapter's own action_encoder) otherwise;
+//     StateRule moves the planned states (compute_new_pose for DROID poses, hold or add otherwise);
+//   - GD (gradient.go) is a gradient planner, not in the paper: projected Adam on the energy, whose
+//     gradient with respect to the actions WorldModel.EnergyGradient takes through the predictor's
+//     backward pass (model.EnergyGradient) and the state rule; PlanStep runs CEM, GD or CEM then GD;
 //   - poses follow data.ComputeNewPose (scipy's extrinsic xyz Euler angles), and Schedule switches between
 //     sub-goals over the planning steps of a task (planning §4).
 package plan

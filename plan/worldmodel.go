@@ -34,14 +34,19 @@ type Options struct {
 	Extrinsics [model.ExtrinsicsDim]float64
 	// StateRule moves the planned states; "" is DefaultStateRule of the predictor's widths.
 	StateRule StateRule
+	// GradCheckpoint makes the gradient planner's passes keep only their block inputs (less memory, one
+	// more forward per block).
+	GradCheckpoint bool
 }
 
 // Timings accumulate the device work of a WorldModel (wall clock, upload to download).
 type Timings struct {
-	Encode   time.Duration `json:"encode_s"`
-	Rollout  time.Duration `json:"rollout_s"`
-	Encodes  int           `json:"encodes"`
-	Rollouts int           `json:"rollouts"`
+	Encode    time.Duration `json:"encode_s"`
+	Rollout   time.Duration `json:"rollout_s"`
+	Gradient  time.Duration `json:"gradient_s"` // the gradient planner's forward and backward passes
+	Encodes   int           `json:"encodes"`
+	Rollouts  int           `json:"rollouts"`
+	Gradients int           `json:"gradients"`
 }
 
 // WorldModel is a V-JEPA 2-AC encoder and predictor on a device: it encodes images into representations
@@ -60,6 +65,8 @@ type WorldModel struct {
 	scorers map[rolloutKind]*scorer
 	enc     *encoder
 	clipEnc map[int]*encoder // EncodeClip's passes by frame count
+	// gradScorers are the gradient planner's recorded graphs by (samples, horizon).
+	gradScorers map[[2]int]*gradScorer
 }
 
 // scorer is a recorded rollout for one (samples, horizon).
@@ -109,6 +116,11 @@ func (w *WorldModel) Close() {
 		sc.s.Destroy()
 		sc.r.Free()
 		delete(w.scorers, k)
+	}
+	for k, gs := range w.gradScorers {
+		gs.s.Destroy()
+		gs.g.Free()
+		delete(w.gradScorers, k)
 	}
 	for _, e := range append([]*encoder{w.enc}, slices.Collect(maps.Values(w.clipEnc))...) {
 		if e != nil {

@@ -9,7 +9,6 @@ import (
 	"image"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -28,17 +27,39 @@ type planReport struct {
 	KVCache    bool              `json:"kv_cache"`
 	State      []float64         `json:"state"`
 	Goal       int               `json:"goal"` // index of the goal planned towards (--switch)
+	Planner    plan.Planner      `json:"planner"`
+	GD         *plan.GDSettings  `json:"gd_settings,omitempty"`
 	Action     []float64         `json:"action"`
 	Plan       [][]float64       `json:"plan"`
-	Iterations []plan.Iteration  `json:"iterations"`
+	Energy     float64           `json:"energy"` // the plan's energy after its last action
+	Iterations []plan.Iteration  `json:"iterations,omitempty"`
+	GDTrace    []plan.GDStep     `json:"gd_trace,omitempty"`
+	Cost       plan.PlanCost     `json:"cost"`
 	Timings    planTimings       `json:"timings"`
 	Episode    *episodeReference `json:"episode,omitempty"`
 }
 
 type planTimings struct {
-	Encode  float64 `json:"encode_s"`
-	Rollout float64 `json:"rollout_s"`
-	Total   float64 `json:"total_s"`
+	Encode   float64 `json:"encode_s"`
+	Rollout  float64 `json:"rollout_s"`
+	Gradient float64 `json:"gradient_s"`
+	Total    float64 `json:"total_s"`
+}
+
+// newPlanReport is the report of one planning step.
+func newPlanReport(device string, st plan.Settings, gd plan.GDSettings, seed uint64, chunk int, kvCache bool, state []float64,
+	goal int, step *plan.Step, encode float64) planReport {
+	r := planReport{Device: device, Settings: st, Seed: seed, Chunk: chunk, KVCache: kvCache, State: state, Goal: goal,
+		Planner: step.Planner, Action: step.Action, Plan: step.Plan, Energy: step.Energy, Cost: step.Cost,
+		Timings: planTimings{Encode: encode, Rollout: step.Timing.Rollout, Gradient: step.Timing.Gradient, Total: encode + step.Timing.Total}}
+	if step.CEM != nil {
+		r.Iterations = step.CEM.Iterations
+	}
+	if step.GD != nil {
+		gd.Horizon, gd.CloseGripper = st.Horizon, st.CloseGripper
+		r.GD, r.GDTrace = &gd, step.GD.Trace
+	}
+	return r
 }
 
 // episodeReference is what the dataset says about the planned step, for comparison.
@@ -56,6 +77,7 @@ func runPlan(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("plan", pflag.ContinueOnError)
 	wf := addWorldFlags(fs)
 	cf := addCEMFlags(fs)
+	gf := addGDFlags(fs)
 	imagePath := fs.String("image", "", "current observation: an image file (PNG or JPEG)")
 	episode := fs.String("episode", "", "RLDS dataset (folder or gs://) to take the observation, state and goal from")
 	episodeIndex := fs.Int("episode-index", 0, "which episode of --episode (record index in file order)")
@@ -91,6 +113,10 @@ func runPlan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	planner, gd, err := gf.settings()
+	if err != nil {
+		return err
+	}
 	if *planMemory {
 		m, err := train.PlanPlannerMemory(cfg, opts, st.Samples, st.Horizon)
 		if err != nil {
@@ -112,22 +138,19 @@ func runPlan(ctx context.Context, args []string) error {
 	}
 	goalIndex := sched.Goal(*planningStep)
 
-	t0 := time.Now()
 	ss, err := openSession(cfg, opts, obs.current, obs.goals[goalIndex])
 	if err != nil {
 		return err
 	}
 	defer ss.close()
 	w := ss.w
-	res, err := plan.CEM(st, w.Energy(ss.context, ss.goal, obs.state), plan.NewSeededNoise(*cf.seed))
+	planned, err := w.PlanStep(planner, st, gd, ss.context, ss.goal, obs.state, *cf.seed)
 	if err != nil {
 		return err
 	}
 	chunk, _ := w.Chunk(st.Samples, st.Horizon)
-	rep := planReport{Device: ss.d.Info.Name, Settings: st, Seed: *cf.seed, Chunk: chunk, KVCache: !opts.Plan.NoKVCache,
-		State: obs.state, Goal: goalIndex, Action: res.Plan[0], Plan: res.Plan, Iterations: res.Iterations,
-		Timings: planTimings{Encode: w.Timings.Encode.Seconds(), Rollout: w.Timings.Rollout.Seconds(), Total: time.Since(t0).Seconds()},
-		Episode: obs.episode}
+	rep := newPlanReport(ss.d.Info.Name, st, gd, *cf.seed, chunk, !opts.Plan.NoKVCache, obs.state, goalIndex, planned, w.Timings.Encode.Seconds())
+	rep.Episode = obs.episode
 	if *asJSON {
 		return json.NewEncoder(os.Stdout).Encode(rep)
 	}
@@ -147,8 +170,13 @@ func printPlan(r planReport) {
 	if !droid {
 		space = fmt.Sprintf("%d of %d action components searched", len(r.Settings.Space.Dims), r.Settings.Space.Width)
 	}
-	fmt.Printf("%s: CEM %d samples × %d iterations, top %d, horizon %d, %s (chunk %d, kv cache %v), goal %d\n",
-		r.Device, r.Settings.Samples, r.Settings.Iterations, r.Settings.TopK, r.Settings.Horizon, space, r.Chunk, r.KVCache, r.Goal)
+	method := fmt.Sprintf("CEM %d samples × %d iterations, top %d", r.Settings.Samples, r.Settings.Iterations, r.Settings.TopK)
+	if r.GD != nil {
+		gd := fmt.Sprintf("gradient descent %d steps × %d starts (lr %g std)", r.GD.Steps, r.GD.Starts, r.GD.LR)
+		method = map[plan.Planner]string{plan.PlannerGD: gd, plan.PlannerCEMGD: method + ", then " + gd}[r.Planner]
+	}
+	fmt.Printf("%s: %s, horizon %d, %s (chunk %d, kv cache %v), goal %d\n",
+		r.Device, method, r.Settings.Horizon, space, r.Chunk, r.KVCache, r.Goal)
 	if droid {
 		fmt.Printf("action  %s   (Δx Δy Δz in m, rotation 0, gripper)\n", f(r.Action))
 	} else {
@@ -160,11 +188,18 @@ func printPlan(r planReport) {
 	if r.Episode != nil && r.Episode.NextAction != nil {
 		fmt.Printf("episode %d step %d: the recorded action was %s\n", r.Episode.Index, r.Episode.Step, f(r.Episode.NextAction))
 	}
-	fmt.Println("iteration  energy mean     std      best  elite mean")
-	for i, it := range r.Iterations {
-		fmt.Printf("%9d  %11.5f %7.5f %9.5f %11.5f\n", i, it.EnergyMean, it.EnergyStd, it.EnergyBest, it.EnergyElite)
+	if len(r.Iterations) > 0 {
+		fmt.Println("iteration  energy mean     std      best  elite mean")
+		for i, it := range r.Iterations {
+			fmt.Printf("%9d  %11.5f %7.5f %9.5f %11.5f\n", i, it.EnergyMean, it.EnergyStd, it.EnergyBest, it.EnergyElite)
+		}
 	}
-	fmt.Printf("timings: encode %.3f s, rollout %.3f s, total %.3f s\n", r.Timings.Encode, r.Timings.Rollout, r.Timings.Total)
+	if n := len(r.GDTrace); n > 0 {
+		fmt.Printf("gradient descent: energy %.5f at the start, %.5f after %d steps\n", r.GDTrace[0].Energy, r.GDTrace[n-1].Energy, n-1)
+	}
+	fmt.Printf("plan energy %.5f for %d candidate-frames of predictor work\n", r.Energy, r.Cost.Total)
+	fmt.Printf("timings: encode %.3f s, rollout %.3f s, gradient %.3f s, total %.3f s\n", r.Timings.Encode, r.Timings.Rollout,
+		r.Timings.Gradient, r.Timings.Total)
 }
 
 func printPlannerMemory(m train.PlannerMemory, cfg *train.Config, st plan.Settings, asJSON bool) error {

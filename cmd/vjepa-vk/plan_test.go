@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vjepa-vk/vjepa-vk/plan"
 )
 
 // captureStdout runs fn with os.Stdout redirected and returns what it printed.
@@ -99,6 +101,27 @@ func TestPlanCommand(t *testing.T) {
 	}
 	if rep.Settings.Horizon != 1 || rep.Settings.MaxNorm != 0.075 || rep.Episode == nil || rep.Episode.GoalStep != 6 {
 		t.Errorf("paper preset on an episode: settings %+v, episode %+v", rep.Settings, rep.Episode)
+	}
+
+	// The gradient planner, from zeros and from CEM's plan.
+	for _, p := range []string{"gd", "cem+gd"} {
+		args = append([]string{"--config", demoConfig, "--image", obs, "--goal", goal, "--state", "0.4,0,0.3,3.1,0,0,0.5", "--json",
+			"--planner", p, "--gd-steps", "3"}, tinyCEM...)
+		out, err = captureStdout(t, func() error { return runPlan(context.Background(), args) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep = planReport{}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Planner != plan.Planner(p) || len(rep.GDTrace) != 4 || rep.GD == nil || rep.GD.Horizon != 2 || len(rep.Plan) != 2 ||
+			rep.Cost.GDFrames != 4*3*3 || !(rep.Timings.Gradient > 0) {
+			t.Errorf("plan --planner %s: %+v", p, rep)
+		}
+		if (p == "gd") != (len(rep.Iterations) == 0) || !(rep.Energy <= rep.GDTrace[0].Energy+1e-5) {
+			t.Errorf("plan --planner %s: %d CEM iterations, energy %v from %v", p, len(rep.Iterations), rep.Energy, rep.GDTrace[0].Energy)
+		}
 	}
 }
 
@@ -216,6 +239,9 @@ func TestPlanBadInput(t *testing.T) {
 		{"step past the episode", []string{"--config", demoConfig, "--episode", "../../testdata/droid_sample", "--step", "100000", "--goal-step", "3"}, "--step 100000"},
 		{"step without episode", with("--step", "3"), "need --episode"},
 		{"extra argument", with("stray"), "unexpected arguments"},
+		{"planner", with("--planner", "newton"), `planner "newton"`},
+		{"gd steps", with("--planner", "gd", "--gd-steps", "0"), "steps 0"},
+		{"gd lr", with("--planner", "gd", "--gd-lr", "-1"), "learning rate -1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := runPlan(context.Background(), c.args)

@@ -142,6 +142,37 @@ func addCEMFlags(fs *pflag.FlagSet) cemFlags {
 	}
 }
 
+// gdFlags choose the planner and configure the gradient planner.
+type gdFlags struct {
+	planner       *string
+	steps, starts *int
+	lr            *float64
+}
+
+func addGDFlags(fs *pflag.FlagSet) gdFlags {
+	d := plan.DefaultGDSettings()
+	return gdFlags{
+		planner: fs.String("planner", "cem", "cem (the official planner), gd (gradient descent on the energy from zero actions) or cem+gd (CEM, then gradient descent from its plan)"),
+		steps:   fs.Int("gd-steps", d.Steps, "gradient planner: Adam steps"),
+		starts:  fs.Int("gd-starts", d.Starts, "gradient planner: descents side by side (the others from perturbed starts)"),
+		lr:      fs.Float64("gd-lr", d.LR, "gradient planner: step per action component, in units of its initial std in the search space"),
+	}
+}
+
+// settings are the planner and the gradient planner's settings (horizon and forced gripper come from CEM's).
+func (g gdFlags) settings() (plan.Planner, plan.GDSettings, error) {
+	p := plan.Planner(*g.planner)
+	if err := p.Check(); err != nil {
+		return "", plan.GDSettings{}, usageErrorf("--planner: %v", err)
+	}
+	st := plan.DefaultGDSettings()
+	st.Steps, st.Starts, st.LR = *g.steps, *g.starts, *g.lr
+	if err := st.Validate(); err != nil {
+		return "", plan.GDSettings{}, usageErrorf("--gd-steps, --gd-starts, --gd-lr: %v", err)
+	}
+	return p, st, nil
+}
+
 // settings are the preset with the flags that were given, searching actions of width A.
 func (c cemFlags) settings(cmd string, A int) (plan.Settings, error) {
 	var st plan.Settings
