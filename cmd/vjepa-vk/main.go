@@ -46,6 +46,7 @@ func commands() map[string]command {
 		"report":         {runReport, "RUN_DIR... [--out DIR]", "draw PNG plots of one run's metrics, or of several runs in the same figures"},
 		"export":         {runExport, "--checkpoint best|latest|PATH [--run RUN_DIR | --config FILE] --out DIR", "write a PEFT adapter (adapter_model.safetensors, adapter_config.json) from any trainer checkpoint"},
 		"convert":        {runConvert, "IN.pt|IN.safetensors OUT.safetensors [--key K] [--dtype f32|f16|bf16]", "convert a torch.save checkpoint (zip format, PyTorch >= 1.6) to safetensors"},
+		"serve":          {runServe, "[--config FILE] [--adapter PATH] [--listen HOST:PORT] [flags]", "keep the world model on the device behind an HTTP JSON API: POST /plan (image, goals, state → action), GET /healthz, GET /info"},
 		"plan":           {runPlan, "(--image FILE | --episode SRC --step N) (--goal FILE... | --goal-step M) [--state X,Y,Z,R,P,Y,G] [flags]", "plan the next action with CEM towards goal image(s) (--preset paper|wrapper, --json, --plan-memory)"},
 	}
 }

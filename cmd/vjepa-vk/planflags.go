@@ -3,9 +3,6 @@ package main
 import (
 	"fmt"
 	"image"
-	_ "image/jpeg" // observation and goal files
-	_ "image/png"
-	"io"
 	"math"
 	"os"
 	"strconv"
@@ -13,7 +10,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/train"
@@ -275,30 +271,25 @@ func parseVector(s, flag string) ([]float64, error) {
 	return v, nil
 }
 
-// loadImage decodes a PNG or JPEG file.
+// maxImageFile bounds an image file read whole: a 4096×4096 PNG of noise is 48 MiB.
+const maxImageFile = 256 << 20
+
+// loadImage decodes a PNG or JPEG file (plan.DecodeImage: size-checked from its header first).
 func loadImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	// The header first: a corrupt or hostile file must not make the decoder allocate gigabytes.
-	hdr, _, err := image.DecodeConfig(f)
+	if fi.Size() > maxImageFile {
+		return nil, fmt.Errorf("image %s: %d bytes, more than the %d allowed", path, fi.Size(), maxImageFile)
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w (want PNG or JPEG)", path, err)
-	}
-	if int64(hdr.Width)*int64(hdr.Height) > data.MaxFramePixels {
-		return nil, fmt.Errorf("image %s: %d×%d, more than the %d pixels allowed", path, hdr.Width, hdr.Height, data.MaxFramePixels)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	img, _, err := image.Decode(f)
+	img, err := plan.DecodeImage(b, 0)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w (want PNG or JPEG)", path, err)
-	}
-	if b := img.Bounds(); b.Dx() < 1 || b.Dy() < 1 {
-		return nil, fmt.Errorf("image %s: empty (%dx%d)", path, b.Dx(), b.Dy())
+		return nil, fmt.Errorf("image %s: %w", path, err)
 	}
 	return img, nil
 }
