@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -44,6 +45,7 @@ func pngB64(t testing.TB, w, h, seed int) string {
 // fakeModel plans instantly (or after Delay, or blocking on Gate), counting calls and the largest number
 // of calls running at once; PanicOn panics in PlanStep.
 type fakeModel struct {
+	A, Z    int // widths; 0: DROID's 7 with compute_new_pose
 	Delay   time.Duration
 	Gate    chan struct{}
 	Panic   atomic.Bool
@@ -85,9 +87,14 @@ func (f *fakeModel) PlanStep(p plan.Planner, st plan.Settings, gd plan.GDSetting
 	return &plan.Step{Planner: p, Action: a, Plan: plans, Energy: float64(goal[0])}, nil
 }
 
-func (f *fakeModel) ActionWidth() int          { return 7 }
-func (f *fakeModel) StateWidth() int           { return 7 }
-func (f *fakeModel) StateRule() plan.StateRule { return plan.StatePose }
+func (f *fakeModel) ActionWidth() int { return cmp.Or(f.A, 7) }
+func (f *fakeModel) StateWidth() int  { return cmp.Or(f.Z, 7) }
+func (f *fakeModel) StateRule() plan.StateRule {
+	if f.A == 0 {
+		return plan.StatePose
+	}
+	return plan.StateHold
+}
 
 func newServer(t *testing.T, m serve.Model, edit func(*serve.Config)) (*serve.Server, *httptest.Server) {
 	t.Helper()
@@ -413,5 +420,31 @@ func TestServeNewBadConfig(t *testing.T) {
 	}
 	if _, err := serve.New(nil, serve.DefaultConfig()); err == nil {
 		t.Error("New without a model")
+	}
+}
+
+// TestServeOwnWidths serves a robot of its own widths (6-D states, 4-D actions): its states are checked
+// for their width only, and the default search covers every action component.
+func TestServeOwnWidths(t *testing.T) {
+	_, hs := newServer(t, &fakeModel{A: 4, Z: 6}, nil)
+	state := []float64{0.1, 200, -3, 0, 0, 4} // joint angles in degrees are a robot's own business
+	if code, out := post(t, hs.URL+"/plan", planBody(t, map[string]any{"state": state})); code != 200 {
+		t.Errorf("a 6-D state: %d %v", code, out)
+	}
+	if code, out := post(t, hs.URL+"/plan", planBody(t, nil)); code != 400 || out["field"] != "state" {
+		t.Errorf("a 7-D state for a 6-D robot: %d %v", code, out)
+	}
+	if code, out := post(t, hs.URL+"/plan", planBody(t, map[string]any{"state": state, "maxnorm": 0.1})); code != 400 || out["field"] != "maxnorm" {
+		t.Errorf("maxnorm for a robot of its own space: %d %v", code, out)
+	}
+	resp, err := http.Get(hs.URL + "/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info serve.Info
+	json.NewDecoder(resp.Body).Decode(&info)
+	if info.Settings.Space == nil || info.Settings.Space.Width != 4 || len(info.Settings.Space.Dims) != 4 {
+		t.Errorf("/info settings %+v: want every component of the 4-D action searched", info.Settings)
 	}
 }

@@ -135,11 +135,14 @@ func TestPlanNon7D(t *testing.T) {
 	with := func(extra ...string) []string {
 		return append(append(append([]string(nil), base...), tinyCEM...), extra...)
 	}
+	// A PEFT adapter with its own 4-D action and 6-D state encoders, under the 7-D demo config: its widths win.
+	adapter := writeAdapter(t, lerobotConfig, 5)
 	for _, c := range []struct {
 		extra []string
 		dims  int
 		bound float64
-	}{{nil, 4, 0.05}, {[]string{"--search", "0=-0.2:0.2/0.1,3=0:1", "--fixed", "1=0.5"}, 2, 0.2}} {
+	}{{nil, 4, 0.05}, {[]string{"--search", "0=-0.2:0.2/0.1,3=0:1", "--fixed", "1=0.5"}, 2, 0.2},
+		{[]string{"--config", demoConfig, "--adapter", adapter, "--planner", "cem+gd", "--gd-steps", "2"}, 4, 0.05}} {
 		out, err := captureStdout(t, func() error { return runPlan(context.Background(), with(c.extra...)) })
 		if err != nil {
 			t.Fatal(err)
