@@ -305,6 +305,10 @@ func TestCheckState(t *testing.T) {
 	if err := plan.CheckState(data.State{0.4, 0, 0.3, -math.Pi, 0.2, 3.14, 1}); err != nil {
 		t.Errorf("valid state: %v", err)
 	}
+	// A roll of π as DROID records it (float32, 8.7e-8 above π).
+	if err := plan.CheckState(data.State{0.4, 0, 0.3, float64(float32(math.Pi)), 0, -float64(float32(math.Pi)), 0}); err != nil {
+		t.Errorf("π in float32: %v", err)
+	}
 	for _, c := range []struct {
 		s    data.State
 		want string
