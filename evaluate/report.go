@@ -100,7 +100,16 @@ func (r *Report) WritePNG(path string) error {
 		}
 		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 		p.X.Min, p.X.Max = 0.8, float64(len(base))+0.2
-		p.Y.Min = 0
+		top := 0.0
+		for _, v := range base {
+			top = max(top, v)
+		}
+		for _, m := range r.Models {
+			for _, v := range of(m) {
+				top = max(top, v)
+			}
+		}
+		p.Y.Min, p.Y.Max = 0, top*(1.15+0.07*float64(len(r.Models)+1)) // room for the legend above the lines
 		p.Legend.Top = true
 		p.Legend.Left = true
 		return p, nil
