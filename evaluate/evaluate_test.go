@@ -12,8 +12,8 @@ import (
 
 	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/evaluate"
-	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
+	"github.com/vjepa-vk/vjepa-vk/plan/plantest"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
 )
 
@@ -80,24 +80,7 @@ func TestLoadClips(t *testing.T) {
 // the DROID sample's clips: teacher forcing and rollout agree on their common first step, batching does
 // not change the rollout errors, and the report is written.
 func TestEvaluateDemo(t *testing.T) {
-	d := vktest.Device(t)
-	pcfg := model.PredictorConfig{EmbedDim: 64, Dim: 96, Depth: 2, Heads: 2, Grid: 4, MLPRatio: 4}
-	ecfg := model.NewEncoderConfig(64, 2, 2)
-	p, err := model.LoadPredictor(d, pcfg, model.InitPredictor(pcfg, 3), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Free()
-	e, err := model.LoadEncoder(d, ecfg, model.InitEncoder(ecfg, 4), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Free()
-	w, err := plan.NewWorldModel(p, e, 64, 2, plan.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := plantest.TinyWorld(t, vktest.Device(t), plan.Options{})
 	f, lc := demoLoader(t)
 	clips, counts, err := evaluate.LoadClips(context.Background(), f, lc, 5, w)
 	if err != nil {

@@ -334,19 +334,7 @@ func ExampleRolloutConfig() {
 
 // testAdapters returns seeded adapters of rank r on every target of every block of cfg.
 func testAdapters(cfg model.PredictorConfig, r int) (model.AdapterConfig, []model.LoRAWeights) {
-	D, Hd := cfg.Dim, cfg.MLPHidden()
-	var mods []model.LoRAWeights
-	for i := range cfg.Depth {
-		for j, m := range []struct {
-			name    string
-			in, out int
-		}{{"attn.qkv", D, 3 * D}, {"attn.proj", D, D}, {"mlp.fc1", D, Hd}, {"mlp.fc2", Hd, D}} {
-			seed := uint64(100 + 10*i + j)
-			mods = append(mods, model.LoRAWeights{Module: fmt.Sprintf("predictor_blocks.%d.%s", i, m.name), R: r,
-				In: m.in, Out: m.out, A: vktest.RandN(seed, r*m.in), B: vktest.Rand(seed+5, m.out*r)})
-		}
-	}
-	return model.NewAdapterConfig(r, 2*float64(r), true, []string{"qkv", "proj", "fc1", "fc2"}, "test"), mods
+	return model.NewAdapterConfig(r, 2*float64(r), true, []string{"qkv", "proj", "fc1", "fc2"}, "test"), modeltest.LoRAWeights(cfg, r, 100)
 }
 
 // TestRolloutAdaptersAndPrecision scores the same candidates with adapters fused (LoadAdapters) and

@@ -341,16 +341,10 @@ func (w *WorldModel) gradScorer(S, H int) (*gradScorer, error) {
 		g.Free()
 		return nil, fmt.Errorf("plan: record the energy gradient of %d samples over %d steps: %w", S, H, err)
 	}
-	if w.Pred.Cfg.Extrinsics {
-		ex := make([]float32, S*H*model.ExtrinsicsDim)
-		for i := range ex {
-			ex[i] = float32(w.opts.Extrinsics[i%model.ExtrinsicsDim])
-		}
-		if err := w.d.Upload(g.Extrinsics, ex); err != nil {
-			s.Destroy()
-			g.Free()
-			return nil, err
-		}
+	if err := w.uploadExtrinsics(g.Extrinsics); err != nil {
+		s.Destroy()
+		g.Free()
+		return nil, err
 	}
 	gs := &gradScorer{g: g, s: s, actions: make([]float32, S*H*w.ActionWidth()), states: make([]float32, S*H*w.StateWidth())}
 	if w.gradScorers == nil {

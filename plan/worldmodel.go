@@ -145,41 +145,22 @@ func (w *WorldModel) Encode(img image.Image) (Rep, error) {
 	}
 	t0 := time.Now()
 	if w.enc == nil {
-		pass, err := w.Enc.NewPass(1, w.Tubelet, w.Img, w.Img)
-		if err != nil {
-			return nil, err
-		}
-		s, err := w.d.NewStream(false)
-		if err != nil {
-			pass.Free()
-			return nil, err
-		}
-		pass.Forward(s)
 		pre, err := data.NewPreprocessor(data.ImageConfig{Height: w.Img, Width: w.Img, MinRatio: 1, MaxRatio: 1})
 		if err != nil {
-			s.Destroy()
-			pass.Free()
 			return nil, err
 		}
-		w.enc = &encoder{pass: pass, s: s, pre: pre, video: make([]float32, 3*w.Tubelet*w.Img*w.Img)}
+		if w.enc, err = w.newEncoder(1); err != nil {
+			return nil, err
+		}
+		w.enc.pre = pre
 	}
 	e := w.enc
 	for t := range w.Tubelet {
 		e.pre.FrameImage(e.video, w.Tubelet, t, img)
 	}
-	if err := w.d.Upload(e.pass.Video, e.video); err != nil {
-		return nil, err
-	}
-	if err := e.s.Run(); err != nil {
-		return nil, fmt.Errorf("plan: encode: %w", err)
-	}
-	rep, err := w.d.Download(e.pass.OutLN)
+	rep, err := w.encode(e)
 	if err != nil {
 		return nil, err
-	}
-	if len(rep) != w.RepSize() {
-		return nil, fmt.Errorf("plan: encoder gives %d tokens × %d, the predictor wants %d patches × %d",
-			e.pass.Tokens, w.Enc.Cfg.Dim, w.Pred.Cfg.Grid*w.Pred.Cfg.Grid, w.Pred.Cfg.EmbedDim)
 	}
 	w.Timings.Encode += time.Since(t0)
 	w.Timings.Encodes++
@@ -200,20 +181,13 @@ func (w *WorldModel) EncodeClip(frames []float32, T int) ([]Rep, error) {
 	t0 := time.Now()
 	e := w.clipEnc[T]
 	if e == nil {
-		pass, err := w.Enc.NewPass(T, w.Tubelet, w.Img, w.Img)
-		if err != nil {
+		var err error
+		if e, err = w.newEncoder(T); err != nil {
 			return nil, err
 		}
-		s, err := w.d.NewStream(false)
-		if err != nil {
-			pass.Free()
-			return nil, err
-		}
-		pass.Forward(s)
 		if w.clipEnc == nil {
 			w.clipEnc = map[int]*encoder{}
 		}
-		e = &encoder{pass: pass, s: s, video: make([]float32, T*3*w.Tubelet*plane)}
 		w.clipEnc[T] = e
 	}
 	tt := w.Tubelet
@@ -225,21 +199,11 @@ func (w *WorldModel) EncodeClip(frames []float32, T int) ([]Rep, error) {
 			}
 		}
 	}
-	if err := w.d.Upload(e.pass.Video, e.video); err != nil {
-		return nil, err
-	}
-	if err := e.s.Run(); err != nil {
-		return nil, fmt.Errorf("plan: encode clip: %w", err)
-	}
-	all, err := w.d.Download(e.pass.OutLN)
+	all, err := w.encode(e)
 	if err != nil {
 		return nil, err
 	}
 	n := w.RepSize()
-	if len(all) != T*n {
-		return nil, fmt.Errorf("plan: encoder gives %d tokens × %d per frame, the predictor wants %d patches × %d",
-			e.pass.Tokens, w.Enc.Cfg.Dim, w.Pred.Cfg.Grid*w.Pred.Cfg.Grid, w.Pred.Cfg.EmbedDim)
-	}
 	reps := make([]Rep, T)
 	for t := range reps {
 		reps[t] = all[t*n : (t+1)*n : (t+1)*n]
@@ -247,6 +211,40 @@ func (w *WorldModel) EncodeClip(frames []float32, T int) ([]Rep, error) {
 	w.Timings.Encode += time.Since(t0)
 	w.Timings.Encodes += T
 	return reps, nil
+}
+
+// newEncoder records an encoder pass over B single frames, each repeated to fill a tubelet.
+func (w *WorldModel) newEncoder(B int) (*encoder, error) {
+	pass, err := w.Enc.NewPass(B, w.Tubelet, w.Img, w.Img)
+	if err != nil {
+		return nil, err
+	}
+	s, err := w.d.NewStream(false)
+	if err != nil {
+		pass.Free()
+		return nil, err
+	}
+	pass.Forward(s)
+	return &encoder{pass: pass, s: s, video: make([]float32, B*3*w.Tubelet*w.Img*w.Img)}, nil
+}
+
+// encode runs e on its video and returns the B representations [B·HW·E].
+func (w *WorldModel) encode(e *encoder) ([]float32, error) {
+	if err := w.d.Upload(e.pass.Video, e.video); err != nil {
+		return nil, err
+	}
+	if err := e.s.Run(); err != nil {
+		return nil, fmt.Errorf("plan: encode: %w", err)
+	}
+	out, err := w.d.Download(e.pass.OutLN)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != e.pass.B*w.RepSize() {
+		return nil, fmt.Errorf("plan: encoder gives %d tokens × %d, the predictor wants %d patches × %d",
+			e.pass.Tokens, w.Enc.Cfg.Dim, w.Pred.Cfg.Grid*w.Pred.Cfg.Grid, w.Pred.Cfg.EmbedDim)
+	}
+	return out, nil
 }
 
 // Chunk is the chunk size a rollout of samples × horizon runs with (one context and goal shared by all).
@@ -312,16 +310,10 @@ func (w *WorldModel) scorer(k rolloutKind) (*scorer, error) {
 		r.Free()
 		return nil, fmt.Errorf("plan: record rollout of %d samples over %d steps: %w", k.samples, k.horizon, err)
 	}
-	if w.Pred.Cfg.Extrinsics {
-		ex := make([]float32, k.horizon*k.samples*model.ExtrinsicsDim)
-		for i := range ex {
-			ex[i] = float32(w.opts.Extrinsics[i%model.ExtrinsicsDim])
-		}
-		if err := w.d.Upload(r.Extrinsics, ex); err != nil {
-			s.Destroy()
-			r.Free()
-			return nil, err
-		}
+	if err := w.uploadExtrinsics(r.Extrinsics); err != nil {
+		s.Destroy()
+		r.Free()
+		return nil, err
 	}
 	n := k.horizon * k.samples
 	goals := k.horizon
@@ -335,6 +327,19 @@ func (w *WorldModel) scorer(k rolloutKind) (*scorer, error) {
 	}
 	w.scorers[k] = sc
 	return sc, nil
+}
+
+// uploadExtrinsics fills t (any shape of 6-D rows) with the camera's extrinsics, for predictors that
+// take them.
+func (w *WorldModel) uploadExtrinsics(t vk.Tensor) error {
+	if !w.Pred.Cfg.Extrinsics {
+		return nil
+	}
+	ex := make([]float32, t.Numel())
+	for i := range ex {
+		ex[i] = float32(w.opts.Extrinsics[i%model.ExtrinsicsDim])
+	}
+	return w.d.Upload(t, ex)
 }
 
 // ActionWidth is the width of the predictor's actions (7 officially).

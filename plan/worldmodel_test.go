@@ -11,31 +11,14 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
+	"github.com/vjepa-vk/vjepa-vk/plan/plantest"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
 )
 
 // tinyWorld is the demo's shapes: a 2-block predictor on a 4×4 grid and a 2-block encoder of 64×64 images.
 func tinyWorld(t *testing.T, d *vk.Device, opts plan.Options) *plan.WorldModel {
-	t.Helper()
-	pcfg := model.PredictorConfig{EmbedDim: 64, Dim: 96, Depth: 2, Heads: 2, Grid: 4, MLPRatio: 4}
-	ecfg := model.NewEncoderConfig(64, 2, 2)
-	p, err := model.LoadPredictor(d, pcfg, model.InitPredictor(pcfg, 3), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Free)
-	e, err := model.LoadEncoder(d, ecfg, model.InitEncoder(ecfg, 4), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Free)
-	w, err := plan.NewWorldModel(p, e, 64, 2, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
-	return w
+	return plantest.TinyWorld(t, d, opts)
 }
 
 // testImage is a w×h image with a pattern that differs everywhere (so that a wrong crop shows).

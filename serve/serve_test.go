@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
+	"github.com/vjepa-vk/vjepa-vk/plan/plantest"
 	"github.com/vjepa-vk/vjepa-vk/serve"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
 )
@@ -162,24 +162,7 @@ func (c *countingWorld) Encode(img image.Image) (plan.Rep, error) {
 // TestServeWorldModel plans through the API with a real world model (the demo's sizes, random weights):
 // the action and plan of CEM and of the gradient planner, a sub-goal schedule, and the goal cache.
 func TestServeWorldModel(t *testing.T) {
-	d := vktest.Device(t)
-	pcfg := model.PredictorConfig{EmbedDim: 64, Dim: 96, Depth: 2, Heads: 2, Grid: 4, MLPRatio: 4}
-	ecfg := model.NewEncoderConfig(64, 2, 2)
-	p, err := model.LoadPredictor(d, pcfg, model.InitPredictor(pcfg, 3), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Free()
-	e, err := model.LoadEncoder(d, ecfg, model.InitEncoder(ecfg, 4), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Free()
-	w, err := plan.NewWorldModel(p, e, 64, 2, plan.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := plantest.TinyWorld(t, vktest.Device(t), plan.Options{})
 	cw := &countingWorld{WorldModel: w}
 	_, hs := newServer(t, cw, func(c *serve.Config) { c.Settings.Samples, c.Settings.Iterations, c.Settings.TopK = 8, 2, 3 })
 	code, out := post(t, hs.URL+"/plan", planBody(t, nil))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/model/modeltest"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/train"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
@@ -113,18 +114,10 @@ func TestOpenWorldModelModules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	D, Hd, r := cfg.Model.PredDim, int(float64(cfg.Model.PredDim)*cfg.Model.MLPRatio), cfg.LoRA.R
-	var mods []model.LoRAWeights
-	for i := range cfg.Model.Depth {
-		for j, m := range []struct {
-			name    string
-			in, out int
-		}{{"attn.qkv", D, 3 * D}, {"attn.proj", D, D}, {"mlp.fc1", D, Hd}, {"mlp.fc2", Hd, D}} {
-			seed := uint64(60 + 10*i + j)
-			mods = append(mods, model.LoRAWeights{Module: fmt.Sprintf("predictor_blocks.%d.%s", i, m.name), R: r, In: m.in,
-				Out: m.out, A: vktest.RandN(seed, r*m.in), B: vktest.Rand(seed+1, m.out*r)})
-		}
-	}
+	D, r := cfg.Model.PredDim, cfg.LoRA.R
+	pcfg := model.PredictorConfig{EmbedDim: cfg.Model.EmbedDim, Dim: D, Depth: cfg.Model.Depth, Heads: cfg.Model.Heads,
+		Grid: cfg.Model.Img / cfg.Model.Patch, MLPRatio: cfg.Model.MLPRatio}
+	mods := modeltest.LoRAWeights(pcfg, r, 60)
 	modules := []model.ModuleTensor{
 		{Name: "action_encoder.weight", Shape: []int{D, 4}, Data: vktest.RandN(90, D*4)},
 		{Name: "action_encoder.bias", Shape: []int{D}, Data: vktest.RandN(91, D)},

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
+	"github.com/vjepa-vk/vjepa-vk/model/modeltest"
 	"github.com/vjepa-vk/vjepa-vk/train"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
 )
@@ -24,18 +24,10 @@ func writeAdapter(t *testing.T, cfgPath string, seed uint64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	D, Hd, r := cfg.Model.PredDim, int(float64(cfg.Model.PredDim)*cfg.Model.MLPRatio), cfg.LoRA.R
-	var mods []model.LoRAWeights
-	for i := range cfg.Model.Depth {
-		for j, m := range []struct {
-			name    string
-			in, out int
-		}{{"attn.qkv", D, 3 * D}, {"attn.proj", D, D}, {"mlp.fc1", D, Hd}, {"mlp.fc2", Hd, D}} {
-			s := seed + uint64(10*i+j)
-			mods = append(mods, model.LoRAWeights{Module: fmt.Sprintf("predictor_blocks.%d.%s", i, m.name), R: r, In: m.in,
-				Out: m.out, A: vktest.RandN(s, r*m.in), B: vktest.Rand(s+100, m.out*r)})
-		}
-	}
+	D, r := cfg.Model.PredDim, cfg.LoRA.R
+	pcfg := model.PredictorConfig{EmbedDim: cfg.Model.EmbedDim, Dim: D, Depth: cfg.Model.Depth, Heads: cfg.Model.Heads,
+		Grid: cfg.Model.Img / cfg.Model.Patch, MLPRatio: cfg.Model.MLPRatio}
+	mods := modeltest.LoRAWeights(pcfg, r, seed)
 	ac := model.NewAdapterConfig(r, cfg.LoRA.Alpha, false, cfg.LoRA.Targets, "")
 	var modules []model.ModuleTensor
 	for _, m := range []struct {

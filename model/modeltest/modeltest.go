@@ -5,6 +5,7 @@ package modeltest
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
@@ -87,4 +88,22 @@ func Pass(t testing.TB, p *model.Predictor, B, T int, checkpoint bool, seed uint
 		results = append(results, vktest.Download(t, d, g.Grad))
 	}
 	return results, dispatches
+}
+
+// LoRAWeights are seeded adapters of rank r on the four targets of every block of cfg (A normal, B
+// uniform: PEFT's zero B would hide the adapters), as a PEFT folder or a checkpoint holds them.
+func LoRAWeights(cfg model.PredictorConfig, r int, seed uint64) []model.LoRAWeights {
+	D, Hd := cfg.Dim, cfg.MLPHidden()
+	var mods []model.LoRAWeights
+	for i := range cfg.Depth {
+		for j, m := range []struct {
+			name    string
+			in, out int
+		}{{"attn.qkv", D, 3 * D}, {"attn.proj", D, D}, {"mlp.fc1", D, Hd}, {"mlp.fc2", Hd, D}} {
+			s := seed + uint64(10*i+j)
+			mods = append(mods, model.LoRAWeights{Module: fmt.Sprintf("predictor_blocks.%d.%s", i, m.name), R: r,
+				In: m.in, Out: m.out, A: vktest.RandN(s, r*m.in), B: vktest.Rand(s+5, m.out*r)})
+		}
+	}
+	return mods
 }
