@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"image"
+	"io"
 	"math"
 	"os"
 	"strconv"
@@ -276,16 +277,21 @@ const maxImageFile = 256 << 20
 
 // loadImage decodes a PNG or JPEG file (plan.DecodeImage: size-checked from its header first).
 func loadImage(path string) (image.Image, error) {
-	fi, err := os.Stat(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	if fi.Size() > maxImageFile {
 		return nil, fmt.Errorf("image %s: %d bytes, more than the %d allowed", path, fi.Size(), maxImageFile)
 	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(f)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("image %s: %w", path, err)
 	}
 	img, err := plan.DecodeImage(b, 0)
 	if err != nil {
