@@ -239,3 +239,26 @@ func TestMPIAllReduceTiming(t *testing.T) {
 	}
 	w.Close()
 }
+
+// TestKillGraceWarning: only Open MPI's launcher with a grace shorter than MinKillGrace is warned about.
+func TestKillGraceWarning(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		warn bool
+	}{
+		{map[string]string{}, false},
+		{map[string]string{"PMI_SIZE": "2"}, false},
+		{map[string]string{"OMPI_COMM_WORLD_SIZE": "2"}, true},
+		{map[string]string{"OMPI_COMM_WORLD_SIZE": "2", "OMPI_MCA_odls_base_sigkill_timeout": "5"}, true},
+		{map[string]string{"OMPI_COMM_WORLD_SIZE": "2", "OMPI_MCA_odls_base_sigkill_timeout": "junk"}, true},
+		{map[string]string{"OMPI_COMM_WORLD_SIZE": "2", "OMPI_MCA_odls_base_sigkill_timeout": "120"}, false},
+	} {
+		got := dist.KillGraceWarning(func(k string) string { return c.env[k] })
+		if (got != "") != c.warn {
+			t.Errorf("KillGraceWarning(%v) = %q, want a warning: %v", c.env, got, c.warn)
+		}
+		if c.warn && !strings.Contains(got, "--mca odls_base_sigkill_timeout") {
+			t.Errorf("KillGraceWarning(%v) = %q: does not say how to fix it", c.env, got)
+		}
+	}
+}

@@ -52,3 +52,39 @@ func libraries(l Launch, override string) []string {
 	}
 	return append(append(mpich, ompi...), "libmpi.so")
 }
+
+// MinKillGrace is the least time, in seconds, a rank should get between the SIGTERM that stops a job
+// and the SIGKILL after it: enough to finish the step in progress (a few seconds at the official size on
+// a GPU) and write a checkpoint. RecommendedKillGrace is what the README recommends: Slurm's default
+// KillWait.
+const (
+	MinKillGrace         = 10
+	RecommendedKillGrace = 30
+)
+
+// KillGraceWarning returns a warning when Open MPI's launcher started this process with a grace between
+// SIGTERM and SIGKILL shorter than MinKillGrace. Open MPI 4's mpirun, on SIGINT/SIGTERM, forwards it to
+// the ranks and kills them odls_base_sigkill_timeout seconds later (1 by default): a rank then dies in
+// the middle of the step it was finishing, and the job loses every step since its last checkpoint.
+// (The same timeout delays the end of a job whose rank called MPI_Abort: mpirun sleeps it before it
+// sends the ranks SIGTERM, and again before SIGKILL.) MPICH's hydra waits for the ranks, and Slurm's
+// srun gives them KillWait (30 s by default). mpirun hands its MCA parameters to the ranks as OMPI_MCA_*
+// variables, so a rank can tell. "" when there is nothing to say.
+func KillGraceWarning(getenv func(string) string) string {
+	if getenv("OMPI_COMM_WORLD_SIZE") == "" {
+		return ""
+	}
+	const param = "odls_base_sigkill_timeout"
+	v := strings.TrimSpace(getenv("OMPI_MCA_" + param))
+	if n, err := strconv.Atoi(v); err == nil && n >= MinKillGrace {
+		return ""
+	}
+	have := "its default of 1 s"
+	if v != "" {
+		have = v + " s"
+	}
+	rec := strconv.Itoa(RecommendedKillGrace)
+	return "Open MPI's mpirun kills the ranks " + have + " after forwarding SIGINT/SIGTERM, too soon to " +
+		"finish the step and checkpoint: start the job with `mpirun --mca " + param + " " + rec +
+		" …` (or export OMPI_MCA_" + param + "=" + rec + ")"
+}

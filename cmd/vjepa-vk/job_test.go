@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/dist/disttest"
 	"github.com/vjepa-vk/vjepa-vk/train"
 )
@@ -159,6 +160,9 @@ func fourShards(t *testing.T) string {
 // TestTrainJobSignal: SIGTERM to mpirun (which forwards it to every rank) stops the job after the step
 // in progress on all ranks: rank 0 writes one checkpoint of that step and every rank exits.
 func TestTrainJobSignal(t *testing.T) {
+	// As the README says to launch: Open MPI's default of 1 s between its SIGTERM and SIGKILL kills a
+	// rank of a loaded machine before it has checkpointed.
+	t.Setenv("OMPI_MCA_odls_base_sigkill_timeout", strconv.Itoa(dist.RecommendedKillGrace))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

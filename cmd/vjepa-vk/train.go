@@ -56,6 +56,9 @@ func runTrain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if msg := dist.KillGraceWarning(os.Getenv); msg != "" && w.IsRoot() {
+		fmt.Fprintf(os.Stderr, "vjepa-vk: warning: %s\n", msg)
+	}
 	abort, stop := abortOnSecondSignal()
 	defer stop()
 	err = train.Train(ctx, cfg, train.Options{Out: os.Stdout, Overwrite: *overwrite, Abort: abort, Comm: w, LocalRank: w.LocalRank()})
