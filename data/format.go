@@ -38,6 +38,25 @@ type ClipEpisode interface {
 	DecodeClip(ctx context.Context, pre *Preprocessor, dst []float32, clip *Clip) error
 }
 
+// DecodeJob is one clip for a BatchDecoder: Episode's Clip, decoded into Dst [3, T, H, W].
+type DecodeJob struct {
+	Episode ClipEpisode
+	Clip    *Clip
+	Dst     []float32
+}
+
+// A BatchDecoder is a Format whose clips cost less decoded several at a time (LeRobot: one FFmpeg
+// process for many clips, since starting FFmpeg costs more than decoding a clip). The Loader's workers
+// cut DecodeBatch clips, then decode them with one DecodeClips call; a clip's random choices and the
+// order of the samples are the same as decoding them one by one.
+type BatchDecoder interface {
+	// DecodeBatch is how many clips to pass DecodeClips at once (<= 1: one at a time).
+	DecodeBatch() int
+	// DecodeClips does what jobs[i].Episode.DecodeClip(ctx, pre, jobs[i].Dst, jobs[i].Clip) does, for
+	// every i; errs[i] is job i's error.
+	DecodeClips(ctx context.Context, pre *Preprocessor, jobs []DecodeJob) (errs []error)
+}
+
 // EpisodeInfo is what a report says about an episode before any clip is cut.
 type EpisodeInfo struct {
 	Steps       int    `json:"steps"`

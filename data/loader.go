@@ -294,25 +294,34 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 	if err != nil {
 		return err
 	}
+	dec := newClipDecoder(l, pre)
 	for epoch := 0; l.cfg.Epochs == 0 || epoch < l.cfg.Epochs; epoch++ {
 		produced := 0
+		emit := func(samples []*Sample) error {
+			for _, s := range samples {
+				select {
+				case out <- s:
+					produced++
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		}
 		for _, unit := range AssignShards(l.shards, l.cfg.Seed, epoch, l.cfg.Rank, l.cfg.WorldSize, w, l.cfg.Workers) {
 			keep := func(record int) bool {
 				return record%unit.Parts == unit.Part && (l.cfg.Keep == nil || l.cfg.Keep(unit.Shard.Index, record))
 			}
 			err := l.format.EachEpisode(ctx, unit.Shard, keep, func(record int, ep ClipEpisode) error {
 				l.counts.records.Add(1)
-				s, err := l.sample(ctx, pre, unit.Shard, epoch, record, ep)
-				if err != nil || s == nil {
+				if !l.cut(dec, unit.Shard, epoch, record, ep) || !dec.full() {
+					return nil
+				}
+				samples, err := dec.decode(ctx)
+				if err != nil {
 					return err
 				}
-				select {
-				case out <- s:
-					produced++
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
+				return emit(samples)
 			}, func(record int, err error) {
 				l.counts.records.Add(1)
 				l.counts.bad.Add(1)
@@ -334,6 +343,17 @@ func (l *Loader) worker(ctx context.Context, w int, out chan<- *Sample) error {
 				}
 				return err
 			}
+		}
+		// Clips cut but not yet decoded stay with their epoch.
+		samples, err := dec.decode(ctx)
+		if err == nil {
+			err = emit(samples)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 		if epoch == 0 && l.cfg.Epochs == 0 && l.first.finish(ctx, produced, &l.counts.clips, !l.cfg.distributed()) {
 			// The whole first epoch gave no clip: the data gives none at all, and an endless loader
@@ -360,36 +380,89 @@ func (e *BadEpisodeError) Error() string {
 
 func (e *BadEpisodeError) Unwrap() error { return e.Err }
 
-// sample turns one episode into a Sample, or nil when the episode is skipped or malformed.
-func (l *Loader) sample(ctx context.Context, pre *Preprocessor, shard Shard, epoch, record int, ep ClipEpisode) (*Sample, error) {
-	bad := func(err error) (*Sample, error) {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		l.counts.bad.Add(1)
-		l.warn(&BadEpisodeError{Shard: shard.Name, Record: record, Err: err})
-		return nil, nil
-	}
+// cut cuts the clip of one episode and queues it on dec for decoding; false when the episode is skipped
+// or malformed (counted, and warned about).
+func (l *Loader) cut(dec *clipDecoder, shard Shard, epoch, record int, ep ClipEpisode) bool {
 	l.counts.episodes.Add(1)
 	clip, err := ep.MakeClip(l.cfg.Clip, l.cfg.Filter, episodeRNG(l.cfg.Seed, epoch, shard.Index, record))
 	if r := SkipReasonOf(err); r != "" {
 		l.counts.skip(r)
-		return nil, nil
+		return false
 	}
 	if err != nil {
-		return bad(err)
+		l.counts.bad.Add(1)
+		l.warn(&BadEpisodeError{Shard: shard.Name, Record: record, Err: err})
+		return false
 	}
 	T, H, W := l.cfg.Clip.Frames, l.cfg.Image.Height, l.cfg.Image.Width
-	pixels := make([]float32, 3*T*H*W)
-	if err := ep.DecodeClip(ctx, pre, pixels, clip); err != nil {
-		return bad(err)
+	dec.add(&Sample{Shard: shard.Name, ShardIndex: shard.Index, Record: record, Epoch: epoch, Clip: clip,
+		Pixels: make([]float32, 3*T*H*W)}, ep)
+	return true
+}
+
+// clipDecoder holds a worker's cut clips until they are decoded: one at a time, or DecodeBatch at a
+// time through the format's BatchDecoder.
+type clipDecoder struct {
+	l       *Loader
+	pre     *Preprocessor
+	batch   BatchDecoder // nil: one at a time
+	size    int
+	samples []*Sample
+	jobs    []DecodeJob
+}
+
+func newClipDecoder(l *Loader, pre *Preprocessor) *clipDecoder {
+	d := &clipDecoder{l: l, pre: pre, size: 1}
+	if b, ok := l.format.(BatchDecoder); ok && b.DecodeBatch() > 1 {
+		d.batch, d.size = b, b.DecodeBatch()
 	}
-	l.counts.clips.Add(1)
-	if l.cfg.distributed() && clip.Frames != nil {
-		// Keep the clip's JPEGs, not the whole record: another rank may take the clip (exchange.go).
-		clip.Frames = compactFrames(clip.Frames)
+	return d
+}
+
+func (d *clipDecoder) add(s *Sample, ep ClipEpisode) {
+	d.samples = append(d.samples, s)
+	d.jobs = append(d.jobs, DecodeJob{Episode: ep, Clip: s.Clip, Dst: s.Pixels})
+}
+
+func (d *clipDecoder) full() bool { return len(d.samples) >= d.size }
+
+// decode decodes the queued clips and returns those that decoded, in the order they were cut; a clip
+// that does not decode makes its episode bad (counted and warned about). Only the context's error is
+// returned.
+func (d *clipDecoder) decode(ctx context.Context) ([]*Sample, error) {
+	if len(d.jobs) == 0 {
+		return nil, nil
 	}
-	return &Sample{Shard: shard.Name, ShardIndex: shard.Index, Record: record, Epoch: epoch, Clip: clip, Pixels: pixels}, nil
+	var errs []error
+	if d.batch != nil {
+		errs = d.batch.DecodeClips(ctx, d.pre, d.jobs)
+	} else {
+		errs = make([]error, len(d.jobs))
+		for i, j := range d.jobs {
+			errs[i] = j.Episode.DecodeClip(ctx, d.pre, j.Dst, j.Clip)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []*Sample
+	for i, s := range d.samples {
+		if errs[i] != nil {
+			d.l.counts.bad.Add(1)
+			d.l.warn(&BadEpisodeError{Shard: s.Shard, Record: s.Record, Err: errs[i]})
+			continue
+		}
+		d.l.counts.clips.Add(1)
+		if d.l.cfg.distributed() && s.Clip.Frames != nil {
+			// Keep the clip's JPEGs, not the whole record: another rank may take the clip (exchange.go).
+			s.Clip.Frames = compactFrames(s.Clip.Frames)
+		}
+		out = append(out, s)
+	}
+	clear(d.samples)
+	clear(d.jobs)
+	d.samples, d.jobs = d.samples[:0], d.jobs[:0]
+	return out, nil
 }
 
 // compactFrames copies byte slices into one allocation of their total size.

@@ -420,3 +420,115 @@ func TestLoaderFrameSize(t *testing.T) {
 		})
 	}
 }
+
+// batchRLDS is the RLDS format decoding its clips through BatchDecoder, as LeRobot does: it records
+// the size of every call and fails the clips of one episode.
+type batchRLDS struct {
+	*RLDS
+	size     int
+	failPath string // the episode whose clips fail to decode
+	mu       sync.Mutex
+	calls    []int
+}
+
+func (b *batchRLDS) DecodeBatch() int { return b.size }
+
+func (b *batchRLDS) DecodeClips(ctx context.Context, pre *Preprocessor, jobs []DecodeJob) []error {
+	b.mu.Lock()
+	b.calls = append(b.calls, len(jobs))
+	b.mu.Unlock()
+	errs := make([]error, len(jobs))
+	for i, j := range jobs {
+		if ep := j.Episode.(rldsEpisode); ep.FilePath == b.failPath {
+			errs[i] = errors.New("injected decode failure")
+			continue
+		}
+		errs[i] = j.Episode.DecodeClip(ctx, pre, j.Dst, j.Clip)
+	}
+	return errs
+}
+
+// TestLoaderBatchDecoder: a format that decodes several clips at once gives the same batches, bit for
+// bit and in the same order, as decoding them one by one, with calls of at most DecodeBatch clips; a clip
+// that fails in a batch makes only its own episode bad.
+func TestLoaderBatchDecoder(t *testing.T) {
+	run := func(f Format, cfg LoaderConfig) ([]*Batch, Counts, []string) {
+		var mu sync.Mutex
+		var warnings []string
+		cfg.Warn = func(err error) {
+			mu.Lock()
+			warnings = append(warnings, err.Error())
+			mu.Unlock()
+		}
+		l, err := NewFormatLoader(context.Background(), f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return drain(t, l), l.Counts(), warnings
+	}
+	open := func() *RLDS {
+		f, err := OpenRLDS(context.Background(), NewDirSource(sampleDir), "train", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	for _, workers := range []int{1, 2} {
+		cfg := smallLoaderConfig(workers)
+		cfg.Clip.Camera = CameraRandomExterior
+		want, wantCounts, _ := run(open(), cfg)
+		for _, size := range []int{2, 3, 16} {
+			t.Run(fmt.Sprintf("workers=%d,batch=%d", workers, size), func(t *testing.T) {
+				bf := &batchRLDS{RLDS: open(), size: size}
+				got, counts, _ := run(bf, cfg)
+				if counts != wantCounts || len(got) != len(want) {
+					t.Fatalf("%d batches, counts %+v; want %d, %+v", len(got), counts, len(want), wantCounts)
+				}
+				for i := range want {
+					for j := range want[i].Samples {
+						if g, w := sampleKey(got[i].Samples[j]), sampleKey(want[i].Samples[j]); g != w {
+							t.Fatalf("batch %d sample %d: %s, want %s", i, j, g, w)
+						}
+					}
+					for k := range want[i].Frames {
+						if math.Float32bits(got[i].Frames[k]) != math.Float32bits(want[i].Frames[k]) {
+							t.Fatalf("batch %d: frames differ at %d", i, k)
+						}
+					}
+				}
+				total := 0
+				for _, n := range bf.calls {
+					if n < 1 || n > size {
+						t.Fatalf("DecodeClips called with %d clips, want 1..%d", n, size)
+					}
+					total += n
+				}
+				if int64(total) != counts.Clips {
+					t.Fatalf("DecodeClips saw %d clips, the loader made %d", total, counts.Clips)
+				}
+			})
+		}
+	}
+	t.Run("failure", func(t *testing.T) {
+		cfg := smallLoaderConfig(1)
+		_, wantCounts, _ := run(open(), cfg)
+		bf := &batchRLDS{RLDS: open(), size: 4}
+		// The second episode of shard 0 (not short: the sample's short one is the sixth).
+		var path string
+		bf.EachEpisode(context.Background(), bf.Shards()[0], func(r int) bool { return r == 1 }, func(_ int, ep ClipEpisode) error {
+			path = ep.Info().FilePath
+			return nil
+		}, nil, nil)
+		bf.failPath = path
+		_, counts, warnings := run(bf, cfg)
+		want := wantCounts
+		want.BadEpisodes, want.Clips = 2, wantCounts.Clips-2 // one per epoch
+		if counts != want {
+			t.Fatalf("counts %+v, want %+v", counts, want)
+		}
+		if len(warnings) != 2 || !strings.Contains(warnings[0], "record 1: injected decode failure") {
+			t.Fatalf("warnings %q, want two naming record 1 and the failure", warnings)
+		}
+	})
+}

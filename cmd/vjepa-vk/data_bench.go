@@ -26,8 +26,9 @@ func runDataBench(ctx context.Context, args []string) error {
 	clips := fs.Int("clips", 64, "clips to decode (the shards repeat as needed)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	format := fs.String("format", "auto", "rlds, lerobot, or auto (lerobot when meta/info.json exists)")
-	var mapping lerobot.Mapping
-	lerobotFlags(fs, &mapping)
+	var lr lerobot.Options
+	lerobotFlags(fs, &lr.Mapping)
+	fs.IntVar(&lr.DecodeBatch, "decode-batch", lerobot.DefaultDecodeBatch, "lerobot: clips decoded per FFmpeg process")
 	fs.IntVar(&cfg.Workers, "workers", runtime.GOMAXPROCS(0), "decode workers")
 	fs.IntVar(&cfg.Image.Height, "height", cfg.Image.Height, "output height")
 	fs.IntVar(&cfg.Image.Width, "width", cfg.Image.Width, "output width")
@@ -38,7 +39,7 @@ func runDataBench(ctx context.Context, args []string) error {
 	if *source == "" || fs.NArg() != 0 || *clips < 1 {
 		return usageErrorf("want --source, --clips >= 1 and no arguments")
 	}
-	src, err := openFormat(ctx, *source, *format, cfg.Split, mapping)
+	src, err := openFormat(ctx, *source, *format, cfg.Split, lr)
 	if err != nil {
 		return fmt.Errorf("data bench: %w", err)
 	}
@@ -63,8 +64,9 @@ type dataBenchResult struct {
 	ClipsPerSecond float64     `json:"clips_per_second"`
 	ClipsPerCore   float64     `json:"clips_per_second_per_core"`
 	FramesPerSec   float64     `json:"frames_per_second"`
-	CPUSeconds     float64     `json:"cpu_seconds"`          // user+system time of the process
-	ClipsPerCPUSec float64     `json:"clips_per_cpu_second"` // unaffected by other load on the machine
+	CPUSeconds     float64     `json:"cpu_seconds"`          // user+system time of the process and its children (FFmpeg)
+	ChildSeconds   float64     `json:"child_cpu_seconds"`    // of that, the children's
+	ClipsPerCPUSec float64     `json:"clips_per_cpu_second"` // less affected by other load on the machine
 	Counts         data.Counts `json:"counts"`
 }
 
@@ -74,7 +76,7 @@ func benchData(ctx context.Context, src data.Format, cfg data.LoaderConfig, n in
 	cfg.Clip.Start = -1
 	cfg.Prefetch = 2 * cfg.Workers
 	cfg.Warn = data.NewWarnings(func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }).Warn
-	start, cpu0 := time.Now(), processCPUSeconds()
+	start, self0, child0 := time.Now(), cpuSeconds(syscall.RUSAGE_SELF), cpuSeconds(syscall.RUSAGE_CHILDREN)
 	l, err := data.NewFormatLoader(ctx, src, cfg)
 	if err != nil {
 		return dataBenchResult{}, fmt.Errorf("data bench: %w", err)
@@ -91,7 +93,8 @@ func benchData(ctx context.Context, src data.Format, cfg data.LoaderConfig, n in
 		}
 		got += b.B
 	}
-	secs, cpu := time.Since(start).Seconds(), processCPUSeconds()-cpu0
+	secs, self, child := time.Since(start).Seconds(), cpuSeconds(syscall.RUSAGE_SELF)-self0, cpuSeconds(syscall.RUSAGE_CHILDREN)-child0
+	cpu := self + child
 	if got == 0 {
 		return dataBenchResult{}, fmt.Errorf("data bench: %s gave no clips (counts %+v)", src, l.Counts())
 	}
@@ -100,14 +103,15 @@ func benchData(ctx context.Context, src data.Format, cfg data.LoaderConfig, n in
 		Workers: cfg.Workers, Cores: cores, Clips: got, Seconds: secs,
 		ClipsPerSecond: float64(got) / secs, ClipsPerCore: float64(got) / secs / float64(cores),
 		FramesPerSec: float64(got*cfg.Clip.Frames) / secs, Counts: l.Counts(),
-		CPUSeconds: cpu, ClipsPerCPUSec: float64(got) / cpu,
+		CPUSeconds: cpu, ChildSeconds: child, ClipsPerCPUSec: float64(got) / cpu,
 	}, nil
 }
 
-// processCPUSeconds is the user and system CPU time this process has used.
-func processCPUSeconds() float64 {
+// cpuSeconds is the user and system CPU time this process (RUSAGE_SELF) or its finished children
+// (RUSAGE_CHILDREN: the FFmpeg processes, each waited for) have used.
+func cpuSeconds(who int) float64 {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(who, &ru); err != nil {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
@@ -118,7 +122,7 @@ func printDataBench(w io.Writer, r dataBenchResult, asJSON bool) error {
 		return json.NewEncoder(w).Encode(r)
 	}
 	_, err := fmt.Fprintf(w, "%d clips in %.2fs with %d workers on %d cores: %.2f clips/s, %.2f clips/s per core, %.1f frames/s; "+
-		"%.2fs CPU, %.2f clips per CPU-second\n",
-		r.Clips, r.Seconds, r.Workers, r.Cores, r.ClipsPerSecond, r.ClipsPerCore, r.FramesPerSec, r.CPUSeconds, r.ClipsPerCPUSec)
+		"%.2fs CPU (%.2fs of it in child processes), %.2f clips per CPU-second\n",
+		r.Clips, r.Seconds, r.Workers, r.Cores, r.ClipsPerSecond, r.ClipsPerCore, r.FramesPerSec, r.CPUSeconds, r.ChildSeconds, r.ClipsPerCPUSec)
 	return err
 }

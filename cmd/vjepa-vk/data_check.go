@@ -38,7 +38,7 @@ func runDataCheck(ctx context.Context, args []string) error {
 	if *source == "" || fs.NArg() != 0 {
 		return usageErrorf("want --source and no arguments")
 	}
-	f, err := openFormat(ctx, *source, *format, *split, mapping)
+	f, err := openFormat(ctx, *source, *format, *split, lerobot.Options{Mapping: mapping})
 	if err != nil {
 		return fmt.Errorf("data check: %w", err)
 	}

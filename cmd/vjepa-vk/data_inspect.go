@@ -49,7 +49,7 @@ func runDataInspect(ctx context.Context, args []string) error {
 		return usageErrorf("want --source and no arguments")
 	}
 	opts.Warn = data.NewWarnings(func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }).Warn
-	f, err := openFormat(ctx, *source, *format, opts.Split, mapping)
+	f, err := openFormat(ctx, *source, *format, opts.Split, lerobot.Options{Mapping: mapping})
 	if err != nil {
 		return fmt.Errorf("data inspect: %w", err)
 	}
@@ -72,8 +72,8 @@ func lerobotFlags(fs *pflag.FlagSet, m *lerobot.Mapping) {
 	fs.IntSliceVar(&m.PoseIndices, "pose-indices", def.PoseIndices, "lerobot: positions of x y z roll pitch yaw gripper for --convert ee_pose")
 }
 
-// openFormat opens source as RLDS or LeRobot; auto picks LeRobot when meta/info.json exists.
-func openFormat(ctx context.Context, source, format, split string, m lerobot.Mapping) (data.Format, error) {
+// openFormat opens source as RLDS or LeRobot (with opts); auto picks LeRobot when meta/info.json exists.
+func openFormat(ctx context.Context, source, format, split string, opts lerobot.Options) (data.Format, error) {
 	src, err := data.OpenSource(ctx, source)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,8 @@ func openFormat(ctx context.Context, source, format, split string, m lerobot.Map
 	case "rlds":
 		return data.OpenRLDS(ctx, src, split, 0)
 	case "lerobot":
-		return lerobot.Open(ctx, src, lerobot.Options{Mapping: m, Split: split})
+		opts.Split = split
+		return lerobot.Open(ctx, src, opts)
 	}
 	return nil, fmt.Errorf("--format %q: want rlds, lerobot or auto", format)
 }

@@ -75,6 +75,9 @@ type Options struct {
 	Split   string // an entry of info.json's splits; default train
 	// FFmpeg is the ffmpeg executable; "" finds it on PATH.
 	FFmpeg string
+	// DecodeBatch is how many clips the Loader's workers decode with one FFmpeg process; 0 means
+	// DefaultDecodeBatch, 1 one process per clip.
+	DecodeBatch int
 	// CacheDir holds local copies of the video files of a remote (gs://) dataset, which FFmpeg needs to
 	// seek in; "" makes a temporary folder that Close removes.
 	CacheDir string
@@ -624,34 +627,74 @@ func (e *episode) reduceActions(i, j int) []float64 {
 // DecodeClip decodes the clip's frames: images with Go's decoders, videos with FFmpeg at the frames'
 // timestamps (the episode's from_timestamp in the file plus each row's timestamp, as LeRobot does).
 func (e *episode) DecodeClip(ctx context.Context, pre *data.Preprocessor, dst []float32, clip *data.Clip) error {
-	if clip.Frames != nil {
-		return pre.Clip(dst, clip.Frames)
-	}
+	return e.fr.d.DecodeClips(ctx, pre, []data.DecodeJob{{Episode: e, Clip: clip, Dst: dst}})[0]
+}
+
+// videoRequest is what FFmpeg must decode for the clip.
+func (e *episode) videoRequest(ctx context.Context, clip *data.Clip) (VideoRequest, error) {
 	d := e.fr.d
 	span, ok := e.meta.Videos[clip.Camera]
 	if !ok {
-		return fmt.Errorf("lerobot: episode %d has no video %q", e.meta.Index, clip.Camera)
+		return VideoRequest{}, fmt.Errorf("lerobot: episode %d has no video %q", e.meta.Index, clip.Camera)
 	}
 	path, err := d.localFile(ctx, span.File)
 	if err != nil {
-		return err
+		return VideoRequest{}, err
 	}
-	times := make([]float64, len(clip.Times))
+	r := VideoRequest{Path: path, Times: make([]float64, len(clip.Times)), FPS: d.Info.FPS}
 	for k, t := range clip.Times {
-		times[k] = span.From + t
+		r.Times[k] = span.From + t
 	}
-	fps := d.Info.FPS
 	if vi := d.Info.Features[clip.Camera].Info; vi != nil && vi.FPS > 0 {
-		fps = vi.FPS
+		r.FPS = vi.FPS
 	}
-	frames, err := d.dec.Decode(ctx, path, times, fps)
-	if err != nil {
-		return err
+	return r, nil
+}
+
+// DefaultDecodeBatch is how many clips one FFmpeg process decodes by default: the process start
+// (~0.2 CPU-s, see VideoDecoder) is then a small part of a clip's cost, and a worker holds 8 clips.
+const DefaultDecodeBatch = 8
+
+// DecodeBatch is Options.DecodeBatch, or DefaultDecodeBatch.
+func (d *Dataset) DecodeBatch() int {
+	if d.opts.DecodeBatch > 0 {
+		return d.opts.DecodeBatch
 	}
-	for k, f := range frames {
-		pre.FrameRGB(dst, len(frames), k, f.RGB, f.W, f.H)
+	return DefaultDecodeBatch
+}
+
+// DecodeClips decodes the clips of jobs (episodes of d): image features with Go's decoders, and every
+// video clip among them with one FFmpeg process (VideoDecoder.DecodeAll).
+func (d *Dataset) DecodeClips(ctx context.Context, pre *data.Preprocessor, jobs []data.DecodeJob) []error {
+	errs := make([]error, len(jobs))
+	var reqs []VideoRequest
+	var at []int
+	for i, j := range jobs {
+		e, ok := j.Episode.(*episode)
+		switch {
+		case !ok || e.fr.d != d:
+			panic(fmt.Sprintf("lerobot: DecodeClips: job %d is an episode of another dataset (%T)", i, j.Episode))
+		case j.Clip.Frames != nil:
+			errs[i] = pre.Clip(j.Dst, j.Clip.Frames)
+		default:
+			r, err := e.videoRequest(ctx, j.Clip)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			reqs, at = append(reqs, r), append(at, i)
+		}
 	}
-	return nil
+	frames, verrs := d.dec.DecodeAll(ctx, reqs)
+	for k, i := range at {
+		if errs[i] = verrs[k]; errs[i] != nil {
+			continue
+		}
+		for t, f := range frames[k] {
+			pre.FrameRGB(jobs[i].Dst, len(frames[k]), t, f.RGB, f.W, f.H)
+		}
+	}
+	return errs
 }
 
 // TimestampGaps lists the rows whose timestamp is not the previous one plus 1/fps (within

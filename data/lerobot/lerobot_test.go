@@ -1,6 +1,7 @@
 package lerobot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -291,7 +293,8 @@ func TestDecodeClip(t *testing.T) {
 func TestLoader(t *testing.T) {
 	needFFmpeg(t)
 	ds := open(t, fixtures[1].dir, Mapping{ActionReduce: "sum"})
-	run := func(workers int) map[string][]float32 {
+	run := func(workers, decodeBatch int) map[string][]float32 {
+		ds.opts.DecodeBatch = decodeBatch
 		cfg := data.DefaultLoaderConfig()
 		cfg.Clip = clipConfig(DemoVideoKey, 4)
 		cfg.Clip.Start = -1
@@ -319,9 +322,101 @@ func TestLoader(t *testing.T) {
 			}
 		}
 	}
-	a, b := run(1), run(2)
-	if len(a) != 4 || fmt.Sprint(a) != fmt.Sprint(b) {
-		t.Fatalf("1 worker gave %v\n2 workers gave %v", a, b)
+	a := run(1, 1)
+	if len(a) != 4 {
+		t.Fatalf("%d clips, want 4", len(a))
+	}
+	for _, c := range []struct{ workers, batch int }{{2, 1}, {1, 3}, {2, 8}} {
+		if b := run(c.workers, c.batch); fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("1 worker decoding clip by clip gave %v\n%d workers decoding %d clips per FFmpeg gave %v", a, c.workers, c.batch, b)
+		}
+	}
+}
+
+// TestDecodeAll decodes the clips of every episode of both layouts with one FFmpeg process (v2.1:
+// a file per episode; v3.0: several episodes of one file) and checks each frame is byte for byte what
+// a process of its own gives; a request that cannot be served among them (past the end of its video,
+// or a missing file) fails alone, with its own error.
+func TestDecodeAll(t *testing.T) {
+	needFFmpeg(t)
+	ctx := context.Background()
+	for _, fx := range fixtures {
+		t.Run("version="+fx.version, func(t *testing.T) {
+			// An ffmpeg that counts its starts.
+			dir := t.TempDir()
+			starts, wrapper := filepath.Join(dir, "starts"), filepath.Join(dir, "ffmpeg")
+			script := "#!/bin/sh\necho >>" + starts + "\nexec ffmpeg \"$@\"\n"
+			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dec := VideoDecoder{FFmpeg: wrapper}
+			ds := open(t, fx.dir, Mapping{})
+			var reqs []VideoRequest
+			for e, ep := range eachEpisode(t, ds) {
+				cfg := clipConfig(DemoVideoKey, 4)
+				cfg.Start = -1
+				clip, err := ep.MakeClip(cfg, data.DefaultFilterConfig(), rand.New(rand.NewPCG(3, uint64(e))))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := ep.(*episode).videoRequest(ctx, clip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				reqs = append(reqs, r)
+			}
+			past := reqs[0]
+			past.Times = []float64{past.Times[0], 1000}
+			missing := reqs[1]
+			missing.Path += ".missing.mp4"
+			startsSince := func() int {
+				b, _ := os.ReadFile(starts)
+				os.Remove(starts)
+				return len(b)
+			}
+			// A request past the end of its video gets fewer frames in company: it alone is decoded again.
+			// A missing file stops the shared process: every request is decoded again on its own.
+			for _, tc := range []struct {
+				bad    VideoRequest
+				starts int
+				want   string
+			}{{past, 2, "1 of 2 frames"}, {missing, 2 + len(reqs), "No such file"}} {
+				all := append([]VideoRequest{reqs[0], tc.bad}, reqs[1:]...)
+				frames, errs := dec.DecodeAll(ctx, all)
+				if n := startsSince(); n != tc.starts {
+					t.Errorf("bad request %v: DecodeAll started FFmpeg %d times, want %d", tc.bad, n, tc.starts)
+				}
+				var de *DecodeError
+				if !errors.As(errs[1], &de) || de.File != tc.bad.Path || frames[1] != nil || !strings.Contains(de.Error(), tc.want) {
+					t.Errorf("request %s at %v: %d frames, error %v; want a *DecodeError naming the file and saying %q", tc.bad.Path, tc.bad.Times, len(frames[1]), errs[1], tc.want)
+				}
+				for i, r := range all {
+					if i == 1 {
+						continue
+					}
+					if errs[i] != nil {
+						t.Fatalf("request %d: %v", i, errs[i])
+					}
+					alone, err := dec.Decode(ctx, r.Path, r.Times, r.FPS)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(frames[i]) != len(r.Times) || len(alone) != len(r.Times) {
+						t.Fatalf("request %d: %d frames, %d decoded alone, want %d", i, len(frames[i]), len(alone), len(r.Times))
+					}
+					for k := range alone {
+						if f, a := frames[i][k], alone[k]; f.W != a.W || f.H != a.H || !bytes.Equal(f.RGB, a.RGB) {
+							t.Fatalf("request %d frame %d (t=%v) differs from the one decoded alone", i, k, r.Times[k])
+						}
+					}
+				}
+				startsSince()
+			}
+			frames, errs := dec.DecodeAll(ctx, reqs)
+			if n := startsSince(); n != 1 || slices.ContainsFunc(errs, func(err error) bool { return err != nil }) || len(frames) != len(reqs) {
+				t.Errorf("DecodeAll of %d good requests started FFmpeg %d times, errors %v; want once, no errors", len(reqs), n, errs)
+			}
+		})
 	}
 }
 
