@@ -10,15 +10,19 @@ import (
 // CheckReport is what `vjepa-vk data check` says about a dataset: its size, the widths and statistics
 // of the states and actions the model would see, and every problem found.
 type CheckReport struct {
-	Source        string        `json:"source"`
-	Shards        int           `json:"shards"`
-	Episodes      int           `json:"episodes"`
-	Frames        int           `json:"frames"`
-	Clips         int           `json:"clips"`
-	StateDim      int           `json:"state_dim"`
-	ActionDim     int           `json:"action_dim"`
-	States        []DimStats    `json:"states"`  // per dimension, over every checked clip's states
-	Actions       []DimStats    `json:"actions"` // per dimension, over every checked clip's actions
+	Source    string `json:"source"`
+	Shards    int    `json:"shards"`
+	Episodes  int    `json:"episodes"`
+	Frames    int    `json:"frames"`
+	Clips     int    `json:"clips"`
+	StateDim  int    `json:"state_dim"`
+	ActionDim int    `json:"action_dim"`
+	// StatsOver says what States and Actions summarise: "rows" (episodes with RowVectors: the state of
+	// every row of every episode, short ones included, and every action a clip can hold: from each row
+	// to the row a clip's stride later) or "clips" (the checked clips' states and actions only).
+	StatsOver     string        `json:"stats_over"`
+	States        []DimStats    `json:"states"`  // per dimension
+	Actions       []DimStats    `json:"actions"` // per dimension
 	ShortEpisodes []string      `json:"short_episodes,omitempty"`
 	BadEpisodes   []string      `json:"bad_episodes,omitempty"`    // malformed records or rows
 	DecodeErrors  []string      `json:"decode_failures,omitempty"` // frames that would not decode
@@ -64,23 +68,78 @@ type GapChecker interface {
 	TimestampGaps() []string
 }
 
+// RowVectors is implemented by episodes that give the states and actions the model sees for every row,
+// without decoding a frame: fn gets the mapped state of each row i and the action from row i to row
+// i + cfg.Stride() (the clip's next frame), or nil where the episode ends first.
+type RowVectors interface {
+	EachRow(cfg ClipConfig, fn func(state, action []float64)) error
+}
+
 // Describer is implemented by formats with metadata worth reporting (fps, cameras, codecs).
 type Describer interface {
 	Describe() any
 }
 
 // Check walks every episode of f: cuts the clip cfg asks for (start cfg.Start, 0 by default), decodes
-// its frames with pre (so a video or image that will not decode is found), gathers the states' and
-// actions' statistics, and collects short and malformed episodes and timestamp gaps.
+// its frames with pre (so a video or image that will not decode is found; several clips at a time with
+// a BatchDecoder), gathers the states' and actions' statistics (over every row with RowVectors, else over
+// the clips), and collects short and malformed episodes and timestamp gaps.
 func Check(ctx context.Context, f Format, cfg ClipConfig, pre *Preprocessor, maxEpisodes int) (*CheckReport, error) {
 	if err := f.CheckClip(cfg); err != nil {
 		return nil, fmt.Errorf("data: check %s: %w", f, err)
 	}
-	r := &CheckReport{Source: f.String(), Shards: len(f.Shards())}
+	r := &CheckReport{Source: f.String(), Shards: len(f.Shards()), StatsOver: "rows"}
 	r.StateDim, r.ActionDim = f.Dims()
 	r.States, r.Actions = make([]DimStats, r.StateDim), make([]DimStats, r.ActionDim)
 	if d, ok := f.(Describer); ok {
 		r.Extra = d.Describe()
+	}
+	addVectors := func(state, action []float64) {
+		for k, v := range state {
+			r.States[k].add(v)
+		}
+		for k, v := range action {
+			r.Actions[k].add(v)
+		}
+	}
+	batch, size := BatchDecoder(nil), 1
+	if b, ok := f.(BatchDecoder); ok && b.DecodeBatch() > 1 {
+		batch, size = b, b.DecodeBatch()
+	}
+	var names []string
+	var jobs []DecodeJob
+	var clipStats []bool // per job: add its clip's vectors (the episode has no RowVectors)
+	decode := func() error {
+		var errs []error
+		if batch != nil && len(jobs) > 0 {
+			errs = batch.DecodeClips(ctx, pre, jobs)
+		} else {
+			for _, j := range jobs {
+				errs = append(errs, j.Episode.DecodeClip(ctx, pre, j.Dst, j.Clip))
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for i, j := range jobs {
+			if errs[i] != nil {
+				r.DecodeErrors = append(r.DecodeErrors, fmt.Sprintf("%s: %v", names[i], errs[i]))
+				continue
+			}
+			r.Clips++
+			if clipStats[i] {
+				r.StatsOver = "clips"
+				for t, s := range j.Clip.States {
+					var a []float64
+					if t < len(j.Clip.Actions) {
+						a = j.Clip.Actions[t]
+					}
+					addVectors(s, a)
+				}
+			}
+		}
+		names, jobs, clipStats = names[:0], jobs[:0], clipStats[:0]
+		return nil
 	}
 	errStop := errors.New("stop")
 	for _, sh := range f.Shards() {
@@ -100,32 +159,28 @@ func Check(ctx context.Context, f Format, cfg ClipConfig, pre *Preprocessor, max
 			clip, err := ep.MakeClip(cfg, FilterConfig{}, episodeRNG(0, 0, sh.Index, record))
 			if SkipReasonOf(err) == SkipShort {
 				r.ShortEpisodes = append(r.ShortEpisodes, fmt.Sprintf("%s: %v", name, err))
-				return nil
-			}
-			if err != nil {
+			} else if err != nil {
 				r.BadEpisodes = append(r.BadEpisodes, fmt.Sprintf("%s: %v", name, err))
 				return nil
 			}
-			dst := make([]float32, 3*cfg.Frames*pre.cfg.Height*pre.cfg.Width)
-			if err := ep.DecodeClip(ctx, pre, dst, clip); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+			// A short episode's rows count too: the model sees none of them, but they are the dataset's.
+			rows, ok := ep.(RowVectors)
+			if ok {
+				if err := rows.EachRow(cfg, addVectors); err != nil {
+					r.BadEpisodes = append(r.BadEpisodes, fmt.Sprintf("%s: %v", name, err))
+					return nil
 				}
-				r.DecodeErrors = append(r.DecodeErrors, fmt.Sprintf("%s: %v", name, err))
+			}
+			if clip == nil {
 				return nil
 			}
-			r.Clips++
-			for _, s := range clip.States {
-				for k, v := range s {
-					r.States[k].add(v)
-				}
+			names = append(names, name)
+			jobs = append(jobs, DecodeJob{Episode: ep, Clip: clip, Dst: make([]float32, 3*cfg.Frames*pre.cfg.Height*pre.cfg.Width)})
+			clipStats = append(clipStats, !ok)
+			if len(jobs) < size {
+				return nil
 			}
-			for _, a := range clip.Actions {
-				for k, v := range a {
-					r.Actions[k].add(v)
-				}
-			}
-			return nil
+			return decode()
 		}, func(record int, err error) {
 			r.BadEpisodes = append(r.BadEpisodes, fmt.Sprintf("%s record %d: %v", sh.Name, record, err))
 		}, func(c *CorruptRecordError) {
@@ -137,6 +192,9 @@ func Check(ctx context.Context, f Format, cfg ClipConfig, pre *Preprocessor, max
 		if err != nil {
 			return r, err
 		}
+	}
+	if err := decode(); err != nil {
+		return r, err
 	}
 	for i := range r.States {
 		r.States[i].finish()

@@ -138,6 +138,25 @@ func (ep *Episode) MakeClip(cfg ClipConfig, filters FilterConfig, rng *rand.Rand
 	return MakeClip(ep, cfg, filters, rng)
 }
 
+// EachRow gives every step's 7-D state and the pose delta from it to the step a stride later (spec
+// §7.4–7.5): every state and action a clip of cfg can hold.
+func (ep *Episode) EachRow(cfg ClipConfig, fn func(state, action []float64)) error {
+	all, err := ep.States()
+	if err != nil {
+		return err
+	}
+	stride := cfg.Stride()
+	for i := range all {
+		var action []float64
+		if i+stride < len(all) {
+			a := StatesToActions([]State{all[i], all[i+stride]})[0]
+			action = a[:]
+		}
+		fn(all[i][:], action)
+	}
+	return nil
+}
+
 // rldsEpisode is an episode of an RLDS dataset that declares its frame sizes.
 type rldsEpisode struct {
 	*Episode

@@ -15,8 +15,9 @@ import (
 )
 
 // runDataCheck decodes one clip of every episode of a dataset (RLDS or LeRobot) and reports its size,
-// the state and action widths and per-dimension statistics, and every short or malformed episode, decode
-// failure and timestamp gap; it fails when it found a problem:
+// the state and action widths and per-dimension statistics (over every row: each row's state, and the
+// action from each row to the next sampled one), and every short or malformed episode, decode failure
+// and timestamp gap; it fails when it found a problem:
 //
 //	vjepa-vk data check --source PATH_OR_GS_URL [--format auto] [--camera C] [--frames 8] [--fps 4] [--json]
 func runDataCheck(ctx context.Context, args []string) error {
@@ -82,7 +83,14 @@ func printDataCheck(w io.Writer, r *data.CheckReport, asJSON bool) error {
 		dim  int
 		st   []data.DimStats
 	}{{"state", r.StateDim, r.States}, {"action", r.ActionDim, r.Actions}} {
-		fmt.Fprintf(w, "%s: %d-D\n", part.name, part.dim)
+		over := "every row"
+		switch {
+		case r.StatsOver == "clips":
+			over = "the checked clips"
+		case part.name == "action":
+			over = "every row (the action from it to the row a clip's stride later)"
+		}
+		fmt.Fprintf(w, "%s: %d-D, statistics over %s\n", part.name, part.dim, over)
 		for i, s := range part.st {
 			fmt.Fprintf(w, "  [%d] mean %10.4g  std %10.4g  min %10.4g  max %10.4g\n", i, s.Mean, s.Std, s.Min, s.Max)
 		}

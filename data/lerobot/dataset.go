@@ -602,6 +602,34 @@ func (e *episode) MakeClip(cfg data.ClipConfig, filters data.FilterConfig, rng *
 	return clip, nil
 }
 
+// EachRow gives every row's mapped state and the mapped action from it to the row a stride later (the
+// reduction of the recorded actions between the two, or with ee_pose the pose delta): every state and
+// action a clip of cfg can hold. Reading them costs nothing more: the columns are in memory.
+func (e *episode) EachRow(cfg data.ClipConfig, fn func(state, action []float64)) error {
+	cfg.SourceFPS = e.fr.d.Info.FPS
+	stride := cfg.Stride()
+	ee := e.fr.d.opts.Mapping.Convert == "ee_pose"
+	steps := e.hi - e.lo
+	for i := range steps {
+		var state, action []float64
+		if ee {
+			p := e.pose(i)
+			state = p[:]
+			if i+stride < steps {
+				a := data.StatesToActions([]data.State{p, e.pose(i + stride)})[0]
+				action = a[:]
+			}
+		} else {
+			state = e.stateRow(i)
+			if i+stride < steps {
+				action = e.reduceActions(i, i+stride)
+			}
+		}
+		fn(state, action)
+	}
+	return nil
+}
+
 // reduceActions combines the actions of rows [i, j) per Mapping.ActionReduce.
 func (e *episode) reduceActions(i, j int) []float64 {
 	switch e.fr.d.opts.Mapping.ActionReduce {

@@ -700,3 +700,114 @@ func TestWriteDemo(t *testing.T) {
 		})
 	}
 }
+
+// TestCheck: data check's statistics cover every row of every episode, read from the parquet columns
+// (raw vectors with their action reduction, or the ee_pose conversion), and a corrupt video among the
+// clips decoded together is reported under its own episode.
+func TestCheck(t *testing.T) {
+	needFFmpeg(t)
+	fx := fixtures[0]
+	dcfg := data.DefaultDemoConfig()
+	dcfg.Steps, dcfg.Seed = fx.steps, fx.seed
+	pre, err := data.NewPreprocessor(data.ImageConfig{Height: 16, Width: 16, MinRatio: 0.75, MaxRatio: 1.35})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := clipConfig(DemoVideoKey, 4) // stride 4 at 15 fps
+	// want gives each row's expected state and the action from it to the row 4 later (nil past the end).
+	check := func(t *testing.T, dir string, m Mapping, want func(states []data.State, tr data.DemoTrajectory, i int) (state, action []float64)) *data.CheckReport {
+		r, err := data.Check(context.Background(), open(t, dir, m), cfg, pre, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mean, lo, hi [2][]float64
+		n := [2]int{}
+		for e := range fx.episodes {
+			tr := data.NewDemoTrajectory(dcfg, e)
+			states := tr.States()
+			for i := range states {
+				s, a := want(states, tr, i)
+				for p, v := range [][]float64{s, a} {
+					if v == nil {
+						continue
+					}
+					if mean[p] == nil {
+						mean[p], lo[p], hi[p] = make([]float64, len(v)), slices.Clone(v), slices.Clone(v)
+					}
+					for k, x := range v {
+						mean[p][k] += x
+						lo[p][k], hi[p][k] = min(lo[p][k], x), max(hi[p][k], x)
+					}
+					n[p]++
+				}
+			}
+		}
+		for p, got := range [][]data.DimStats{r.States, r.Actions} {
+			if len(got) != len(mean[p]) {
+				t.Fatalf("%d dimensions, want %d", len(got), len(mean[p]))
+			}
+			for k, g := range got {
+				if w := mean[p][k] / float64(n[p]); math.Abs(g.Mean-w) > 1e-9 || g.Min != lo[p][k] || g.Max != hi[p][k] {
+					t.Errorf("vector %d dim %d: mean %v min %v max %v, want %v %v %v over every row", p, k, g.Mean, g.Min, g.Max, w, lo[p][k], hi[p][k])
+				}
+			}
+		}
+		if r.StatsOver != "rows" || r.Episodes != fx.episodes || r.Frames != fx.episodes*fx.steps {
+			t.Errorf("stats over %q, %d episodes, %d frames; want rows, %d, %d", r.StatsOver, r.Episodes, r.Frames, fx.episodes, fx.episodes*fx.steps)
+		}
+		return r
+	}
+	f32 := func(v float64) float64 { return float64(float32(v)) }
+	t.Run("reduce=sum", func(t *testing.T) {
+		r := check(t, fx.dir, Mapping{ActionReduce: "sum"}, func(states []data.State, tr data.DemoTrajectory, i int) ([]float64, []float64) {
+			j := tr.Joints(i)
+			s := []float64{f32(j[0]), f32(j[1]), f32(j[2]), f32(j[3]), f32(j[4]), f32(states[i][6])}
+			if i+4 >= len(states) {
+				return s, nil
+			}
+			a := make([]float64, 4)
+			for r := i; r < i+4; r++ {
+				for k, c := range []int{0, 1, 2, 6} {
+					a[k] += f32(states[r+1][c] - states[r][c])
+				}
+			}
+			return s, a
+		})
+		if r.Clips != fx.episodes || r.Counts != (data.CheckCounters{}) {
+			t.Errorf("%d clips, counts %+v; want %d and no problems", r.Clips, r.Counts, fx.episodes)
+		}
+	})
+	t.Run("convert=ee_pose", func(t *testing.T) {
+		check(t, fx.dir, Mapping{State: "observation.ee_pose", Convert: "ee_pose"}, func(states []data.State, _ data.DemoTrajectory, i int) ([]float64, []float64) {
+			pose := func(i int) data.State {
+				var p data.State
+				for k := range p {
+					p[k] = f32(states[i][k])
+				}
+				return p
+			}
+			p := pose(i)
+			if i+4 >= len(states) {
+				return p[:], nil
+			}
+			a := data.StatesToActions([]data.State{p, pose(i + 4)})[0]
+			return p[:], a[:]
+		})
+	})
+	t.Run("corrupt video", func(t *testing.T) {
+		dir := copyFixture(t, fx.dir)
+		p := filepath.Join(dir, "videos/chunk-000", DemoVideoKey, "episode_000001.mp4")
+		b, _ := os.ReadFile(p)
+		for i := 0; i < len(b); i += 7 {
+			b[i] ^= 0x5a
+		}
+		os.WriteFile(p, b, 0o644)
+		r, err := data.Check(context.Background(), open(t, dir, Mapping{}), cfg, pre, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Clips != 2 || len(r.DecodeErrors) != 1 || !strings.Contains(r.DecodeErrors[0], "episode_000001.parquet") || !strings.Contains(r.DecodeErrors[0], "episode_000001.mp4") {
+			t.Fatalf("%d clips, decode failures %q; want 2 and one naming episode 1's parquet and mp4", r.Clips, r.DecodeErrors)
+		}
+	})
+}
