@@ -12,30 +12,41 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/x448/float16"
 )
 
 // The feature cache stores frozen-encoder outputs so training can skip the encoder. A cache is a
 // directory holding index.json and shard files of fixed-size records; record i of shard s sits at
-// byte offset i·RecordBytes. One record, all little-endian:
+// byte offset i·RecordBytes. One record, all little-endian (version 2):
 //
-//	header   8 × uint32: magic "VJFC", version, T, HW, D, source shard, source record, clip start
-//	states   float32 [T, 7]
-//	actions  float32 [T−1, 7]
+//	header   10 × uint32: magic "VJFC", version, T, HW, D, S, A, source shard, source record, clip start
+//	states   float32 [T, S]
+//	actions  float32 [T−1, A]
 //	features float16 [T, HW, D]   (IEEE half bits)
 //	crc      uint32 CRC-32C (Castagnoli) of everything above
+//
+// Version 1 caches (written before states and actions could have other widths than DROID's 7) have an
+// 8-word header without S and A, and S = A = 7; they are still read.
 //
 // index.json names the shards, the shape, and a hash of the configuration that produced the features
 // (encoder checkpoint, image transform, clip settings) so a stale cache is refused, not silently used.
 
 const (
 	featCacheMagic   = 0x4346_4a56 // "VJFC" read as little-endian uint32
-	featCacheVersion = 1
-	featHeaderLen    = 32
+	featCacheVersion = 2
 	// FeatureCacheIndex is the index file name inside a cache directory.
 	FeatureCacheIndex = "index.json"
 )
+
+// featHeaderLen is the record header's size in a cache of version v.
+func featHeaderLen(v int) int64 {
+	if v == 1 {
+		return 32
+	}
+	return 40
+}
 
 // ErrFeatureCacheMismatch is returned when a cache was built with another configuration or shape.
 var ErrFeatureCacheMismatch = errors.New("feature cache mismatch")
@@ -59,22 +70,44 @@ func (e *FeatureCacheError) Unwrap() error { return e.Err }
 
 // FeatureCacheConfig is the shape and identity of a cache.
 type FeatureCacheConfig struct {
-	Frames          int    `json:"frames"`      // T
-	Tokens          int    `json:"tokens"`      // HW, tokens per frame (256)
-	Dim             int    `json:"dim"`         // D, encoder width (1408 for ViT-g)
+	Frames int `json:"frames"` // T
+	Tokens int `json:"tokens"` // HW, tokens per frame (256)
+	Dim    int `json:"dim"`    // D, encoder width (1408 for ViT-g)
+	// StateDim S and ActionDim A are the widths of the states and actions; 0 means 7 (DROID's, and
+	// every version 1 cache's).
+	StateDim        int    `json:"state_dim,omitempty"`
+	ActionDim       int    `json:"action_dim,omitempty"`
 	ConfigHash      string `json:"config_hash"` // from ConfigHash
 	RecordsPerShard int    `json:"records_per_shard"`
 }
 
-// RecordBytes is the size of one record.
-func (c FeatureCacheConfig) RecordBytes() int64 {
+// Dims are S and A, 7 where unset.
+func (c FeatureCacheConfig) Dims() (state, action int) {
+	state, action = c.StateDim, c.ActionDim
+	if state == 0 {
+		state = 7
+	}
+	if action == 0 {
+		action = 7
+	}
+	return state, action
+}
+
+// RecordBytes is the size of one record in a cache of the current version.
+func (c FeatureCacheConfig) RecordBytes() int64 { return c.recordBytes(featCacheVersion) }
+
+func (c FeatureCacheConfig) recordBytes(version int) int64 {
 	T, HW, D := int64(c.Frames), int64(c.Tokens), int64(c.Dim)
-	return featHeaderLen + 4*T*7 + 4*(T-1)*7 + 2*T*HW*D + 4
+	S, A := c.Dims()
+	return featHeaderLen(version) + 4*T*int64(S) + 4*(T-1)*int64(A) + 2*T*HW*D + 4
 }
 
 func (c FeatureCacheConfig) validate() error {
 	if c.Frames < 2 || c.Tokens < 1 || c.Dim < 1 {
 		return fmt.Errorf("shape T=%d HW=%d D=%d: want T >= 2, HW >= 1, D >= 1", c.Frames, c.Tokens, c.Dim)
+	}
+	if c.StateDim < 0 || c.ActionDim < 0 {
+		return fmt.Errorf("state_dim %d, action_dim %d: want >= 1 (or 0 for 7)", c.StateDim, c.ActionDim)
 	}
 	if c.RecordsPerShard < 1 {
 		return fmt.Errorf("records_per_shard: must be >= 1, got %d", c.RecordsPerShard)
@@ -98,8 +131,8 @@ type FeatureRecord struct {
 	SourceShard  int
 	SourceRecord int
 	Start        int
-	States       []float32 // [T, 7]
-	Actions      []float32 // [T−1, 7]
+	States       []float32 // [T, S]
+	Actions      []float32 // [T−1, A]
 	Features     []uint16  // [T, HW, D] float16 bits
 }
 
@@ -140,6 +173,7 @@ func CreateFeatureCache(dir string, cfg FeatureCacheConfig, describe any) (*Feat
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data: create feature cache: %w", err)
 	}
+	cfg.StateDim, cfg.ActionDim = cfg.Dims() // written out, so the index says them
 	return &FeatureCacheWriter{dir: dir, cfg: cfg, index: featIndex{
 		Format: featFormat, Version: featCacheVersion, FeatureCacheConfig: cfg,
 		RecordBytes: cfg.RecordBytes(), Config: describe,
@@ -150,9 +184,10 @@ func CreateFeatureCache(dir string, cfg FeatureCacheConfig, describe any) (*Feat
 // and panics).
 func (w *FeatureCacheWriter) Append(rec *FeatureRecord) error {
 	T, HW, D := w.cfg.Frames, w.cfg.Tokens, w.cfg.Dim
-	if len(rec.States) != T*7 || len(rec.Actions) != (T-1)*7 || len(rec.Features) != T*HW*D {
+	S, A := w.cfg.Dims()
+	if len(rec.States) != T*S || len(rec.Actions) != (T-1)*A || len(rec.Features) != T*HW*D {
 		panic(fmt.Sprintf("data: FeatureCacheWriter.Append: states %d actions %d features %d, want %d %d %d",
-			len(rec.States), len(rec.Actions), len(rec.Features), T*7, (T-1)*7, T*HW*D))
+			len(rec.States), len(rec.Actions), len(rec.Features), T*S, (T-1)*A, T*HW*D))
 	}
 	if w.f == nil || w.n == w.cfg.RecordsPerShard {
 		if err := w.closeShard(); err != nil {
@@ -176,8 +211,9 @@ func (w *FeatureCacheWriter) Append(rec *FeatureRecord) error {
 }
 
 func encodeFeatureRecord(b []byte, cfg FeatureCacheConfig, rec *FeatureRecord) []byte {
+	S, A := cfg.Dims()
 	for _, v := range []uint32{featCacheMagic, featCacheVersion, uint32(cfg.Frames), uint32(cfg.Tokens), uint32(cfg.Dim),
-		uint32(rec.SourceShard), uint32(rec.SourceRecord), uint32(rec.Start)} {
+		uint32(S), uint32(A), uint32(rec.SourceShard), uint32(rec.SourceRecord), uint32(rec.Start)} {
 		b = binary.LittleEndian.AppendUint32(b, v)
 	}
 	for _, v := range rec.States {
@@ -242,8 +278,9 @@ type FeatureCache struct {
 	buf    []byte
 }
 
-// OpenFeatureCache opens the cache in dir and checks it against want: same config hash and shape, and
-// every shard exactly records × record_bytes long. want.RecordsPerShard is not compared.
+// OpenFeatureCache opens the cache in dir and checks it against want: same config hash and shape
+// (state and action widths included), and every shard exactly records × record_bytes long.
+// want.RecordsPerShard is not compared. Caches of version 1 (7-D states and actions) and 2 are read.
 func OpenFeatureCache(dir string, want FeatureCacheConfig) (*FeatureCache, error) {
 	path := filepath.Join(dir, FeatureCacheIndex)
 	b, err := os.ReadFile(path)
@@ -254,16 +291,25 @@ func OpenFeatureCache(dir string, want FeatureCacheConfig) (*FeatureCache, error
 	if err := json.Unmarshal(b, &idx); err != nil {
 		return nil, fmt.Errorf("data: open feature cache %s: %w", path, err)
 	}
+	if idx.Version == 1 {
+		idx.StateDim, idx.ActionDim = 7, 7 // before the widths were recorded
+	}
+	S, A := idx.Dims()
+	wantS, wantA := want.Dims()
 	switch {
-	case idx.Format != featFormat || idx.Version != featCacheVersion:
-		return nil, fmt.Errorf("data: open feature cache %s: format %q version %d, want %q version %d", path, idx.Format, idx.Version, featFormat, featCacheVersion)
+	case idx.Format != featFormat || idx.Version < 1 || idx.Version > featCacheVersion:
+		return nil, fmt.Errorf("data: open feature cache %s: format %q version %d, want %q version 1 to %d (rebuild it with vjepa-vk encode)",
+			path, idx.Format, idx.Version, featFormat, featCacheVersion)
 	case idx.ConfigHash != want.ConfigHash:
 		return nil, fmt.Errorf("data: open feature cache %s: %w: config hash %s, want %s (rebuild the cache)", path, ErrFeatureCacheMismatch, idx.ConfigHash, want.ConfigHash)
 	case idx.Frames != want.Frames || idx.Tokens != want.Tokens || idx.Dim != want.Dim:
 		return nil, fmt.Errorf("data: open feature cache %s: %w: shape T=%d HW=%d D=%d, want T=%d HW=%d D=%d", path, ErrFeatureCacheMismatch,
 			idx.Frames, idx.Tokens, idx.Dim, want.Frames, want.Tokens, want.Dim)
-	case idx.RecordBytes != idx.FeatureCacheConfig.RecordBytes():
-		return nil, fmt.Errorf("data: open feature cache %s: record_bytes %d, want %d for its shape", path, idx.RecordBytes, idx.FeatureCacheConfig.RecordBytes())
+	case S != wantS || A != wantA:
+		return nil, fmt.Errorf("data: open feature cache %s: %w: %d-D states and %d-D actions (version %d), want %d and %d (model.state_dim, model.action_dim; rebuild the cache)",
+			path, ErrFeatureCacheMismatch, S, A, idx.Version, wantS, wantA)
+	case idx.StateDim < 0 || idx.ActionDim < 0 || idx.RecordBytes != idx.FeatureCacheConfig.recordBytes(idx.Version):
+		return nil, fmt.Errorf("data: open feature cache %s: record_bytes %d, want %d for its shape", path, idx.RecordBytes, idx.FeatureCacheConfig.recordBytes(idx.Version))
 	}
 	c := &FeatureCache{dir: dir, cfg: idx.FeatureCacheConfig, index: idx}
 	for _, s := range idx.Shards {
@@ -324,21 +370,26 @@ func (c *FeatureCache) Read(i int, rec *FeatureRecord) error {
 	if got := crc32.Checksum(body, castagnoli); got != sum {
 		return bad(fmt.Errorf("crc32c %08x, stored %08x", got, sum))
 	}
-	var h [8]uint32
+	T, HW, D := c.cfg.Frames, c.cfg.Tokens, c.cfg.Dim
+	S, A := c.cfg.Dims()
+	version := c.index.Version
+	h := make([]uint32, featHeaderLen(version)/4)
 	for k := range h {
 		h[k] = binary.LittleEndian.Uint32(body[4*k:])
 	}
-	T, HW, D := c.cfg.Frames, c.cfg.Tokens, c.cfg.Dim
-	if h[0] != featCacheMagic || h[1] != featCacheVersion || h[2] != uint32(T) || h[3] != uint32(HW) || h[4] != uint32(D) {
-		return bad(fmt.Errorf("header magic %08x version %d shape %d×%d×%d, want %08x version %d shape %d×%d×%d",
-			h[0], h[1], h[2], h[3], h[4], featCacheMagic, featCacheVersion, T, HW, D))
+	want := []uint32{featCacheMagic, uint32(version), uint32(T), uint32(HW), uint32(D), uint32(S), uint32(A)}
+	if version == 1 {
+		want = want[:5]
 	}
-	rec.SourceShard, rec.SourceRecord, rec.Start = int(h[5]), int(h[6]), int(h[7])
-	p := body[featHeaderLen:]
-	rec.States = readF32(rec.States, p, T*7)
-	p = p[4*T*7:]
-	rec.Actions = readF32(rec.Actions, p, (T-1)*7)
-	p = p[4*(T-1)*7:]
+	if !slices.Equal(h[:len(want)], want) {
+		return bad(fmt.Errorf("header %v, want magic, version, shape %v (T, HW, D, S, A)", h[:len(want)], want))
+	}
+	rec.SourceShard, rec.SourceRecord, rec.Start = int(h[len(want)]), int(h[len(want)+1]), int(h[len(want)+2])
+	p := body[featHeaderLen(version):]
+	rec.States = readF32(rec.States, p, T*S)
+	p = p[4*T*S:]
+	rec.Actions = readF32(rec.Actions, p, (T-1)*A)
+	p = p[4*(T-1)*A:]
 	n := T * HW * D
 	if cap(rec.Features) < n {
 		rec.Features = make([]uint16, n)

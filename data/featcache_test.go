@@ -14,8 +14,9 @@ import (
 func syntheticRecord(cfg FeatureCacheConfig, i int) *FeatureRecord {
 	rng := rand.New(rand.NewPCG(uint64(i), 11))
 	T, HW, D := cfg.Frames, cfg.Tokens, cfg.Dim
+	S, A := cfg.Dims()
 	rec := &FeatureRecord{SourceShard: i % 3, SourceRecord: i, Start: 2 * i,
-		States: make([]float32, T*7), Actions: make([]float32, (T-1)*7), Features: make([]uint16, T*HW*D)}
+		States: make([]float32, T*S), Actions: make([]float32, (T-1)*A), Features: make([]uint16, T*HW*D)}
 	for k := range rec.States {
 		rec.States[k] = float32(rng.NormFloat64())
 	}
@@ -55,22 +56,30 @@ func TestFeatureCacheRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ T, HW, D, perShard, n int }{
-		{8, 256, 16, 3, 7}, // 3 shards, the last one partial
-		{2, 1, 1, 1, 2},
-		{4, 16, 1408, 10, 3},
+	for _, tc := range []struct{ T, HW, D, S, A, perShard, n int }{
+		{8, 256, 16, 0, 0, 3, 7}, // 7-D (the zero value); 3 shards, the last one partial
+		{2, 1, 1, 7, 7, 1, 2},
+		{4, 16, 1408, 6, 4, 10, 3}, // the LeRobot demo's widths
+		{3, 2, 5, 1, 13, 2, 3},
 	} {
-		t.Run(fmt.Sprintf("T=%d,HW=%d,D=%d,per_shard=%d,n=%d", tc.T, tc.HW, tc.D, tc.perShard, tc.n), func(t *testing.T) {
+		t.Run(fmt.Sprintf("T=%d,HW=%d,D=%d,S=%d,A=%d,per_shard=%d,n=%d", tc.T, tc.HW, tc.D, tc.S, tc.A, tc.perShard, tc.n), func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := FeatureCacheConfig{Frames: tc.T, Tokens: tc.HW, Dim: tc.D, ConfigHash: hash, RecordsPerShard: tc.perShard}
+			cfg := FeatureCacheConfig{Frames: tc.T, Tokens: tc.HW, Dim: tc.D, StateDim: tc.S, ActionDim: tc.A, ConfigHash: hash, RecordsPerShard: tc.perShard}
 			want := writeCache(t, dir, cfg, tc.n)
-			c, err := OpenFeatureCache(dir, FeatureCacheConfig{Frames: tc.T, Tokens: tc.HW, Dim: tc.D, ConfigHash: hash})
+			c, err := OpenFeatureCache(dir, FeatureCacheConfig{Frames: tc.T, Tokens: tc.HW, Dim: tc.D, StateDim: tc.S, ActionDim: tc.A, ConfigHash: hash})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			if c.Len() != tc.n {
 				t.Fatalf("Len() = %d, want %d", c.Len(), tc.n)
+			}
+			wantS, wantA := tc.S, tc.A
+			if tc.S == 0 {
+				wantS, wantA = 7, 7
+			}
+			if s, a := c.Config().Dims(); s != wantS || a != wantA {
+				t.Fatalf("Dims() = %d, %d, want %d, %d", s, a, wantS, wantA)
 			}
 			var got FeatureRecord
 			for _, i := range []int{tc.n - 1, 0, tc.n / 2} { // random access, out of order
@@ -128,6 +137,24 @@ func TestFeatureCacheErrors(t *testing.T) {
 			t.Fatalf("error %v", err)
 		}
 	})
+	t.Run("err=widths", func(t *testing.T) {
+		want := cfg
+		want.StateDim, want.ActionDim = 6, 4
+		_, err := OpenFeatureCache(fresh(t), want)
+		if !errors.Is(err, ErrFeatureCacheMismatch) || !strings.Contains(err.Error(), "7-D states and 7-D actions (version 2), want 6 and 4") {
+			t.Fatalf("error %v", err)
+		}
+	})
+	t.Run("err=future-version", func(t *testing.T) {
+		dir := fresh(t)
+		p := filepath.Join(dir, FeatureCacheIndex)
+		b, _ := os.ReadFile(p)
+		os.WriteFile(p, []byte(strings.Replace(string(b), `"version": 2`, `"version": 3`, 1)), 0o644)
+		_, err := OpenFeatureCache(dir, cfg)
+		if err == nil || !strings.Contains(err.Error(), "version 3, want \"vjepa-vk feature cache\" version 1 to 2") {
+			t.Fatalf("error %v", err)
+		}
+	})
 	t.Run("err=truncated-shard", func(t *testing.T) {
 		dir := fresh(t)
 		p := filepath.Join(dir, shard0)
@@ -171,6 +198,46 @@ func TestFeatureCacheErrors(t *testing.T) {
 			t.Fatal("T=1 accepted")
 		}
 	})
+}
+
+// TestFeatureCacheVersion1 reads a cache written by version 1 (before the state and action widths were
+// recorded: 7-D, an 8-word record header), committed in testdata as that code wrote it, and refuses it
+// for other widths.
+func TestFeatureCacheVersion1(t *testing.T) {
+	const dir = "../testdata/featcache_v1"
+	cfg := FeatureCacheConfig{Frames: 3, Tokens: 2, Dim: 4, ConfigHash: "v1-fixture"}
+	c, err := OpenFeatureCache(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if s, a := c.Config().Dims(); c.Len() != 3 || s != 7 || a != 7 {
+		t.Fatalf("%d records of %d-D states and %d-D actions, want 3 of 7 and 7", c.Len(), s, a)
+	}
+	var rec FeatureRecord
+	for i := range 3 {
+		if err := c.Read(i, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.SourceShard != i%2 || rec.SourceRecord != i || rec.Start != 3*i || len(rec.States) != 21 || len(rec.Actions) != 14 || len(rec.Features) != 24 {
+			t.Fatalf("record %d: source %d/%d start %d, %d states %d actions %d features", i, rec.SourceShard, rec.SourceRecord, rec.Start,
+				len(rec.States), len(rec.Actions), len(rec.Features))
+		}
+		for k := range rec.States {
+			if rec.States[k] != float32(i*100+k) {
+				t.Fatalf("record %d states[%d] = %v, want %d", i, k, rec.States[k], i*100+k)
+			}
+		}
+		for k := range rec.Actions {
+			if rec.Actions[k] != -float32(i*100+k) {
+				t.Fatalf("record %d actions[%d] = %v, want %d", i, k, rec.Actions[k], -(i*100 + k))
+			}
+		}
+	}
+	cfg.StateDim = 6
+	if _, err := OpenFeatureCache(dir, cfg); !errors.Is(err, ErrFeatureCacheMismatch) || !strings.Contains(err.Error(), "7-D states and 7-D actions (version 1), want 6 and 7") {
+		t.Fatalf("a version 1 cache opened for 6-D states: %v", err)
+	}
 }
 
 // TestF16 checks the half-precision conversion on exactly representable values, rounding and limits.

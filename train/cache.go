@@ -8,11 +8,14 @@ import (
 	"math/rand/v2"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
 
-// cacheIdentity is what the cached features depend on: a cache built with any other value is refused.
+// cacheIdentity is what the cached features, states and actions depend on: a cache built with any other
+// value is refused. The fields after Seed are left out of the hash when they have their RLDS values, so
+// the hash of an RLDS cache is what it was before LeRobot datasets existed.
 type cacheIdentity struct {
 	Encoder    model.EncoderConfig
 	Checkpoint string
@@ -22,12 +25,18 @@ type cacheIdentity struct {
 	Frames     int
 	FPS        float64
 	Seed       int64
+	Format     string           `json:",omitempty"` // "" for rlds
+	LeRobot    *lerobot.Mapping `json:",omitempty"` // the columns and their conversion
 }
 
 func cacheConfig(c *Config) (data.FeatureCacheConfig, cacheIdentity, error) {
 	_, ecfg := modelConfigs(c)
 	id := cacheIdentity{Encoder: ecfg, Checkpoint: c.Model.Checkpoint, Precision: c.Model.Precision, Img: c.Model.Img,
 		Camera: c.Data.Camera, Frames: c.Data.Frames, FPS: c.Data.FPS, Seed: c.Data.Seed}
+	if c.Data.Format == FormatLeRobot {
+		m := c.Data.LeRobot
+		id.Format, id.LeRobot = FormatLeRobot, &m
+	}
 	if c.Model.Checkpoint == "" {
 		id.Seed = c.Training.Seed // random-init encoder: the seed is its identity
 	}
@@ -36,7 +45,8 @@ func cacheConfig(c *Config) (data.FeatureCacheConfig, cacheIdentity, error) {
 		return data.FeatureCacheConfig{}, id, err
 	}
 	grid := c.Model.Img / c.Model.Patch
-	return data.FeatureCacheConfig{Frames: c.Data.Frames, Tokens: grid * grid, Dim: c.Model.EmbedDim, ConfigHash: h, RecordsPerShard: 256}, id, nil
+	return data.FeatureCacheConfig{Frames: c.Data.Frames, Tokens: grid * grid, Dim: c.Model.EmbedDim,
+		StateDim: c.Model.StateDim, ActionDim: c.Model.ActionDim, ConfigHash: h, RecordsPerShard: 256}, id, nil
 }
 
 // EncodeOptions choose how much data Encode caches.
@@ -46,7 +56,7 @@ type EncodeOptions struct {
 }
 
 // Encode runs the frozen encoder over the clips of cfg's data source and writes their features (f16),
-// states and actions to a feature cache in dir, which `train` reads with data.feature_cache = dir.
+// states and actions (of the data's widths) to a feature cache in dir, which `train` reads with data.feature_cache = dir.
 func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o EncodeOptions) (int, error) {
 	if o.Epochs <= 0 {
 		o.Epochs = 1
@@ -123,7 +133,7 @@ func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o Encode
 		}
 		for i, smp := range b.Samples {
 			rec := &data.FeatureRecord{SourceShard: smp.ShardIndex, SourceRecord: smp.Record, Start: smp.Clip.Indices[0],
-				States: b.States[i*T*7 : (i+1)*T*7], Actions: b.Actions[i*(T-1)*7 : (i+1)*(T-1)*7],
+				States: b.States[i*T*b.S : (i+1)*T*b.S], Actions: b.Actions[i*(T-1)*b.A : (i+1)*(T-1)*b.A],
 				Features: make([]uint16, per)}
 			data.Float32ToF16(rec.Features, feats[i*per:(i+1)*per])
 			if err := w.Append(rec); err != nil {
@@ -141,7 +151,7 @@ func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o Encode
 func padBatch(b *data.Batch, B int) *data.Batch {
 	p := *b
 	T, H, W := b.T, b.H, b.W
-	fr, st, ac, ex := 3*T*H*W, T*7, (T-1)*7, T*6
+	fr, st, ac, ex := 3*T*H*W, T*b.S, (T-1)*b.A, T*6
 	for i := b.B; i < B; i++ {
 		p.Frames = append(p.Frames, b.Frames[:fr]...)
 		p.States = append(p.States, b.States[:st]...)
@@ -191,7 +201,7 @@ func (cs *cacheSource) shuffle() {
 	cs.pos = 0
 }
 
-// next fills the batch tensors' host copies; features [B·T·HW, E] f32, states [B·T, 7], actions [B·(T-1), 7].
+// next fills the batch tensors' host copies; features [B·T·HW, E] f32, states [B·T, S], actions [B·(T-1), A].
 func (cs *cacheSource) next() error {
 	cfg := cs.c.Config()
 	per := cfg.Frames * cfg.Tokens * cfg.Dim

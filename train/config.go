@@ -700,9 +700,6 @@ func (c *Config) Validate() error {
 	} else {
 		v.oneOf("data.camera", d.Camera, cameras)
 	}
-	if d.FeatureCache != "" && (m.ActionDim != 7 || m.StateDim != 7) {
-		v.add("data.feature_cache", "stores 7-D states and actions; model.action_dim %d and model.state_dim %d need training from the episodes (feature_cache: \"\")", m.ActionDim, m.StateDim)
-	}
 	v.atLeast("data.frames", d.Frames, 2)
 	v.positive("data.fps", d.FPS)
 	v.atLeast("data.batch_size", d.BatchSize, 1)
