@@ -53,6 +53,23 @@ func sampleKey(s *Sample) string {
 	return fmt.Sprintf("%s/%d/e%d/%s/%v", s.Shard, s.Record, s.Epoch, s.Clip.Camera, s.Clip.Indices)
 }
 
+// sameBatches fails unless got has want's clips in the same order with bit-identical frames.
+func sameBatches(t *testing.T, got, want []*Batch) {
+	t.Helper()
+	for i := range want {
+		for j := range want[i].Samples {
+			if g, w := sampleKey(got[i].Samples[j]), sampleKey(want[i].Samples[j]); g != w {
+				t.Fatalf("batch %d sample %d: %s, want %s", i, j, g, w)
+			}
+		}
+		for k := range want[i].Frames {
+			if math.Float32bits(got[i].Frames[k]) != math.Float32bits(want[i].Frames[k]) {
+				t.Fatalf("batch %d: frames differ at %d", i, k)
+			}
+		}
+	}
+}
+
 func runLoader(t *testing.T, src Source, cfg LoaderConfig) ([]*Batch, Counts) {
 	t.Helper()
 	l, err := NewLoader(context.Background(), src, cfg)
@@ -77,18 +94,7 @@ func TestLoaderDeterministic(t *testing.T) {
 	if len(a) != 5 || len(b) != 5 {
 		t.Fatalf("%d and %d batches, want 5", len(a), len(b))
 	}
-	for i := range a {
-		for j := range a[i].Samples {
-			if ka, kb := sampleKey(a[i].Samples[j]), sampleKey(b[i].Samples[j]); ka != kb {
-				t.Fatalf("batch %d sample %d: %s vs %s", i, j, ka, kb)
-			}
-		}
-		for k := range a[i].Frames {
-			if math.Float32bits(a[i].Frames[k]) != math.Float32bits(b[i].Frames[k]) {
-				t.Fatalf("batch %d: frames differ at %d", i, k)
-			}
-		}
-	}
+	sameBatches(t, a, b)
 	cfg.Seed = 8
 	c, _ := runLoader(t, NewDirSource(sampleDir), cfg)
 	same := true
@@ -485,18 +491,7 @@ func TestLoaderBatchDecoder(t *testing.T) {
 				if counts != wantCounts || len(got) != len(want) {
 					t.Fatalf("%d batches, counts %+v; want %d, %+v", len(got), counts, len(want), wantCounts)
 				}
-				for i := range want {
-					for j := range want[i].Samples {
-						if g, w := sampleKey(got[i].Samples[j]), sampleKey(want[i].Samples[j]); g != w {
-							t.Fatalf("batch %d sample %d: %s, want %s", i, j, g, w)
-						}
-					}
-					for k := range want[i].Frames {
-						if math.Float32bits(got[i].Frames[k]) != math.Float32bits(want[i].Frames[k]) {
-							t.Fatalf("batch %d: frames differ at %d", i, k)
-						}
-					}
-				}
+				sameBatches(t, got, want)
 				total := 0
 				for _, n := range bf.calls {
 					if n < 1 || n > size {
