@@ -70,6 +70,7 @@ func lerobotFlags(fs *pflag.FlagSet, m *lerobot.Mapping) {
 	fs.StringVar(&m.ActionReduce, "action-reduce", def.ActionReduce, "lerobot: first, last, mean or sum of the actions between sampled frames")
 	fs.StringVar(&m.Convert, "convert", "", "lerobot: \"\" or ee_pose (absolute end-effector pose -> official 7-D state and delta actions)")
 	fs.IntSliceVar(&m.PoseIndices, "pose-indices", def.PoseIndices, "lerobot: positions of x y z roll pitch yaw gripper for --convert ee_pose")
+	fs.StringVar(&m.Normalize, "normalize", "", "lerobot: \"\", mean_std or min_max (the state and action columns with meta/stats.json)")
 }
 
 // openFormat opens source as RLDS or LeRobot (with opts); auto picks LeRobot when meta/info.json exists.

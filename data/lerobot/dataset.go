@@ -34,6 +34,11 @@ type Mapping struct {
 	// PoseIndices are the positions of x, y, z, roll, pitch, yaw, gripper in the state vector for
 	// convert: ee_pose; default [0, 1, 2, 3, 4, 5, 6].
 	PoseIndices []int `yaml:"pose_indices"`
+	// Normalize is "" (off; default), mean_std or min_max: the state and action columns are normalized
+	// per dimension with the dataset's statistics (meta/stats.json, or v2.1's episodes_stats.jsonl) as
+	// LeRobot's policies normalize them, row by row before action_reduce. Not with convert: ee_pose,
+	// whose official 7-D inputs the pretrained encoders expect as they are.
+	Normalize string `yaml:"normalize"`
 }
 
 // Reductions and conversions Mapping accepts.
@@ -58,6 +63,10 @@ func (m Mapping) Validate() error {
 		return fmt.Errorf("lerobot.action_reduce: must be one of %s, got %q", strings.Join(ActionReductions, "|"), m.ActionReduce)
 	case !slices.Contains(Conversions, m.Convert):
 		return fmt.Errorf("lerobot.convert: must be \"\" or ee_pose, got %q", m.Convert)
+	case !slices.Contains(Normalizations, m.Normalize):
+		return fmt.Errorf("lerobot.normalize: must be \"\", mean_std or min_max, got %q", m.Normalize)
+	case m.Convert == "ee_pose" && m.Normalize != "":
+		return fmt.Errorf("lerobot.normalize: must be \"\" with convert: ee_pose (the pretrained encoders take the official 7-D state and pose deltas as they are), got %s", m.Normalize)
 	case m.Convert == "ee_pose" && len(m.PoseIndices) != 7:
 		return fmt.Errorf("lerobot.pose_indices: want 7 positions (x y z roll pitch yaw gripper), got %v", m.PoseIndices)
 	}
@@ -95,6 +104,7 @@ type Dataset struct {
 	dec      VideoDecoder
 	sdim     int // state width (the column's, or 7 with ee_pose)
 	adim     int
+	norm     *Normalization // nil unless Mapping.Normalize
 
 	mu       sync.Mutex
 	cacheDir string
@@ -135,6 +145,11 @@ func Open(ctx context.Context, src data.Source, opts Options) (*Dataset, error) 
 	}
 	if err := d.checkMapping(); err != nil {
 		return nil, err
+	}
+	if opts.Mapping.Normalize != "" {
+		if d.norm, err = d.readNormalization(ctx); err != nil {
+			return nil, err
+		}
 	}
 	var all []EpisodeMeta
 	if d.Info.Version() == 3 {
@@ -228,6 +243,9 @@ func (d *Dataset) Shards() []data.Shard { return d.shards }
 
 // Dims are the state and action widths the mapping gives.
 func (d *Dataset) Dims() (int, int) { return d.sdim, d.adim }
+
+// Normalization is what Mapping.Normalize does to the vectors, with its statistics; nil when off.
+func (d *Dataset) Normalization() *Normalization { return d.norm }
 
 // FPS is the recording rate.
 func (d *Dataset) FPS() float64 { return d.Info.FPS }
@@ -477,6 +495,10 @@ func (d *Dataset) readFrames(ctx context.Context, name string) (*frames, error) 
 		if fr.action, err = vector(m.Action); err != nil {
 			return nil, err
 		}
+	}
+	if n := d.norm; n != nil {
+		n.apply(fr.state, &n.State.FeatureStats)
+		n.apply(fr.action, &n.Action.FeatureStats)
 	}
 	return fr, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,11 +197,14 @@ func WriteDemo(dir string, cfg DemoConfig) error {
 	} else if err := writeDemoV3(dir, cfg, eps, fps); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(info, "", "    ")
-	if err != nil {
+	var all []FrameRow
+	for _, ep := range eps {
+		all = append(all, ep.rows...)
+	}
+	if err := writeJSON(filepath.Join(dir, StatsFile), demoStats(all)); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, InfoFile), append(b, '\n'))
+	return writeJSON(filepath.Join(dir, InfoFile), info)
 }
 
 func writeDemoV2(dir string, cfg DemoConfig, eps []demoEpisode, fps float64) error {
@@ -218,6 +222,17 @@ func writeDemoV2(dir string, cfg DemoConfig, eps []demoEpisode, fps float64) err
 		}
 	}
 	if err := writeFile(filepath.Join(dir, EpisodesJSONLFile), []byte(episodes.String())); err != nil {
+		return err
+	}
+	var stats bytes.Buffer
+	for e, ep := range eps {
+		line, err := json.Marshal(map[string]any{"episode_index": e, "stats": demoStats(ep.rows)})
+		if err != nil {
+			return err
+		}
+		stats.Write(append(line, '\n'))
+	}
+	if err := writeFile(filepath.Join(dir, EpisodesStatsFile), stats.Bytes()); err != nil {
 		return err
 	}
 	return writeFile(filepath.Join(dir, TasksJSONLFile), []byte(tasks.String()))
@@ -254,6 +269,45 @@ func writeDemoV3(dir string, cfg DemoConfig, eps []demoEpisode, fps float64) err
 		return err
 	}
 	return cfg.Tables.WriteTasks(filepath.Join(dir, "meta/tasks.parquet"), []TaskRow{{Task: demoTask}})
+}
+
+// demoStats are the statistics of the demo's vector features over rows, in stats.json's layout:
+// per dimension mean, population std, min and max, and count [n], as LeRobot's compute_episode_stats
+// gives them (which also covers images and the index columns; nothing here reads those).
+func demoStats(rows []FrameRow) map[string]any {
+	out := map[string]any{}
+	for col, get := range map[string]func(r FrameRow) []float32{
+		"observation.state":   func(r FrameRow) []float32 { return r.State },
+		"observation.ee_pose": func(r FrameRow) []float32 { return r.EEPose },
+		"action":              func(r FrameRow) []float32 { return r.Action },
+	} {
+		w := len(get(rows[0]))
+		mean, std, lo, hi := make([]float64, w), make([]float64, w), make([]float64, w), make([]float64, w)
+		for k := range w {
+			lo[k], hi[k] = math.Inf(1), math.Inf(-1)
+			for _, r := range rows {
+				v := float64(get(r)[k])
+				mean[k] += v
+				lo[k], hi[k] = min(lo[k], v), max(hi[k], v)
+			}
+			mean[k] /= float64(len(rows))
+			for _, r := range rows {
+				d := float64(get(r)[k]) - mean[k]
+				std[k] += d * d
+			}
+			std[k] = math.Sqrt(std[k] / float64(len(rows)))
+		}
+		out[col] = map[string]any{"mean": mean, "std": std, "min": lo, "max": hi, "count": []int{len(rows)}}
+	}
+	return out
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "    ")
+	if err != nil {
+		return err
+	}
+	return writeFile(path, append(b, '\n'))
 }
 
 // demoInfo is the dataset's meta/info.json.

@@ -702,6 +702,13 @@ func TestWriteDemo(t *testing.T) {
 			if len(eps) != 2 || eps[1].Info().Steps != 12 {
 				t.Fatalf("%d episodes", len(eps))
 			}
+			// LeRobot's statistics: meta/stats.json, and per episode in v2.1.
+			if n := open(t, dir, Mapping{Normalize: "mean_std"}).Normalization(); n.Source != StatsFile || n.State.Count != 24 {
+				t.Fatalf("statistics from %s over %d rows, want %s over 24", n.Source, n.State.Count, StatsFile)
+			}
+			if _, err := os.Stat(filepath.Join(dir, EpisodesStatsFile)); (err == nil) != (v == "v2.1") {
+				t.Fatalf("%s: %v (want it in v2.1 only)", EpisodesStatsFile, err)
+			}
 			pre, _ := data.NewPreprocessor(data.ImageConfig{Height: 16, Width: 16, MinRatio: 0.75, MaxRatio: 1.35})
 			clip, err := eps[1].MakeClip(clipConfig(DemoVideoKey, 2), data.DefaultFilterConfig(), nil)
 			if err != nil {
@@ -823,4 +830,104 @@ func TestCheck(t *testing.T) {
 			t.Fatalf("%d clips, decode failures %q; want 2 and one naming episode 1's parquet and mp4", r.Clips, r.DecodeErrors)
 		}
 	})
+}
+
+// TestNormalize: lerobot.normalize normalizes the state and action columns with the statistics the
+// demo writer stores as LeRobot does (meta/stats.json; v2.1's per-episode meta/episodes_stats.jsonl,
+// aggregated as LeRobot's aggregate_stats when stats.json is missing), and bad statistics are refused
+// with the file and the field.
+func TestNormalize(t *testing.T) {
+	dir := fixtures[0].dir // v2.1: meta/stats.json and meta/episodes_stats.jsonl
+	raw := eachEpisode(t, open(t, dir, Mapping{}))
+	for _, mode := range []string{"mean_std", "min_max"} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			ds := open(t, dir, Mapping{Normalize: mode})
+			n := ds.Normalization()
+			if n == nil || n.Mode != mode || n.Source != StatsFile || n.State.Column != "observation.state" || n.Action.Column != "action" || n.State.Count != 72 {
+				t.Fatalf("normalization %+v, want %s from %s over 72 rows", n, mode, StatsFile)
+			}
+			norm := func(x float64, st FeatureStats, k int) float64 {
+				if mode == "min_max" {
+					return 2*(x-st.Min[k])/(st.Max[k]-st.Min[k]+1e-8) - 1
+				}
+				return (x - st.Mean[k]) / (st.Std[k] + 1e-8)
+			}
+			var sum, sq float64
+			rows := 0
+			for e, ep := range eachEpisode(t, ds) {
+				got, want := ep.(*episode), raw[e].(*episode)
+				for i := range want.hi - want.lo {
+					for k, x := range want.stateRow(i) {
+						if g := got.stateRow(i)[k]; g != norm(x, n.State.FeatureStats, k) {
+							t.Fatalf("episode %d row %d state[%d] = %v, want %v", e, i, k, g, norm(x, n.State.FeatureStats, k))
+						}
+					}
+					for k, x := range want.actionRow(i) {
+						if g := got.actionRow(i)[k]; g != norm(x, n.Action.FeatureStats, k) {
+							t.Fatalf("episode %d row %d action[%d] = %v, want %v", e, i, k, g, norm(x, n.Action.FeatureStats, k))
+						}
+					}
+					sum += got.stateRow(i)[0]
+					sq += got.stateRow(i)[0] * got.stateRow(i)[0]
+					rows++
+				}
+			}
+			if mean, std := sum/float64(rows), math.Sqrt(sq/float64(rows)-sum*sum/float64(rows*rows)); mode == "mean_std" && (math.Abs(mean) > 1e-6 || math.Abs(std-1) > 1e-6) {
+				t.Errorf("normalized state[0]: mean %v std %v over every row, want 0 and 1", mean, std)
+			}
+		})
+	}
+	t.Run("source=episodes_stats", func(t *testing.T) {
+		want := open(t, dir, Mapping{Normalize: "mean_std"}).Normalization()
+		v21 := copyFixture(t, dir)
+		os.Remove(filepath.Join(v21, StatsFile))
+		got := open(t, v21, Mapping{Normalize: "mean_std"}).Normalization()
+		if got.Source != EpisodesStatsFile || got.State.Count != want.State.Count {
+			t.Fatalf("statistics from %s over %d rows, want %s over %d", got.Source, got.State.Count, EpisodesStatsFile, want.State.Count)
+		}
+		for _, f := range [][2]FeatureStats{{got.State.FeatureStats, want.State.FeatureStats}, {got.Action.FeatureStats, want.Action.FeatureStats}} {
+			for k := range f[1].Mean {
+				if math.Abs(f[0].Mean[k]-f[1].Mean[k]) > 1e-12 || math.Abs(f[0].Std[k]-f[1].Std[k]) > 1e-9*(1+f[1].Std[k]) || f[0].Min[k] != f[1].Min[k] || f[0].Max[k] != f[1].Max[k] {
+					t.Fatalf("dim %d aggregated from the episodes: %v %v %v %v, over every row: %v %v %v %v", k,
+						f[0].Mean[k], f[0].Std[k], f[0].Min[k], f[0].Max[k], f[1].Mean[k], f[1].Std[k], f[1].Min[k], f[1].Max[k])
+				}
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		m      Mapping
+		want   string
+	}{
+		{"width", func(t *testing.T, dir string) {
+			editFile(t, filepath.Join(dir, StatsFile), `"observation.state": {
+        "count": [
+            72
+        ],
+        "max": [`, `"observation.state": {
+        "count": [
+            72
+        ],
+        "max": [
+            1,`)
+		}, Mapping{Normalize: "min_max"}, "meta/stats.json: observation.state.max: 7 values, want 6"},
+		{"no statistics", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, StatsFile))
+			os.Remove(filepath.Join(dir, EpisodesStatsFile))
+		}, Mapping{Normalize: "mean_std"}, "lerobot.normalize mean_std needs statistics: no meta/stats.json or meta/episodes_stats.jsonl"},
+		{"ee_pose", nil, Mapping{State: "observation.ee_pose", Convert: "ee_pose", Normalize: "mean_std"}, "lerobot.normalize: must be \"\" with convert: ee_pose"},
+		{"mode", nil, Mapping{Normalize: "z"}, `lerobot.normalize: must be "", mean_std or min_max, got "z"`},
+	} {
+		t.Run("err="+tc.name, func(t *testing.T) {
+			bad := copyFixture(t, dir)
+			if tc.damage != nil {
+				tc.damage(t, bad)
+			}
+			_, err := Open(context.Background(), data.NewDirSource(bad), Options{Mapping: tc.m})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
 }

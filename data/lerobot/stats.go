@@ -1,0 +1,241 @@
+package lerobot
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"strings"
+)
+
+// EpisodesStatsFile is v2.1's per-episode statistics, one JSON object per line:
+// {"episode_index": i, "stats": {feature: {"min", "max", "mean", "std", "count"}}}.
+const EpisodesStatsFile = "meta/episodes_stats.jsonl"
+
+// Normalizations Mapping.Normalize accepts: off (""), or LeRobot's NormalizationMode MEAN_STD and
+// MIN_MAX.
+var Normalizations = []string{"", "mean_std", "min_max"}
+
+// normEps is LeRobot's guard against a zero spread (policies' Normalize: std + 1e-8, max − min + 1e-8).
+const normEps = 1e-8
+
+// FeatureStats are one vector feature's statistics over the dataset's rows, per dimension.
+type FeatureStats struct {
+	Mean  []float64 `json:"mean"`
+	Std   []float64 `json:"std"`
+	Min   []float64 `json:"min"`
+	Max   []float64 `json:"max"`
+	Count int64     `json:"count"` // rows
+}
+
+// Normalization is what Mapping.Normalize did to the state and action columns, with the statistics it
+// used, so that whoever reads the model's inputs or outputs can map them back: for mean_std
+// x = v·(std + 1e-8) + mean, for min_max x = (v + 1)/2·(max − min + 1e-8) + min. Training writes it
+// next to the adapter (NormalizationFile).
+type Normalization struct {
+	Mode   string            `json:"mode"`   // mean_std or min_max
+	Source string            `json:"source"` // the file the statistics came from
+	State  NormalizedFeature `json:"state"`
+	Action NormalizedFeature `json:"action"`
+}
+
+// NormalizedFeature is one normalized column and its statistics.
+type NormalizedFeature struct {
+	Column string `json:"column"`
+	FeatureStats
+}
+
+// NormalizationFile is the name of the JSON encoding of a Normalization in an adapter folder.
+const NormalizationFile = "normalization.json"
+
+// apply normalizes rows of the statistics' width back to back in vals, in place, as LeRobot's Normalize
+// does: (x − mean)/(std + 1e-8), or 2·(x − min)/(max − min + 1e-8) − 1.
+func (n *Normalization) apply(vals []float64, st *FeatureStats) {
+	w := len(st.Mean)
+	if n.Mode == "min_max" {
+		w = len(st.Min)
+	}
+	for i := range vals {
+		k := i % w
+		if n.Mode == "min_max" {
+			vals[i] = 2*(vals[i]-st.Min[k])/(st.Max[k]-st.Min[k]+normEps) - 1
+		} else {
+			vals[i] = (vals[i] - st.Mean[k]) / (st.Std[k] + normEps)
+		}
+	}
+}
+
+// readNormalization reads the statistics of the mapped state and action columns: meta/stats.json
+// (every version writes it since v2.0, v3.0 always), or else v2.1's meta/episodes_stats.jsonl
+// aggregated over every episode as LeRobot's aggregate_stats does.
+func (d *Dataset) readNormalization(ctx context.Context) (*Normalization, error) {
+	m := d.opts.Mapping
+	n := &Normalization{Mode: m.Normalize, State: NormalizedFeature{Column: m.State}, Action: NormalizedFeature{Column: m.Action}}
+	var stats map[string]*FeatureStats
+	b, err := d.readAll(ctx, StatsFile)
+	switch {
+	case err == nil:
+		n.Source = StatsFile
+		stats, err = parseStats(fmt.Sprintf("%s/%s", d.src, StatsFile), b, []string{m.State, m.Action})
+	case errors.Is(err, fs.ErrNotExist):
+		b, err2 := d.readAll(ctx, EpisodesStatsFile)
+		if errors.Is(err2, fs.ErrNotExist) {
+			return nil, fmt.Errorf("lerobot: %s: lerobot.normalize %s needs statistics: no %s or %s", d.src, m.Normalize, StatsFile, EpisodesStatsFile)
+		}
+		if err2 != nil {
+			return nil, err2
+		}
+		n.Source = EpisodesStatsFile
+		stats, err = aggregateEpisodesStats(fmt.Sprintf("%s/%s", d.src, EpisodesStatsFile), b, []string{m.State, m.Action})
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []*NormalizedFeature{&n.State, &n.Action} {
+		st := stats[f.Column]
+		name := fmt.Sprintf("%s/%s", d.src, n.Source)
+		if st == nil {
+			return nil, fmt.Errorf("lerobot: %s: no statistics of %q (lerobot.normalize %s)", name, f.Column, m.Normalize)
+		}
+		want := d.Info.Features[f.Column].Width()
+		need := map[string][]float64{"mean": st.Mean, "std": st.Std}
+		if m.Normalize == "min_max" {
+			need = map[string][]float64{"min": st.Min, "max": st.Max}
+		}
+		for _, key := range []string{"mean", "std", "min", "max"} {
+			if v, ok := need[key]; ok && len(v) != want {
+				return nil, fmt.Errorf("lerobot: %s: %s.%s: %d values, want %d (%s features.%s.shape)", name, f.Column, key, len(v), want, InfoFile, f.Column)
+			}
+		}
+		f.FeatureStats = *st
+	}
+	return n, nil
+}
+
+// rawStats is one feature's entry of stats.json: numbers, or lists of them (count is [n]).
+type rawStats map[string]json.RawMessage
+
+// featureStats decodes the vector statistics of one entry; a missing key stays nil.
+func (r rawStats) featureStats(name, col string) (*FeatureStats, error) {
+	st := &FeatureStats{}
+	for key, dst := range map[string]*[]float64{"mean": &st.Mean, "std": &st.Std, "min": &st.Min, "max": &st.Max} {
+		raw, ok := r[key]
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return nil, fmt.Errorf("lerobot: %s: %s.%s: %v, want a list of numbers", name, col, key, err)
+		}
+		for i, v := range *dst {
+			if math.IsNaN(v) || math.IsInf(v, 0) || (key == "std" && v < 0) {
+				return nil, fmt.Errorf("lerobot: %s: %s.%s[%d] = %v, want a finite number (>= 0 for std)", name, col, key, i, v)
+			}
+		}
+	}
+	if raw, ok := r["count"]; ok {
+		var c []int64
+		if err := json.Unmarshal(raw, &c); err != nil {
+			var one int64
+			if err2 := json.Unmarshal(raw, &one); err2 != nil {
+				return nil, fmt.Errorf("lerobot: %s: %s.count: %v, want [n]", name, col, err)
+			}
+			c = []int64{one}
+		}
+		if len(c) == 1 {
+			st.Count = c[0]
+		}
+	}
+	return st, nil
+}
+
+// parseStats reads the entries of cols from a stats.json: {feature: {"mean": [...], ...}}.
+func parseStats(name string, b []byte, cols []string) (map[string]*FeatureStats, error) {
+	var all map[string]rawStats
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, fmt.Errorf("lerobot: %s: %w", name, err)
+	}
+	out := map[string]*FeatureStats{}
+	for _, col := range cols {
+		r, ok := all[col]
+		if !ok || col == "" {
+			continue
+		}
+		st, err := r.featureStats(name, col)
+		if err != nil {
+			return nil, err
+		}
+		out[col] = st
+	}
+	return out, nil
+}
+
+// aggregateEpisodesStats combines the per-episode statistics of cols in a v2.1 episodes_stats.jsonl
+// as LeRobot's aggregate_feature_stats does: mean weighted by count, variance by the parallel algorithm
+// (Σ count·(std² + (mean − total mean)²) / total count), min of mins, max of maxes.
+func aggregateEpisodesStats(name string, b []byte, cols []string) (map[string]*FeatureStats, error) {
+	perCol := map[string][]*FeatureStats{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<16), 1<<26)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		var rec struct {
+			Stats map[string]rawStats `json:"stats"`
+		}
+		if err := json.Unmarshal([]byte(text), &rec); err != nil {
+			return nil, fmt.Errorf("lerobot: %s line %d: %w", name, line, err)
+		}
+		for _, col := range cols {
+			r, ok := rec.Stats[col]
+			if !ok || col == "" {
+				continue
+			}
+			st, err := r.featureStats(fmt.Sprintf("%s line %d", name, line), col)
+			if err != nil {
+				return nil, err
+			}
+			if st.Count <= 0 || len(st.Mean) == 0 || len(st.Std) != len(st.Mean) || len(st.Min) != len(st.Mean) || len(st.Max) != len(st.Mean) {
+				return nil, fmt.Errorf("lerobot: %s line %d: %s: want mean, std, min, max of one width and count >= 1", name, line, col)
+			}
+			perCol[col] = append(perCol[col], st)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("lerobot: %s: %w", name, err)
+	}
+	out := map[string]*FeatureStats{}
+	for col, list := range perCol {
+		w := len(list[0].Mean)
+		agg := &FeatureStats{Mean: make([]float64, w), Std: make([]float64, w), Min: append([]float64(nil), list[0].Min...), Max: append([]float64(nil), list[0].Max...)}
+		for i, st := range list {
+			if len(st.Mean) != w {
+				return nil, fmt.Errorf("lerobot: %s: %s: episode %d has %d values, the first %d", name, col, i, len(st.Mean), w)
+			}
+			agg.Count += st.Count
+			for k := range w {
+				agg.Mean[k] += float64(st.Count) * st.Mean[k]
+				agg.Min[k], agg.Max[k] = min(agg.Min[k], st.Min[k]), max(agg.Max[k], st.Max[k])
+			}
+		}
+		for k := range w {
+			agg.Mean[k] /= float64(agg.Count)
+		}
+		for _, st := range list {
+			for k := range w {
+				dm := st.Mean[k] - agg.Mean[k]
+				agg.Std[k] += float64(st.Count) * (st.Std[k]*st.Std[k] + dm*dm)
+			}
+		}
+		for k := range w {
+			agg.Std[k] = math.Sqrt(agg.Std[k] / float64(agg.Count))
+		}
+		out[col] = agg
+	}
+	return out, nil
+}
