@@ -27,15 +27,20 @@ type cacheIdentity struct {
 	Seed       int64
 	Format     string           `json:",omitempty"` // "" for rlds
 	LeRobot    *lerobot.Mapping `json:",omitempty"` // the columns and their conversion
+	// Normalization holds the statistics data.lerobot.normalize used: a cache of other statistics is
+	// refused.
+	Normalization *lerobot.Normalization `json:",omitempty"`
 }
 
-func cacheConfig(c *Config) (data.FeatureCacheConfig, cacheIdentity, error) {
+// cacheConfig is the shape and identity of c's feature cache; norm is what data.lerobot.normalize
+// does (nil when off).
+func cacheConfig(c *Config, norm *lerobot.Normalization) (data.FeatureCacheConfig, cacheIdentity, error) {
 	_, ecfg := modelConfigs(c)
 	id := cacheIdentity{Encoder: ecfg, Checkpoint: c.Model.Checkpoint, Precision: c.Model.Precision, Img: c.Model.Img,
 		Camera: c.Data.Camera, Frames: c.Data.Frames, FPS: c.Data.FPS, Seed: c.Data.Seed}
 	if c.Data.Format == FormatLeRobot {
 		m := c.Data.LeRobot
-		id.Format, id.LeRobot = FormatLeRobot, &m
+		id.Format, id.LeRobot, id.Normalization = FormatLeRobot, &m, norm
 	}
 	if c.Model.Checkpoint == "" {
 		id.Seed = c.Training.Seed // random-init encoder: the seed is its identity
@@ -64,10 +69,6 @@ func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o Encode
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	fc, id, err := cacheConfig(cfg)
-	if err != nil {
-		return 0, err
-	}
 	t := &trainer{cfg: cfg, opts: Options{Device: d, Out: o.Out}, d: d}
 	t.progress = NewProgress(o.Out, "plain", 0, 1)
 	defer t.close()
@@ -91,6 +92,10 @@ func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o Encode
 	defer s.Destroy()
 	t.ep.Forward(s)
 	if t.format, err = OpenDataset(ctx, cfg, t.gcsOptions()); err != nil {
+		return 0, err
+	}
+	fc, id, err := cacheConfig(cfg, datasetNormalization(t.format))
+	if err != nil {
 		return 0, err
 	}
 	lc := t.loaderConfig()

@@ -4,14 +4,16 @@ import (
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/model"
 )
 
 // TestCacheIdentityRLDS: an RLDS run's cache identity hashes as it did before LeRobot datasets (and
-// their mapping) joined it, so caches built then still open; a LeRobot run's hash covers its mapping.
+// their mapping) joined it, so caches built then still open; a LeRobot run's hash covers its mapping
+// and its normalization statistics.
 func TestCacheIdentityRLDS(t *testing.T) {
 	cfg := runConfig(t, t.TempDir(), 2)
-	got, _, err := cacheConfig(cfg)
+	got, _, err := cacheConfig(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,17 +42,27 @@ func TestCacheIdentityRLDS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _, err := cacheConfig(lr)
+	a, _, err := cacheConfig(lr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lr.Data.LeRobot.ActionReduce = "last"
-	b, _, err := cacheConfig(lr)
+	b, _, err := cacheConfig(lr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.ConfigHash == b.ConfigHash {
 		t.Error("a LeRobot cache's hash does not depend on data.lerobot.action_reduce")
+	}
+	lr.Data.LeRobot.Normalize = "mean_std"
+	stats := func(mean float64) *lerobot.Normalization {
+		return &lerobot.Normalization{Mode: "mean_std", Source: lerobot.StatsFile,
+			State: lerobot.NormalizedFeature{Column: "observation.state", FeatureStats: lerobot.FeatureStats{Mean: []float64{mean}, Std: []float64{1}}}}
+	}
+	n1, _, _ := cacheConfig(lr, stats(0))
+	n2, _, _ := cacheConfig(lr, stats(0.5))
+	if n1.ConfigHash == n2.ConfigHash {
+		t.Error("a LeRobot cache's hash does not depend on the statistics data.lerobot.normalize uses")
 	}
 	if s, a := a.Dims(); s != 6 || a != 4 {
 		t.Errorf("LeRobot demo cache widths %d, %d, want 6, 4", s, a)

@@ -1,9 +1,12 @@
 package train
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
 	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
@@ -42,6 +45,46 @@ func OpenDataset(ctx context.Context, c *Config, gcs data.GCSOptions) (data.Form
 			c.Source(), c.Model.StateDim, c.Model.ActionDim, f, s, a, s, a)
 	}
 	return f, nil
+}
+
+// datasetNormalization is what data.lerobot.normalize does to the vectors of f (nil when off, or RLDS).
+func datasetNormalization(f data.Format) *lerobot.Normalization {
+	if d, ok := f.(*lerobot.Dataset); ok {
+		return d.Normalization()
+	}
+	return nil
+}
+
+// configNormalization is the normalization of c's dataset, read from its metadata and statistics alone
+// (training from a feature cache opens no loader); nil when data.lerobot.normalize is off.
+func configNormalization(ctx context.Context, c *Config, gcs data.GCSOptions) (*lerobot.Normalization, error) {
+	if c.Data.Format != FormatLeRobot || c.Data.LeRobot.Normalize == "" {
+		return nil, nil
+	}
+	f, err := OpenDataset(ctx, c, gcs)
+	if err != nil {
+		return nil, err
+	}
+	defer closeDataset(f)
+	return datasetNormalization(f), nil
+}
+
+// writeNormalization writes the normalization (JSON) a run's vectors went through into an adapter
+// folder as lerobot.NormalizationFile, for whoever maps the model's inputs and outputs back to the
+// robot's units.
+func writeNormalization(dir string, raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return fmt.Errorf("train: normalization: %w", err)
+	}
+	out.WriteByte('\n')
+	return writeFileAtomic(filepath.Join(dir, lerobot.NormalizationFile), func(w io.Writer) error {
+		_, err := w.Write(out.Bytes())
+		return err
+	})
 }
 
 func closeDataset(f data.Format) {

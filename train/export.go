@@ -70,7 +70,7 @@ func FindCheckpoint(which, dir string) (string, error) {
 }
 
 // ExportCheckpoint writes the LoRA adapters (and the modules trained in full, if any) of a trainer
-// checkpoint to dir in PEFT's format, configured as the checkpoint's own saved config says (rank, alpha,
+// checkpoint to dir in PEFT's format (with normalization.json when the run normalized its vectors), configured as the checkpoint's own saved config says (rank, alpha,
 // targets, base model, state and action widths), without a device. It
 // returns the checkpoint's step.
 func ExportCheckpoint(path, dir string) (int, error) {
@@ -105,6 +105,9 @@ func ExportCheckpoint(path, dir string) (int, error) {
 		return 0, fmt.Errorf("train: export %s: %w", path, err)
 	}
 	if err := model.WritePEFTAdapter(dir, ac, mods, modules...); err != nil {
+		return 0, fmt.Errorf("train: export %s: %w", path, err)
+	}
+	if err := writeNormalization(dir, ck.Header.Extra["normalization"]); err != nil {
 		return 0, fmt.Errorf("train: export %s: %w", path, err)
 	}
 	return ck.Header.Step, nil

@@ -3,15 +3,19 @@ package train_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/train"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
@@ -53,18 +57,26 @@ func leRobotConfig(t *testing.T, dir, source string, steps int, extra ...string)
 var eePose = []string{"data.lerobot.state=observation.ee_pose", "data.lerobot.convert=ee_pose", "model.state_dim=7", "model.action_dim=7"}
 
 // TestTrainLeRobot trains and validates on both LeRobot layouts with the dataset's own 6-D states and
-// 4-D actions (new conditioning encoders trained in full, exported as modules_to_save), and with the
-// end-effector pose converted to the official 7-D state and delta actions (the pretrained encoders, no
-// modules; the conversion does not depend on the layout).
+// 4-D actions (new conditioning encoders trained in full, exported as modules_to_save; on v2.1
+// normalized with meta/stats.json, which the adapter records), and with the end-effector pose converted
+// to the official 7-D state and delta actions (the pretrained encoders, no modules; the conversion does
+// not depend on the layout).
 func TestTrainLeRobot(t *testing.T) {
 	needFFmpeg(t)
 	d := vktest.Device(t)
+	// A copy of the v2.1 dataset with LeRobot's meta/stats.json, for data.lerobot.normalize.
+	withStats := copyDir(t, leRobotV21, t.TempDir())
+	stats := `{"observation.state": {"mean": [0.1, 0.4, 0, -2.2, 0, 0.4], "std": [0.3, 0.1, 0.02, 0.1, 0.02, 0.4], "min": [-1, -1, -1, -3, -1, 0], "max": [1, 1, 1, -1, 1, 1], "count": [72]},
+		"action": {"mean": [0, 0.01, -0.01, 0.04], "std": [0.014, 0.037, 0.03, 0.11], "min": [-1, -1, -1, -1], "max": [1, 1, 1, 1], "count": [72]}}`
+	if err := os.WriteFile(filepath.Join(withStats, lerobot.StatsFile), []byte(stats), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, source string
 		extra        []string
 		modules      map[string][]int // exported modules_to_save and their shapes, D = 96
 	}{
-		{"version=v2.1,state=6,action=4", leRobotV21, nil,
+		{"version=v2.1,state=6,action=4,normalize=mean_std", withStats, []string{"data.lerobot.normalize=mean_std"},
 			map[string][]int{"action_encoder.weight": {96, 4}, "action_encoder.bias": {96}, "state_encoder.weight": {96, 6}, "state_encoder.bias": {96}}},
 		{"version=v3.0,state=6,action=4", leRobotV30, []string{"data.lerobot.action_reduce=mean"},
 			map[string][]int{"action_encoder.weight": {96, 4}, "action_encoder.bias": {96}, "state_encoder.weight": {96, 6}, "state_encoder.bias": {96}}},
@@ -102,6 +114,38 @@ func TestTrainLeRobot(t *testing.T) {
 			}
 			if fmt.Sprint(shapes) != fmt.Sprint(tc.modules) {
 				t.Errorf("exported modules %v, want %v", shapes, tc.modules)
+			}
+			// normalization.json: in the run's adapter, and in one exported from its last checkpoint.
+			norm, err := os.ReadFile(filepath.Join(dir, train.AdapterDir, lerobot.NormalizationFile))
+			if tc.source != withStats {
+				if err == nil {
+					t.Errorf("a run without data.lerobot.normalize wrote %s", lerobot.NormalizationFile)
+				}
+				return
+			}
+			var n lerobot.Normalization
+			if err := json.Unmarshal(norm, &n); err != nil {
+				t.Fatalf("%s: %v", lerobot.NormalizationFile, err)
+			}
+			if n.Mode != "mean_std" || n.Source != lerobot.StatsFile || fmt.Sprint(n.State.Mean) != "[0.1 0.4 0 -2.2 0 0.4]" || fmt.Sprint(n.Action.Std) != "[0.014 0.037 0.03 0.11]" {
+				t.Errorf("%s = %+v, want mean_std with the statistics of %s", lerobot.NormalizationFile, n, lerobot.StatsFile)
+			}
+			exported := t.TempDir()
+			if _, err := train.ExportCheckpoint(filepath.Join(dir, "checkpoints", train.CheckpointName(2)), exported); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(mustReadFile(t, filepath.Join(exported, lerobot.NormalizationFile)), norm) {
+				t.Errorf("export from the checkpoint wrote another %s than the run", lerobot.NormalizationFile)
+			}
+			// Other statistics under the same run: resuming it is refused.
+			changed := strings.Replace(stats, `"mean": [0.1,`, `"mean": [0.2,`, 1)
+			if err := os.WriteFile(filepath.Join(withStats, lerobot.StatsFile), []byte(changed), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			defer os.WriteFile(filepath.Join(withStats, lerobot.StatsFile), []byte(stats), 0o644)
+			err = train.Train(context.Background(), leRobotConfig(t, dir, tc.source, 3, append(tc.extra, "checkpoint.resume=auto")...), train.Options{Device: d, Out: io.Discard})
+			if err == nil || !strings.Contains(err.Error(), "statistics data.lerobot.normalize uses changed since the checkpoint") {
+				t.Errorf("resuming with other statistics: %v, want a refusal", err)
 			}
 		})
 	}
@@ -187,6 +231,29 @@ func TestFeatureCacheLeRobot(t *testing.T) {
 	if err := train.Train(ctx, other, train.Options{Device: d, Out: io.Discard}); err == nil {
 		t.Fatal("a cache built with action_reduce sum was accepted for action_reduce first")
 	}
+}
+
+// copyDir copies the files under src into dst and returns dst.
+func copyDir(t *testing.T, src, dst string) string {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
 
 func mustReadFile(t *testing.T, path string) []byte {

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"cloud.google.com/go/storage"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/dist"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/vk"
@@ -99,6 +101,10 @@ type trainer struct {
 	resumeCk   *Checkpoint // checkpoint found by findResume, restored once the state exists
 	resumePath string      // its path ("" on a fresh start)
 	ckptPath   string      // the latest checkpoint this start wrote or resumed from
+	// norm is what data.lerobot.normalize does to the vectors (nil when off); resumeNorm is what the
+	// checkpoint being resumed recorded, which must be the same.
+	norm       *lerobot.Normalization
+	resumeNorm json.RawMessage
 	doneSteps  atomic.Int64
 	gcs        *storage.Client // made on first use (restore, mirror)
 	syncer     *Syncer
@@ -377,8 +383,35 @@ func (t *trainer) loaderConfig() data.LoaderConfig {
 // openLoader starts the loader and skips the batches a resumed run already consumed: the loader's
 // sequence depends only on its configuration, so this reproduces the uninterrupted run exactly.
 func (t *trainer) openLoader(ctx context.Context) error {
+	if err := t.openData(ctx); err != nil {
+		return err
+	}
+	return t.checkNormalization()
+}
+
+// checkNormalization refuses to resume a run whose dataset statistics changed since the checkpoint: the
+// adapters learnt vectors normalized with the old ones.
+func (t *trainer) checkNormalization() error {
+	if t.resumeNorm == nil {
+		return nil
+	}
+	now, err := json.Marshal(t.norm)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(now, t.resumeNorm) {
+		return fmt.Errorf("train: resume: the statistics data.lerobot.normalize uses changed since the checkpoint (it recorded %s, the dataset gives %s)", t.resumeNorm, now)
+	}
+	return nil
+}
+
+func (t *trainer) openData(ctx context.Context) error {
 	if dir := t.cfg.Data.FeatureCache; dir != "" {
-		want, _, err := cacheConfig(t.cfg)
+		var err error
+		if t.norm, err = configNormalization(ctx, t.cfg, t.gcsOptions()); err != nil {
+			return err
+		}
+		want, _, err := cacheConfig(t.cfg, t.norm)
 		if err != nil {
 			return err
 		}
@@ -395,6 +428,7 @@ func (t *trainer) openLoader(ctx context.Context) error {
 	if t.format, err = OpenDataset(ctx, t.cfg, t.gcsOptions()); err != nil {
 		return err
 	}
+	t.norm = datasetNormalization(t.format)
 	shards := t.format.Shards()
 	lc := t.loaderConfig()
 	if n := t.cfg.Data.ValEpisodes; n > 0 {
@@ -712,6 +746,13 @@ func (t *trainer) checkpoint() (*Checkpoint, error) {
 		LossScale: *t.scaler, Config: cfgYAML.String(), ValLoss: t.valLoss,
 		Extra: map[string]json.RawMessage{"adam_steps": steps},
 	}}
+	if t.norm != nil {
+		norm, err := json.Marshal(t.norm)
+		if err != nil {
+			return nil, err
+		}
+		ck.Header.Extra["normalization"] = norm
+	}
 	for _, st := range t.opt.state() {
 		raw, err := t.d.ReadBytes(st.t)
 		if err != nil {
@@ -752,6 +793,15 @@ func (t *trainer) export() error {
 	if c.Checkpoint.Export.PEFT || c.Checkpoint.Export.Merged {
 		if err := ExportPEFT(t.d, t.pred, c, dir); err != nil {
 			return err
+		}
+		if t.norm != nil {
+			norm, err := json.Marshal(t.norm)
+			if err != nil {
+				return err
+			}
+			if err := writeNormalization(dir, norm); err != nil {
+				return err
+			}
 		}
 	}
 	if !c.Checkpoint.Export.Merged {

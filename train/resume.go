@@ -199,6 +199,7 @@ func (t *trainer) restoreState(ck *Checkpoint, path string) error {
 	if err := json.Unmarshal(ck.Header.Extra["adam_steps"], &t.opt.steps); err != nil {
 		return fmt.Errorf("train: resume %s: adam_steps: %w", path, err)
 	}
+	t.resumeNorm = ck.Header.Extra["normalization"] // checked against the dataset's when it is opened
 	for _, st := range t.opt.state() {
 		src, ok := ck.Tensor(st.name)
 		if !ok {
