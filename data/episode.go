@@ -45,3 +45,44 @@ func NthEpisode(ctx context.Context, src Source, split string, n int) (*Episode,
 	}
 	return NewEpisode(ex)
 }
+
+// NthFormatEpisode is episode n of f counting in shard order, each shard's records in file order (as
+// NthEpisode counts RLDS records): for inference on one step of any format. A malformed episode n is
+// its error.
+func NthFormatEpisode(ctx context.Context, f Format, n int) (ClipEpisode, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("data: episode %d of %s: want an index >= 0", n, f)
+	}
+	seen := 0
+	var found ClipEpisode
+	var foundErr error
+	errFound := errors.New("found")
+	for _, sh := range f.Shards() {
+		if sh.Episodes >= 0 && int64(seen)+sh.Episodes <= int64(n) {
+			seen += int(sh.Episodes) // no need to read a shard before the one that holds it
+			continue
+		}
+		err := f.EachEpisode(ctx, sh, nil, func(_ int, ep ClipEpisode) error {
+			if seen == n {
+				found = ep
+				return errFound
+			}
+			seen++
+			return nil
+		}, func(record int, err error) {
+			if seen == n {
+				foundErr = fmt.Errorf("data: episode %d of %s (shard %s record %d): %w", n, f, sh.Name, record, err)
+			}
+			seen++
+		}, func(*CorruptRecordError) { seen++ })
+		switch {
+		case foundErr != nil:
+			return nil, foundErr
+		case err == errFound:
+			return found, nil
+		case err != nil:
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("data: episode %d of %s: it has %d episodes", n, f, seen)
+}

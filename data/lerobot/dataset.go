@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"image"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -678,6 +679,60 @@ func (e *episode) reduceActions(i, j int) []float64 {
 // timestamps (the episode's from_timestamp in the file plus each row's timestamp, as LeRobot does).
 func (e *episode) DecodeClip(ctx context.Context, pre *data.Preprocessor, dst []float32, clip *data.Clip) error {
 	return e.fr.d.DecodeClips(ctx, pre, []data.DecodeJob{{Episode: e, Clip: clip, Dst: dst}})[0]
+}
+
+// Images decodes the frames of camera at rows (relative to the episode) as recorded, uncropped: image
+// features with Go's decoders, a video's with one FFmpeg process. Inference on one step (vjepa-vk plan
+// --episode) takes them as it takes image files.
+func (e *episode) Images(ctx context.Context, camera string, rows []int) ([]image.Image, error) {
+	d := e.fr.d
+	if f, ok := d.Info.Features[camera]; !ok || !f.IsCamera() {
+		return nil, fmt.Errorf("lerobot: %s: %q is not a camera (%s has %s)", d.src, camera, InfoFile, strings.Join(d.Info.Cameras(), ", "))
+	}
+	for _, i := range rows {
+		if i < 0 || i >= e.hi-e.lo {
+			return nil, fmt.Errorf("lerobot: episode %d: row %d of %d", e.meta.Index, i, e.hi-e.lo)
+		}
+	}
+	out := make([]image.Image, len(rows))
+	if d.Info.Features[camera].DType == "image" {
+		im, err := e.fr.imageColumn(camera)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range rows {
+			if out[k], _, err = image.Decode(bytes.NewReader(im[e.lo+i])); err != nil {
+				return nil, fmt.Errorf("lerobot: episode %d row %d %s: %w", e.meta.Index, i, camera, err)
+			}
+		}
+		return out, nil
+	}
+	clip := &data.Clip{Camera: camera, Times: make([]float64, len(rows))}
+	order := slices.Clone(rows) // FFmpeg's requests want increasing times
+	slices.Sort(order)
+	order = slices.Compact(order)
+	clip.Times = clip.Times[:len(order)]
+	for k, i := range order {
+		clip.Times[k] = e.fr.times[e.lo+i]
+	}
+	r, err := e.videoRequest(ctx, clip)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := d.dec.Decode(ctx, r.Path, r.Times, r.FPS)
+	if err != nil {
+		return nil, err
+	}
+	for k, i := range rows {
+		f := frames[slices.Index(order, i)]
+		img := image.NewNRGBA(image.Rect(0, 0, f.W, f.H))
+		for p := range f.W * f.H {
+			copy(img.Pix[4*p:], f.RGB[3*p:3*p+3])
+			img.Pix[4*p+3] = 255
+		}
+		out[k] = img
+	}
+	return out, nil
 }
 
 // videoRequest is what FFmpeg must decode for the clip.

@@ -41,6 +41,10 @@ type Normalization struct {
 	Source string            `json:"source"` // the file the statistics came from
 	State  NormalizedFeature `json:"state"`
 	Action NormalizedFeature `json:"action"`
+	// ActionRows is how many normalized rows one of the model's actions sums (action_reduce: sum at a
+	// stride of that many rows): such an action is Σ (x_r − shift)/scale = (X − rows·shift)/scale of the
+	// raw sum X, so inference needs it to map a raw action. 0 (omitted): one row (first, last, mean).
+	ActionRows int `json:"action_rows,omitempty"`
 }
 
 // NormalizedFeature is one normalized column and its statistics.
@@ -52,6 +56,109 @@ type NormalizedFeature struct {
 // NormalizationFile is the name of the JSON encoding of a Normalization in an adapter folder.
 const NormalizationFile = "normalization.json"
 
+// ForActions is n for the model's actions as a clip configuration cuts them: with action_reduce sum
+// each sums stride rows (ActionRows, recorded even when 1, so that inference can tell a sum from an older
+// record without it), else n itself. nil stays nil.
+func (n *Normalization) ForActions(reduce string, stride int) *Normalization {
+	if n == nil || reduce != "sum" {
+		return n
+	}
+	c := *n
+	c.ActionRows = max(stride, 1)
+	return &c
+}
+
+// ParseNormalization reads a NormalizationFile (or the same JSON recorded elsewhere; name says where in
+// errors) and checks it on its own: a known mode, and for each feature the statistics the mode uses,
+// finite, of one width, std >= 0.
+func ParseNormalization(name string, b []byte) (*Normalization, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	n := &Normalization{}
+	if err := dec.Decode(n); err != nil {
+		return nil, fmt.Errorf("lerobot: %s: %w", name, err)
+	}
+	if n.Mode != "mean_std" && n.Mode != "min_max" {
+		return nil, fmt.Errorf("lerobot: %s: mode %q: want mean_std or min_max", name, n.Mode)
+	}
+	if n.ActionRows < 0 {
+		return nil, fmt.Errorf("lerobot: %s: action_rows %d: want >= 0", name, n.ActionRows)
+	}
+	for _, f := range []struct {
+		key string
+		st  *FeatureStats
+	}{{"state", &n.State.FeatureStats}, {"action", &n.Action.FeatureStats}} {
+		keys, vals := []string{"mean", "std"}, [][]float64{f.st.Mean, f.st.Std}
+		if n.Mode == "min_max" {
+			keys, vals = []string{"min", "max"}, [][]float64{f.st.Min, f.st.Max}
+		}
+		if len(vals[0]) == 0 || len(vals[1]) != len(vals[0]) {
+			return nil, fmt.Errorf("lerobot: %s: %s.%s has %d values, %s.%s %d: want one per dimension, at least 1",
+				name, f.key, keys[0], len(vals[0]), f.key, keys[1], len(vals[1]))
+		}
+		for i, v := range vals {
+			for k, x := range v {
+				if math.IsNaN(x) || math.IsInf(x, 0) || (keys[i] == "std" && x < 0) {
+					return nil, fmt.Errorf("lerobot: %s: %s.%s[%d] = %v, want a finite number (>= 0 for std)", name, f.key, keys[i], k, x)
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+// Widths are the state and action widths the statistics are for.
+func (n *Normalization) Widths() (state, action int) {
+	if n.Mode == "min_max" {
+		return len(n.State.Min), len(n.Action.Min)
+	}
+	return len(n.State.Mean), len(n.Action.Mean)
+}
+
+// affine gives dimension k of the statistics as LeRobot's normalization x ↦ (x − shift)/scale·mul − off:
+// mean_std shift mean, scale std + 1e-8, mul 1, off 0; min_max shift min, scale max − min + 1e-8, mul
+// 2, off 1. Training's rows went through exactly this arithmetic (apply).
+func (n *Normalization) affine(st *FeatureStats, k int) (shift, scale, mul, off float64) {
+	if n.Mode == "min_max" {
+		return st.Min[k], st.Max[k] - st.Min[k] + normEps, 2, 1
+	}
+	return st.Mean[k], st.Std[k] + normEps, 1, 0
+}
+
+// NormalizeState writes the model's input for the raw state x into dst (both of the state's width).
+func (n *Normalization) NormalizeState(dst, x []float64) {
+	for k, v := range x {
+		shift, scale, mul, off := n.affine(&n.State.FeatureStats, k)
+		dst[k] = mul*(v-shift)/scale - off
+	}
+}
+
+// NormalizeAction writes the model's input for the raw action x into dst: one row normalized as
+// training normalized its rows, or with ActionRows r the sum of r normalized rows whose raw sum is x,
+// mul·(x − r·shift)/scale − r·off.
+func (n *Normalization) NormalizeAction(dst, x []float64) {
+	r := float64(max(n.ActionRows, 1))
+	for k, v := range x {
+		shift, scale, mul, off := n.affine(&n.Action.FeatureStats, k)
+		dst[k] = mul*(v-r*shift)/scale - r*off
+	}
+}
+
+// Jacobians are the derivatives of the normalized state and action with respect to the raw ones, per
+// dimension (the mappings are diagonal and affine): mul/scale.
+func (n *Normalization) Jacobians() (state, action []float64) {
+	d := func(st *FeatureStats, w int) []float64 {
+		out := make([]float64, w)
+		for k := range out {
+			_, scale, mul, _ := n.affine(st, k)
+			out[k] = mul / scale
+		}
+		return out
+	}
+	zw, aw := n.Widths()
+	return d(&n.State.FeatureStats, zw), d(&n.Action.FeatureStats, aw)
+}
+
 // apply normalizes rows of the statistics' width back to back in vals, in place, as LeRobot's Normalize
 // does: (x − mean)/(std + 1e-8), or 2·(x − min)/(max − min + 1e-8) − 1.
 func (n *Normalization) apply(vals []float64, st *FeatureStats) {
@@ -60,12 +167,8 @@ func (n *Normalization) apply(vals []float64, st *FeatureStats) {
 		w = len(st.Min)
 	}
 	for i := range vals {
-		k := i % w
-		if n.Mode == "min_max" {
-			vals[i] = 2*(vals[i]-st.Min[k])/(st.Max[k]-st.Min[k]+normEps) - 1
-		} else {
-			vals[i] = (vals[i] - st.Mean[k]) / (st.Std[k] + normEps)
-		}
+		shift, scale, mul, off := n.affine(st, i%w)
+		vals[i] = mul*(vals[i]-shift)/scale - off
 	}
 }
 
