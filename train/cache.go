@@ -94,7 +94,7 @@ func Encode(ctx context.Context, d *vk.Device, cfg *Config, dir string, o Encode
 	if t.format, err = OpenDataset(ctx, cfg, t.gcsOptions()); err != nil {
 		return 0, err
 	}
-	fc, id, err := cacheConfig(cfg, datasetNormalization(t.format))
+	fc, id, err := cacheConfig(cfg, datasetNormalization(cfg, t.format))
 	if err != nil {
 		return 0, err
 	}

@@ -47,10 +47,12 @@ func OpenDataset(ctx context.Context, c *Config, gcs data.GCSOptions) (data.Form
 	return f, nil
 }
 
-// datasetNormalization is what data.lerobot.normalize does to the vectors of f (nil when off, or RLDS).
-func datasetNormalization(f data.Format) *lerobot.Normalization {
+// datasetNormalization is what data.lerobot.normalize does to the vectors of f (nil when off, or RLDS),
+// with the rows each of c's clip actions sums under action_reduce sum (inference needs them to map a raw
+// action).
+func datasetNormalization(c *Config, f data.Format) *lerobot.Normalization {
 	if d, ok := f.(*lerobot.Dataset); ok {
-		return d.Normalization()
+		return d.Normalization().ForActions(c.Data.LeRobot.ActionReduce, ClipLoaderConfig(c, f).Clip.Stride())
 	}
 	return nil
 }
@@ -66,7 +68,7 @@ func configNormalization(ctx context.Context, c *Config, gcs data.GCSOptions) (*
 		return nil, err
 	}
 	defer closeDataset(f)
-	return datasetNormalization(f), nil
+	return datasetNormalization(c, f), nil
 }
 
 // writeNormalization writes the normalization (JSON) a run's vectors went through into an adapter

@@ -130,6 +130,11 @@ func TestTrainLeRobot(t *testing.T) {
 			if n.Mode != "mean_std" || n.Source != lerobot.StatsFile || fmt.Sprint(n.State.Mean) != "[0.1 0.4 0 -2.2 0 0.4]" || fmt.Sprint(n.Action.Std) != "[0.014 0.037 0.03 0.11]" {
 				t.Errorf("%s = %+v, want mean_std with the statistics of %s", lerobot.NormalizationFile, n, lerobot.StatsFile)
 			}
+			// configs/lerobot-demo.yaml sums the actions of the 4 rows between sampled frames: inference
+			// needs their number to map a raw action.
+			if n.ActionRows != 4 {
+				t.Errorf("%s: action_rows %d, want 4 (action_reduce sum at stride 4)", lerobot.NormalizationFile, n.ActionRows)
+			}
 			exported := t.TempDir()
 			if _, err := train.ExportCheckpoint(filepath.Join(dir, "checkpoints", train.CheckpointName(2)), exported); err != nil {
 				t.Fatal(err)

@@ -428,7 +428,7 @@ func (t *trainer) openData(ctx context.Context) error {
 	if t.format, err = OpenDataset(ctx, t.cfg, t.gcsOptions()); err != nil {
 		return err
 	}
-	t.norm = datasetNormalization(t.format)
+	t.norm = datasetNormalization(t.cfg, t.format)
 	shards := t.format.Shards()
 	lc := t.loaderConfig()
 	if n := t.cfg.Data.ValEpisodes; n > 0 {
