@@ -273,13 +273,12 @@ func (w *WorldModel) EnergyGradient(context, goal Rep, start []float64) Gradient
 		for s, seq := range actions {
 			states[s] = w.rule.Rollout(start, seq)
 			for h := range H {
-				for k := range A {
-					gs.actions[(s*H+h)*A+k] = float32(seq[h][k])
-				}
-				for k := range Z {
-					gs.states[(s*H+h)*Z+k] = float32(states[s][h][k])
-				}
+				w.inputs(gs.actions[(s*H+h)*A:][:A], gs.states[(s*H+h)*Z:][:Z], seq[h], states[s][h])
 			}
+		}
+		var ja, jz []float64 // d normalized / d raw, per component (Options.Normalization)
+		if n := w.opts.Normalization; n != nil {
+			jz, ja = n.Jacobians()
 		}
 		for _, u := range []struct {
 			t vk.Tensor
@@ -307,9 +306,15 @@ func (w *WorldModel) EnergyGradient(context, goal Rep, start []float64) Gradient
 				da[h], ds[h] = make([]float64, A), make([]float64, Z)
 				for k := range A {
 					da[h][k] = float64(down[1][(s*H+h)*A+k])
+					if ja != nil {
+						da[h][k] *= ja[k]
+					}
 				}
 				for k := range Z {
 					ds[h][k] = float64(down[2][(s*H+h)*Z+k])
+					if jz != nil {
+						ds[h][k] *= jz[k]
+					}
 				}
 			}
 			w.rule.chainStates(states[s], actions[s], da, ds)

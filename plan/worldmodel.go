@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
@@ -37,6 +38,19 @@ type Options struct {
 	// GradCheckpoint makes the gradient planner's passes keep only their block inputs (less memory, one
 	// more forward per block).
 	GradCheckpoint bool
+	// Normalization is what a predictor trained on a LeRobot dataset with data.lerobot.normalize learnt
+	// its state and action vectors through; nil: the raw vectors (the official model, and every run
+	// without it).
+	//
+	// Every vector the world model takes or gives stays in the robot's raw units: start states, actions,
+	// search spaces, plans, energy grids. The states are rolled by the state rule in raw units, and the
+	// states and actions are normalized only as they are uploaded for the predictor (the gradient planner's
+	// gradients are chained back through the normalization). Planners therefore search raw actions, so that
+	// their settings keep their meaning (cem()'s maxnorm box and std are metres of DROID motion, a
+	// --search range is the robot's own), and a plan needs no mapping back: the normalized space, where
+	// one unit is a standard deviation of the data (or half its range), would make those settings
+	// arbitrary.
+	Normalization *lerobot.Normalization
 }
 
 // Timings accumulate the device work of a WorldModel (wall clock, upload to download).
@@ -105,6 +119,12 @@ func NewWorldModel(pred *model.Predictor, enc *model.Encoder, img, tubelet int, 
 	}
 	if opts.Chunk < 0 || opts.MemoryBudget < 0 {
 		return nil, fmt.Errorf("plan: chunk %d and memory budget %d: must be >= 0", opts.Chunk, opts.MemoryBudget)
+	}
+	if n := opts.Normalization; n != nil {
+		if z, a := n.Widths(); z != pred.Cfg.StateIn() || a != pred.Cfg.ActionIn() {
+			return nil, fmt.Errorf("plan: normalization (%s, from %s) of %d-D states and %d-D actions, the predictor takes %d-D and %d-D",
+				n.Mode, n.Source, z, a, pred.Cfg.StateIn(), pred.Cfg.ActionIn())
+		}
 	}
 	return &WorldModel{Pred: pred, Enc: enc, Img: img, Tubelet: tubelet, opts: opts, d: pred.Device(), rule: rule,
 		scorers: map[rolloutKind]*scorer{}}, nil
@@ -456,12 +476,7 @@ func (w *WorldModel) run(sc *scorer, context []float32, actions, states [][][]fl
 	A, Z := w.ActionWidth(), w.StateWidth()
 	for s := range S {
 		for h := range H {
-			for k := range A {
-				sc.actions[(h*S+s)*A+k] = float32(actions[s][h][k])
-			}
-			for k := range Z {
-				sc.states[(h*S+s)*Z+k] = float32(states[s][h][k])
-			}
+			w.inputs(sc.actions[(h*S+s)*A:][:A], sc.states[(h*S+s)*Z:][:Z], actions[s][h], states[s][h])
 		}
 	}
 	for _, u := range []struct {
@@ -490,6 +505,25 @@ func (w *WorldModel) run(sc *scorer, context []float32, actions, states [][][]fl
 	w.Timings.Rollouts++
 	return out, nil
 }
+
+// inputs writes the predictor's inputs for one raw action and state into a and z: Options.Normalization
+// applied, in float32.
+func (w *WorldModel) inputs(a, z []float32, action, state []float64) {
+	if n := w.opts.Normalization; n != nil {
+		action, state = slices.Clone(action), slices.Clone(state)
+		n.NormalizeAction(action, action)
+		n.NormalizeState(state, state)
+	}
+	for k, v := range action {
+		a[k] = float32(v)
+	}
+	for k, v := range state {
+		z[k] = float32(v)
+	}
+}
+
+// Normalization is Options.Normalization: what the predictor's inputs go through (nil: nothing).
+func (w *WorldModel) Normalization() *lerobot.Normalization { return w.opts.Normalization }
 
 // Energy is the CEM callback of the official planner: each candidate's energy after its last action,
 // rolled from context and start, against goal.
