@@ -1,11 +1,14 @@
 package train
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/vk"
@@ -37,6 +40,64 @@ func AdapterConfigOf(path string) (model.AdapterConfig, []model.LoRAWeights, *Co
 		return model.AdapterConfig{}, nil, nil, err
 	}
 	return ad.Config, ad.LoRA, cfg, nil
+}
+
+// AdapterNormalization reads what the state and action vectors of an adapter's training went through
+// (data.lerobot.normalize): a PEFT folder's lerobot.NormalizationFile, or what a training checkpoint
+// recorded in its header. nil: none, the vectors were the robot's own. The file (or header) is checked
+// on its own (mode, statistics); planner widths are checked by OpenWorldModel and PlannerWidths.
+func AdapterNormalization(path string) (*lerobot.Normalization, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("train: adapter: %w", err)
+	}
+	name := filepath.Join(path, lerobot.NormalizationFile)
+	var raw []byte
+	if fi.IsDir() {
+		if raw, err = os.ReadFile(name); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("train: adapter: %w", err)
+		}
+	} else {
+		ck, err := ReadCheckpoint(path)
+		if err != nil {
+			return nil, fmt.Errorf("train: adapter %s: want a PEFT folder or a training checkpoint: %w", path, err)
+		}
+		if raw = ck.Header.Extra["normalization"]; len(raw) == 0 {
+			return nil, nil
+		}
+		name = path + " (header normalization)"
+	}
+	return lerobot.ParseNormalization(name, raw)
+}
+
+// checkNormalization checks an adapter's normalization n against the predictor it conditions (widths)
+// and against cfg: a config that trained with action_reduce sum under normalize sums normalized rows
+// per action, which only a record with action_rows maps back.
+func checkNormalization(n *lerobot.Normalization, cfg *Config, pcfg model.PredictorConfig, adapter string) error {
+	if n == nil {
+		return nil
+	}
+	name := filepath.Join(adapter, lerobot.NormalizationFile)
+	if fi, err := os.Stat(adapter); err == nil && !fi.IsDir() {
+		name = adapter + " (header normalization)"
+	}
+	key := map[string]string{"mean_std": "mean", "min_max": "min"}[n.Mode]
+	zw, aw := n.Widths()
+	for _, c := range []struct {
+		field       string
+		have, model int
+	}{{"state", zw, pcfg.StateIn()}, {"action", aw, pcfg.ActionIn()}} {
+		if c.have != c.model {
+			return fmt.Errorf("train: adapter %s: %s.%s has %d values, the predictor takes %d-D %ss", name, c.field, key, c.have, c.model, c.field)
+		}
+	}
+	if l := cfg.Data.LeRobot; cfg.Data.Format == FormatLeRobot && l.Normalize != "" && l.ActionReduce == "sum" && n.ActionRows == 0 {
+		return fmt.Errorf("train: adapter %s: no action_rows, but config %s sums the normalized actions of several rows (data.lerobot.action_reduce sum): "+
+			"a raw action cannot be mapped without their number; export the adapter again from its checkpoint", name, cfg.Source())
+	}
+	return nil
 }
 
 // ReadTrainedAdapter reads everything a trained adapter holds: the LoRA pairs and the modules trained in
@@ -114,6 +175,7 @@ func adapterWidths(cfg *Config, pcfg model.PredictorConfig, ad *model.Adapter, p
 
 // PlannerWidths are the state and action widths of the predictor OpenWorldModel loads for cfg and
 // adapter (a path, or "" for none), without loading it: commands check a state against them first.
+// The adapter's normalization (AdapterNormalization) is checked against them too.
 func PlannerWidths(cfg *Config, adapter string) (state, action int, err error) {
 	pcfg, _ := modelConfigs(cfg)
 	if adapter != "" {
@@ -124,6 +186,13 @@ func PlannerWidths(cfg *Config, adapter string) (state, action int, err error) {
 		if pcfg, err = adapterWidths(cfg, pcfg, ad, adapter); err != nil {
 			return 0, 0, err
 		}
+		n, err := AdapterNormalization(adapter)
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := checkNormalization(n, cfg, pcfg, adapter); err != nil {
+			return 0, 0, err
+		}
 	}
 	return pcfg.StateIn(), pcfg.ActionIn(), nil
 }
@@ -131,7 +200,9 @@ func PlannerWidths(cfg *Config, adapter string) (state, action int, err error) {
 // OpenWorldModel loads the encoder and the predictor of cfg (sizes, base weights, precision) on d with the
 // adapter of o, for plan.WorldModel. An adapter with modules trained in full (other state or action
 // widths) brings its conditioning encoders; without an adapter, a config of other widths gets the fresh
-// encoders its training started from (model.InitModules). close frees everything.
+// encoders its training started from (model.InitModules). The world model takes the robot's raw
+// vectors: an adapter trained on normalized ones (AdapterNormalization) has them normalized as its
+// training did (plan.Options.Normalization). close frees everything.
 func OpenWorldModel(d *vk.Device, cfg *Config, o WorldModelOptions) (w *plan.WorldModel, close func(), err error) {
 	c := *cfg
 	if o.Checkpoint != "" {
@@ -149,6 +220,14 @@ func OpenWorldModel(d *vk.Device, cfg *Config, o WorldModelOptions) (w *plan.Wor
 		if pcfg, err = adapterWidths(&c, pcfg, ad, o.Adapter); err != nil {
 			return nil, nil, err
 		}
+		n, err := AdapterNormalization(o.Adapter)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkNormalization(n, &c, pcfg, o.Adapter); err != nil {
+			return nil, nil, err
+		}
+		o.Plan.Normalization = n
 	}
 	pw, ew, closeW, err := loadWeights(&c, pcfg, ecfg)
 	if err != nil {
