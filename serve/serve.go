@@ -5,7 +5,12 @@
 //	POST /plan     {"image": base64, "goals": [base64…], "state": […], optional "switch", "planning_step",
 //	               "planner", "seed" and search settings} → {"action", "plan", "energy", "goal", …}
 //	GET  /healthz  {"status": "ok", "queued", "served", "failed"}
-//	GET  /info     the model's widths, state rule, default settings and limits
+//	GET  /info     the model's widths, state rule, default settings, limits and normalization
+//
+// States and actions are the robot's raw units in requests and answers. A model whose adapter was
+// trained on normalized vectors (LeRobot's data.lerobot.normalize) normalizes the state and each
+// candidate action itself (plan.Options.Normalization); /info gives the statistics and each answer the
+// mode.
 //
 // Requests are decoded and checked on their own goroutines (JSON, base64, image headers and sizes, the
 // state against the predictor's width, the settings against the limits) and answered 4xx with the field
@@ -33,6 +38,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 )
 
@@ -66,6 +72,10 @@ type Config struct {
 	GoalCache int
 	// Info is shown by GET /info next to the model's widths and the settings (device, weights, adapter).
 	Info map[string]any
+	// Normalization is what the model does to a request's state and its candidate actions before the
+	// predictor (plan.Options.Normalization), shown by GET /info and named in each answer; requests and
+	// answers stay in the robot's raw units. nil: none.
+	Normalization *lerobot.Normalization
 	// Log receives one line per failed request and per recovered panic; nil: the standard logger.
 	Log *log.Logger
 }
@@ -105,6 +115,11 @@ func New(m Model, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("serve: default settings: %w", err)
 	}
 	cfg.Settings = st
+	if n := cfg.Normalization; n != nil {
+		if z, a := n.Widths(); z != m.StateWidth() || a != m.ActionWidth() {
+			return nil, fmt.Errorf("serve: normalization of %d-D states and %d-D actions, the model takes %d-D and %d-D", z, a, m.StateWidth(), m.ActionWidth())
+		}
+	}
 	if err := cfg.GD.Validate(); err != nil {
 		return nil, fmt.Errorf("serve: default gradient settings: %w", err)
 	}
@@ -210,6 +225,8 @@ type Info struct {
 	GD          plan.GDSettings `json:"gd_settings"`
 	Limits      map[string]any  `json:"limits"`
 	Model       map[string]any  `json:"model,omitempty"`
+	// Normalization is Config.Normalization: the statistics the state and actions are normalized with.
+	Normalization *lerobot.Normalization `json:"normalization,omitempty"`
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +237,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.cfg
 	writeJSON(w, http.StatusOK, Info{ActionWidth: s.m.ActionWidth(), StateWidth: s.m.StateWidth(), StateRule: s.m.StateRule(),
-		Planner: c.Planner, Settings: c.Settings, GD: c.GD, Model: c.Info,
+		Planner: c.Planner, Settings: c.Settings, GD: c.GD, Model: c.Info, Normalization: c.Normalization,
 		Limits: map[string]any{"max_body_bytes": c.MaxBody, "max_pixels": c.MaxPixels, "max_goals": c.MaxGoals,
 			"max_samples": c.MaxSamples, "max_iterations": c.MaxIterations, "max_horizon": c.MaxHorizon,
 			"max_gd_steps": c.MaxGDSteps, "queue": c.Queue, "timeout_s": c.Timeout.Seconds()}})
@@ -259,6 +276,9 @@ type PlanResponse struct {
 	GDTrace    []plan.GDStep    `json:"gd_trace,omitempty"`
 	Cost       plan.PlanCost    `json:"cost"`
 	Timings    Timings          `json:"timings"`
+	// Normalization is the mode (mean_std, min_max) the state and candidate actions were normalized
+	// with for the predictor (GET /info has the statistics); action and plan are raw. Absent: none.
+	Normalization string `json:"normalization,omitempty"`
 }
 
 // Timings of a request, in seconds.
@@ -525,6 +545,9 @@ func (s *Server) run(j *job) (res jobResult) {
 	resp := &PlanResponse{Action: step.Action, Plan: step.Plan, Energy: step.Energy, Goal: j.goalIdx, Planner: step.Planner,
 		Cost: step.Cost, Timings: Timings{Queue: started.Sub(j.arrived).Seconds(), Encode: encoded.Sub(started).Seconds(),
 			Plan: time.Since(encoded).Seconds()}}
+	if n := s.cfg.Normalization; n != nil {
+		resp.Normalization = n.Mode
+	}
 	if step.CEM != nil {
 		resp.Iterations = step.CEM.Iterations
 	}
