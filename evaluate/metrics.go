@@ -37,6 +37,9 @@ type Settings struct {
 // Result is one world model's scores on a set of clips.
 type Result struct {
 	Name string `json:"name"` // "base" or the adapter
+	// Normalization is the mode (mean_std, min_max) the model normalized the clips' raw states and
+	// actions with (an adapter trained with data.lerobot.normalize); "": none.
+	Normalization string `json:"normalization,omitempty"`
 	// TeacherForcing [T−1] is the mean L1 error of frame t = 1..T−1 predicted from the true frames before it.
 	TeacherForcing     []float64 `json:"teacher_forcing_l1"`
 	TeacherForcingMean float64   `json:"teacher_forcing_l1_mean"`

@@ -86,6 +86,7 @@ func runEval(ctx context.Context, args []string) error {
 	if *frames > 0 {
 		cfg.Data.Frames = *frames
 	}
+
 	if *horizon > cfg.Data.Frames-1 {
 		return usageErrorf("--horizon %d: at most T-1 = %d", *horizon, cfg.Data.Frames-1)
 	}
@@ -96,7 +97,12 @@ func runEval(ctx context.Context, args []string) error {
 		return usageErrorf("--inverse-samples, --inverse-iterations, --inverse-maxnorm: %v", err)
 	}
 
-	f, err := train.OpenDataset(ctx, cfg, data.GCSOptions{})
+	// The clips keep the robot's raw vectors, whatever data.lerobot.normalize says: each model normalizes
+	// them as its own training did (an adapter's normalization.json; the base none), as plan and serve
+	// do, so that base and adapters see the same episodes and inverse dynamics' errors are raw units.
+	rawCfg := *cfg
+	rawCfg.Data.LeRobot.Normalize = ""
+	f, err := train.OpenDataset(ctx, &rawCfg, data.GCSOptions{})
 	if err != nil {
 		return commandError("eval", err)
 	}
@@ -167,6 +173,9 @@ func runEval(ctx context.Context, args []string) error {
 	}
 	progress("base")
 	r, err := evaluate.Evaluate(w, "base", clips, st)
+	if n := w.Normalization(); n != nil && err == nil {
+		r.Normalization = n.Mode
+	}
 	closeW()
 	if err != nil {
 		return fmt.Errorf("eval: base: %w", err)
@@ -180,6 +189,9 @@ func runEval(ctx context.Context, args []string) error {
 			return err
 		}
 		r, err := evaluate.Evaluate(w, a, clips, st)
+		if n := w.Normalization(); n != nil && err == nil {
+			r.Normalization = n.Mode
+		}
 		closeW()
 		if err != nil {
 			return fmt.Errorf("eval: adapter %s: %w", a, err)

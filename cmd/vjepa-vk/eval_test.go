@@ -58,10 +58,11 @@ type evalJSON struct {
 		Rollout []float64 `json:"rollout_l1"`
 	} `json:"copy_last_frame"`
 	Models []struct {
-		Name        string    `json:"name"`
-		TF          []float64 `json:"teacher_forcing_l1"`
-		Rollout     []float64 `json:"rollout_l1"`
-		Sensitivity *struct {
+		Name          string    `json:"name"`
+		Normalization string    `json:"normalization"`
+		TF            []float64 `json:"teacher_forcing_l1"`
+		Rollout       []float64 `json:"rollout_l1"`
+		Sensitivity   *struct {
 			Recall1 float64 `json:"recall_at_1"`
 		} `json:"action_sensitivity"`
 		Inverse *struct {
