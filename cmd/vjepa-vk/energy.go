@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 )
 
@@ -18,10 +18,10 @@ func runEnergy(ctx context.Context, args []string) error {
 	fs := pflag.NewFlagSet("energy", pflag.ContinueOnError)
 	wf := addWorldFlags(fs)
 	imagePath := fs.String("image", "", "current observation: an image file (PNG or JPEG)")
-	episode := fs.String("episode", "", "RLDS dataset (folder or gs://) to take the observation, state, goal and true action from")
-	episodeIndex := fs.Int("episode-index", 0, "which episode of --episode (record index in file order)")
+	episode := fs.String("episode", "", "dataset (folder or gs://; DROID RLDS or LeRobot) to take the observation, state, goal and true action from")
+	episodeIndex := fs.Int("episode-index", 0, "which episode of --episode (in file order)")
 	step := fs.Int("step", -1, "with --episode: the observation's step (its recorded action is the true action)")
-	camera := fs.String("camera", data.CameraExterior1, "with --episode: the camera view")
+	camera := fs.String("camera", "", "with --episode: the camera view (default: exterior_image_1_left on RLDS, the config's data.camera on LeRobot)")
 	goal := fs.String("goal", "", "goal image file")
 	goalStep := fs.Int("goal-step", -1, "with --episode: the goal's step (usually --step + 1)")
 	stateFlag := fs.String("state", "", "robot state x,y,z,roll,pitch,yaw,gripper (radians, gripper 0..1)")
@@ -58,7 +58,7 @@ func runEnergy(ctx context.Context, args []string) error {
 		goals = []string{*goal}
 	}
 	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, goals, *goalStep, *stateFlag,
-		stateWidth, rule})
+		stateWidth, actionWidth, rule, cfg})
 	if err != nil {
 		return commandError("energy", err)
 	}
@@ -87,7 +87,12 @@ func runEnergy(ctx context.Context, args []string) error {
 		return err
 	}
 	l.Truth = trueAction
-	js, err := json.Marshal(l)
+	// The grid, its minimum and the true action are raw actions; with an adapter trained on normalized
+	// vectors each went through its normalization on the way into the predictor, which the JSON says.
+	js, err := json.Marshal(struct {
+		*plan.Landscape
+		Normalization *lerobot.Normalization `json:"normalization,omitempty"`
+	}{l, ss.w.Normalization()})
 	if err != nil {
 		return err
 	}
@@ -101,6 +106,7 @@ func runEnergy(ctx context.Context, args []string) error {
 		fmt.Println(string(js))
 		return nil
 	}
+	printNormalization(ss.w.Normalization())
 	fmt.Printf("energy over %s (%d points each, ±%g): minimum %.5f at %v; wrote %s.json and %s.png\n", *axes, *points, *extent,
 		l.MinEnergy, l.Min, *out, *out)
 	if trueAction != nil {

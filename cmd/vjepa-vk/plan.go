@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"image"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/vjepa-vk/vjepa-vk/data"
+	"github.com/vjepa-vk/vjepa-vk/data/lerobot"
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/train"
@@ -37,6 +39,10 @@ type planReport struct {
 	Cost       plan.PlanCost     `json:"cost"`
 	Timings    planTimings       `json:"timings"`
 	Episode    *episodeReference `json:"episode,omitempty"`
+	// Normalization is what the adapter's training did to the vectors (data.lerobot.normalize), which
+	// the state and candidate actions went through on their way into the predictor; state, action and
+	// plan above are in the robot's raw units. Absent: none.
+	Normalization *lerobot.Normalization `json:"normalization,omitempty"`
 }
 
 type planTimings struct {
@@ -79,10 +85,10 @@ func runPlan(ctx context.Context, args []string) error {
 	cf := addCEMFlags(fs)
 	gf := addGDFlags(fs)
 	imagePath := fs.String("image", "", "current observation: an image file (PNG or JPEG)")
-	episode := fs.String("episode", "", "RLDS dataset (folder or gs://) to take the observation, state and goal from")
-	episodeIndex := fs.Int("episode-index", 0, "which episode of --episode (record index in file order)")
+	episode := fs.String("episode", "", "dataset (folder or gs://; DROID RLDS or LeRobot) to take the observation, state and goal from")
+	episodeIndex := fs.Int("episode-index", 0, "which episode of --episode (in file order)")
 	step := fs.Int("step", -1, "with --episode: the step whose frame is the observation (and whose state is --state's default)")
-	camera := fs.String("camera", data.CameraExterior1, "with --episode: the camera view")
+	camera := fs.String("camera", "", "with --episode: the camera view (default: exterior_image_1_left on RLDS, the config's data.camera on LeRobot)")
 	goals := fs.StringArray("goal", nil, "goal image file; repeat for sub-goals (with --switch)")
 	goalStep := fs.Int("goal-step", -1, "with --episode: the step whose frame is the goal")
 	switchAt := fs.String("switch", "", "planning steps per goal, e.g. 4,10,4 for three sub-goals (planning §4)")
@@ -125,7 +131,7 @@ func runPlan(ctx context.Context, args []string) error {
 		return printPlannerMemory(m, cfg, st, *asJSON)
 	}
 	obs, err := readObservation(ctx, observationFlags{*imagePath, *episode, *episodeIndex, *step, *camera, *goals, *goalStep, *stateFlag,
-		stateWidth, rule})
+		stateWidth, actionWidth, rule, cfg})
 	if err != nil {
 		return commandError("plan", err)
 	}
@@ -151,6 +157,7 @@ func runPlan(ctx context.Context, args []string) error {
 	chunk, _ := w.Chunk(st.Samples, st.Horizon)
 	rep := newPlanReport(ss.d.Info.Name, st, gd, *cf.seed, chunk, !opts.Plan.NoKVCache, obs.state, goalIndex, planned, w.Timings.Encode.Seconds())
 	rep.Episode = obs.episode
+	rep.Normalization = w.Normalization()
 	if *asJSON {
 		return json.NewEncoder(os.Stdout).Encode(rep)
 	}
@@ -177,6 +184,7 @@ func printPlan(r planReport) {
 	}
 	fmt.Printf("%s: %s, horizon %d, %s (chunk %d, kv cache %v), goal %d\n",
 		r.Device, method, r.Settings.Horizon, space, r.Chunk, r.KVCache, r.Goal)
+	printNormalization(r.Normalization)
 	if droid {
 		fmt.Printf("action  %s   (Δx Δy Δz in m, rotation 0, gripper)\n", f(r.Action))
 	} else {
@@ -200,6 +208,19 @@ func printPlan(r planReport) {
 	fmt.Printf("plan energy %.5f for %d candidate-frames of predictor work\n", r.Energy, r.Cost.Total)
 	fmt.Printf("timings: encode %.3f s, rollout %.3f s, gradient %.3f s, total %.3f s\n", r.Timings.Encode, r.Timings.Rollout,
 		r.Timings.Gradient, r.Timings.Total)
+}
+
+// printNormalization says which normalization the predictor's inputs go through, if any.
+func printNormalization(n *lerobot.Normalization) {
+	if n == nil {
+		return
+	}
+	rows := ""
+	if n.ActionRows > 0 {
+		rows = fmt.Sprintf(", each action a sum of %d rows", n.ActionRows)
+	}
+	fmt.Printf("normalization: %s with %s's statistics of %s and %s%s, applied to the state and the candidate actions; "+
+		"every vector shown is in the robot's units\n", n.Mode, n.Source, n.State.Column, n.Action.Column, rows)
 }
 
 func printPlannerMemory(m train.PlannerMemory, cfg *train.Config, st plan.Settings, asJSON bool) error {
@@ -230,7 +251,9 @@ type observationFlags struct {
 	goalStep           int
 	state              string
 	stateWidth         int // the predictor's
+	actionWidth        int
 	rule               plan.StateRule
+	cfg                *train.Config // a LeRobot --episode's mapping and sampling rate
 }
 
 // observation is a planning step's input: the current image, the goal images and the robot state.
@@ -250,6 +273,15 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		}
 		if o.step < 0 {
 			return nil, usageErrorf("--episode needs --step N (the observation's step)")
+		}
+		if isLeRobot(ctx, o.episode) {
+			if err := readLeRobotStep(ctx, o, obs); err != nil {
+				return nil, err
+			}
+			return finishObservation(o, obs, true)
+		}
+		if o.camera == "" {
+			o.camera = data.CameraExterior1
 		}
 		if o.stateWidth != model.ActionDim {
 			return nil, usageErrorf("--episode reads DROID RLDS episodes (7-D states), the predictor takes %d-D states: give --image and --state", o.stateWidth)
@@ -303,6 +335,9 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		if o.image == "" {
 			return nil, usageErrorf("an observation is required: --image FILE or --episode SRC --step N")
 		}
+		if o.camera != "" {
+			return nil, usageErrorf("--camera needs --episode")
+		}
 		if o.goalStep >= 0 || o.step >= 0 {
 			return nil, usageErrorf("--step and --goal-step need --episode")
 		}
@@ -312,6 +347,11 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 		}
 		obs.current = img
 	}
+	return finishObservation(o, obs, ep != nil)
+}
+
+// finishObservation adds the goal image files and the state (--state, or the episode's in obs).
+func finishObservation(o observationFlags, obs *observation, fromEpisode bool) (*observation, error) {
 	for _, g := range o.goals {
 		img, err := loadImage(g)
 		if err != nil {
@@ -329,7 +369,7 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 			return nil, err
 		}
 		obs.state = st
-	case ep == nil:
+	case !fromEpisode:
 		what := "x,y,z,roll,pitch,yaw,gripper"
 		if o.rule != plan.StatePose {
 			what = fmt.Sprintf("%d values", o.stateWidth)
@@ -340,10 +380,95 @@ func readObservation(ctx context.Context, o observationFlags) (*observation, err
 			return nil, fmt.Errorf("episode %d step %d: %w", o.episodeIndex, o.step, err)
 		}
 	}
-	if strings.TrimSpace(o.camera) == "" {
-		return nil, usageErrorf("--camera is empty")
-	}
 	return obs, nil
+}
+
+// isLeRobot says whether source is a LeRobot dataset (it has meta/info.json).
+func isLeRobot(ctx context.Context, source string) bool {
+	src, err := data.OpenSource(ctx, source)
+	if err != nil {
+		return false // OpenRLDS gives the error
+	}
+	rc, err := src.Open(ctx, lerobot.InfoFile)
+	if err != nil {
+		return false
+	}
+	rc.Close()
+	return true
+}
+
+// readLeRobotStep reads step o.step of episode o.episodeIndex of a LeRobot dataset into obs: the
+// camera's frame (and the goal step's), the mapped state and the action the clip of the config would
+// hold from that step (the reduction of the rows up to the next sampled frame, spec §7.3). The vectors
+// are the raw ones, whatever the config's data.lerobot.normalize: the world model normalizes them as the
+// adapter's training did.
+func readLeRobotStep(ctx context.Context, o observationFlags, obs *observation) error {
+	m, clip := lerobot.DefaultMapping(), data.ClipConfig{FPS: 4, Frames: 2}
+	camera := o.camera
+	if c := o.cfg; c != nil && c.Data.Format == train.FormatLeRobot {
+		m, clip.FPS = c.Data.LeRobot, c.Data.FPS
+		if camera == "" {
+			camera = c.Data.Camera
+		}
+	}
+	m.Normalize = ""
+	f, err := openFormat(ctx, o.episode, "lerobot", "train", lerobot.Options{Mapping: m})
+	if err != nil {
+		return err
+	}
+	ds := f.(*lerobot.Dataset)
+	defer ds.Close()
+	if s, a := ds.Dims(); s != o.stateWidth || a != o.actionWidth {
+		return fmt.Errorf("--episode %s gives %d-D states and %d-D actions (data.lerobot mapping of %s), the predictor takes %d-D and %d-D",
+			o.episode, s, a, configName(o.cfg), o.stateWidth, o.actionWidth)
+	}
+	if camera == "" {
+		return usageErrorf("--camera: name the camera of --episode %s (%s has %s)", o.episode, lerobot.InfoFile, strings.Join(ds.Info.Cameras(), ", "))
+	}
+	clip.SourceFPS = ds.FPS()
+	ep, err := data.NthFormatEpisode(ctx, ds, o.episodeIndex)
+	if err != nil {
+		return err
+	}
+	info := ep.Info()
+	if o.step >= info.Steps {
+		return fmt.Errorf("--step %d: episode %d (%s) has %d steps", o.step, o.episodeIndex, info.FilePath, info.Steps)
+	}
+	rows := []int{o.step}
+	ref := &episodeReference{Index: o.episodeIndex, FilePath: info.FilePath, Step: o.step}
+	if o.goalStep >= 0 {
+		if o.goalStep >= info.Steps {
+			return fmt.Errorf("--goal-step %d: episode %d has %d steps", o.goalStep, o.episodeIndex, info.Steps)
+		}
+		rows, ref.GoalStep = append(rows, o.goalStep), o.goalStep
+	}
+	imgs, err := ep.(interface {
+		Images(ctx context.Context, camera string, rows []int) ([]image.Image, error)
+	}).Images(ctx, camera, rows)
+	if err != nil {
+		return err
+	}
+	obs.current, obs.goals = imgs[0], imgs[1:]
+	i := 0
+	err = ep.(data.RowVectors).EachRow(clip, func(state, action []float64) {
+		if i == o.step {
+			obs.state, ref.NextAction = slices.Clone(state), slices.Clone(action)
+		}
+		i++
+	})
+	if err != nil {
+		return err
+	}
+	obs.episode = ref
+	return nil
+}
+
+// configName names a config in messages ("the defaults" for none).
+func configName(c *train.Config) string {
+	if c == nil {
+		return "the defaults"
+	}
+	return c.Source()
 }
 
 // commandError prefixes err with the command's name, unless it is a usage error (dispatch names the

@@ -85,6 +85,7 @@ func runServe(ctx context.Context, args []string) error {
 	sc.Planner, sc.Settings, sc.GD = planner, st, gd
 	sc.Queue, sc.Timeout, sc.MaxBody, sc.GoalCache = *queue, *timeout, int64(*maxBodyMiB)<<20, *goalCache
 	sc.Log = log.New(os.Stderr, "", log.LstdFlags)
+	sc.Normalization = w.Normalization()
 	sc.Info = map[string]any{"device": d.Info.Name, "config": cfg.Source(), "weights": cfg.Model.Checkpoint,
 		"adapter": *wf.adapter, "merged": *wf.merge, "precision": cfg.Model.Precision}
 	srv, err := serve.New(w, sc)
@@ -97,6 +98,7 @@ func runServe(ctx context.Context, args []string) error {
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	fmt.Printf("serving %s on %s at http://%s (POST /plan, GET /healthz, GET /info)\n", cfg.Source(), d.Info.Name, ln.Addr())
+	printNormalization(sc.Normalization)
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
