@@ -95,7 +95,9 @@ func checkNormalization(n *lerobot.Normalization, cfg *Config, pcfg model.Predic
 	}
 	if l := cfg.Data.LeRobot; cfg.Data.Format == FormatLeRobot && l.Normalize != "" && l.ActionReduce == "sum" && n.ActionRows == 0 {
 		return fmt.Errorf("train: adapter %s: no action_rows, but config %s sums the normalized actions of several rows (data.lerobot.action_reduce sum): "+
-			"a raw action cannot be mapped without their number; export the adapter again from its checkpoint", name, cfg.Source())
+			"a raw action cannot be mapped without their number, which adapters trained before action_rows was recorded lack "+
+			"(their checkpoints too); add \"action_rows\": N to its %s, N the dataset rows one model action sums "+
+			"(the dataset's fps over data.fps, rounded up), or train it again", name, cfg.Source(), lerobot.NormalizationFile)
 	}
 	return nil
 }
