@@ -167,10 +167,13 @@ func TestTrainJobSignal(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	out := &syncBuffer{}
-	cmd := startJob(t, ctx, 2, out, jobArgs(dir, 10000)...)
-	for !strings.Contains(out.String(), "step 2/") {
+	// A progress line every 10 steps: mpirun sleeps odls_base_sigkill_timeout before it forwards the
+	// signal, reading none of the ranks' output meanwhile, and rank 0 printing every step of the demo
+	// (~9 steps/s) filled its output pipe after step 161 and blocked there until SIGKILL.
+	cmd := startJob(t, ctx, 2, out, jobArgs(dir, 10000, "logging.every=10")...)
+	for !strings.Contains(out.String(), "step 10/") {
 		if ctx.Err() != nil {
-			t.Fatalf("no second step:\n%s", out.String())
+			t.Fatalf("no tenth step:\n%s", out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -181,14 +184,21 @@ func TestTrainJobSignal(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("the job did not stop:\n%s", out.String())
 	}
-	m := regexp.MustCompile(`interrupted: checkpoint written at step (\d+)`).FindStringSubmatch(out.String())
+	got := out.String()
+	m := regexp.MustCompile(`interrupted: checkpoint written at step (\d+)`).FindStringSubmatch(got)
 	if m == nil {
-		t.Fatalf("no interruption checkpoint:\n%s", out.String())
+		t.Fatalf("no interruption checkpoint:\n%s", got)
 	}
 	step, _ := strconv.Atoi(m[1])
 	files, err := filepath.Glob(filepath.Join(dir, "checkpoints", "ckpt-*.safetensors"))
 	if err != nil || len(files) != 1 || filepath.Base(files[0]) != train.CheckpointName(step) {
-		t.Fatalf("checkpoints %v, want one, of step %d:\n%s", files, step, out.String())
+		t.Fatalf("checkpoints %v, want one, of step %d:\n%s", files, step, got)
+	}
+	// Rank 0 alone reports the interruption (the others, which write nothing, once said "checkpoint ;").
+	for _, msg := range []string{"interrupt: finishing the current step", "train: interrupted after step"} {
+		if n := strings.Count(got, msg); n > 1 {
+			t.Errorf("%q printed %d times, want once (rank 0):\n%s", msg, n, got)
+		}
 	}
 	mt, err := train.ReadMetrics(filepath.Join(dir, train.MetricsFile))
 	if err != nil {

@@ -128,7 +128,10 @@ func exitCode(stdout, stderr io.Writer, name string, c command, err error) int {
 			name, usage.msg, name, c.synopsis, name)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "vjepa-vk: %v\n", err)
+	var quiet *quietError
+	if !errors.As(err, &quiet) {
+		fmt.Fprintf(stderr, "vjepa-vk: %v\n", err)
+	}
 	if errors.Is(err, train.ErrInterrupted) {
 		return exitInterrupted
 	}

@@ -59,7 +59,7 @@ func runTrain(ctx context.Context, args []string) error {
 	if msg := dist.KillGraceWarning(os.Getenv); msg != "" && w.IsRoot() {
 		fmt.Fprintf(os.Stderr, "vjepa-vk: warning: %s\n", msg)
 	}
-	abort, stop := abortOnSecondSignal()
+	abort, stop := abortOnSecondSignal(w.IsRoot())
 	defer stop()
 	err = train.Train(ctx, cfg, train.Options{Out: os.Stdout, Overwrite: *overwrite, Abort: abort, Comm: w, LocalRank: w.LocalRank()})
 	return endJob(w, err)
@@ -76,13 +76,24 @@ func endJob(w *dist.World, err error) error {
 	if cerr := w.Close(); err == nil {
 		return cerr
 	}
+	if errors.Is(err, train.ErrInterrupted) && !w.IsRoot() {
+		// Every rank stopped after the same step; rank 0, which wrote the checkpoint, says where.
+		return &quietError{err}
+	}
 	return err
 }
 
+// quietError is an error already reported by another process of the job: the exit status follows it,
+// but nothing is printed.
+type quietError struct{ err error }
+
+func (e *quietError) Error() string { return e.err.Error() }
+func (e *quietError) Unwrap() error { return e.err }
+
 // abortOnSecondSignal returns a context cancelled by the second SIGINT/SIGTERM (the first one cancels
 // main's context, which stops training); after it the default handling is restored, so a third one
-// kills the process.
-func abortOnSecondSignal() (context.Context, func()) {
+// kills the process. Only an announcing process (rank 0 of a job) prints what it does.
+func abortOnSecondSignal(announce bool) (context.Context, func()) {
 	abort, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -96,10 +107,14 @@ func abortOnSecondSignal() (context.Context, func()) {
 			case <-sigs:
 				n++
 				if n == 1 {
-					fmt.Fprintln(os.Stderr, "vjepa-vk: interrupt: finishing the current step, then checkpointing (interrupt again to skip the final GCS sync)")
+					if announce {
+						fmt.Fprintln(os.Stderr, "vjepa-vk: interrupt: finishing the current step, then checkpointing (interrupt again to skip the final GCS sync)")
+					}
 					continue
 				}
-				fmt.Fprintln(os.Stderr, "vjepa-vk: second interrupt: abandoning the final GCS sync (a third one kills the process)")
+				if announce {
+					fmt.Fprintln(os.Stderr, "vjepa-vk: second interrupt: abandoning the final GCS sync (a third one kills the process)")
+				}
 				signal.Reset(os.Interrupt, syscall.SIGTERM)
 				cancel()
 				return
