@@ -56,6 +56,9 @@ type DeviceInfo struct {
 	StorageAlignment     uint64         `json:"storage_alignment_bytes"`
 	DeviceLocalBytes     uint64         `json:"device_local_bytes"`
 	TimestampPeriodNanos float64        `json:"timestamp_period_ns"`
+	TexelBuffers         bool           `json:"texel_buffers"`           // storage texel buffers of R32G32B32A32_UINT (texel.go)
+	TexelAlignment       uint64         `json:"texel_alignment_bytes"`   // minTexelBufferOffsetAlignment
+	MaxTexels            int            `json:"max_texel_buffer_texels"` // maxTexelBufferElements
 }
 
 // Options select and configure the device. The zero value picks the best device without validation;
@@ -211,6 +214,9 @@ func queryInfo(inst vulkan.Instance, pd vulkan.PhysicalDevice, index int) Device
 		StorageAlignment:     uint64(c.min_storage_offset_alignment),
 		DeviceLocalBytes:     uint64(c.device_local_bytes),
 		TimestampPeriodNanos: float64(c.timestamp_period),
+		TexelBuffers:         c.texel_buffers != 0,
+		TexelAlignment:       uint64(c.min_texel_offset_alignment),
+		MaxTexels:            int(c.max_texel_elements),
 	}
 	for i := 0; i < 3; i++ {
 		info.MaxWorkgroupCount[i] = int(c.max_workgroup_count[i])

@@ -56,7 +56,8 @@ func (a *allocator) findMemoryType(bits uint32, want vulkan.MemoryPropertyFlagBi
 // memory is used, mapped when it is also host-visible and coherent.
 func (a *allocator) newBlock(size uint64, hostVisible bool) (*block, error) {
 	dev := a.d.dev
-	usage := vulkan.BufferUsageStorageBufferBit | vulkan.BufferUsageTransferSrcBit | vulkan.BufferUsageTransferDstBit
+	usage := vulkan.BufferUsageStorageBufferBit | vulkan.BufferUsageStorageTexelBufferBit | vulkan.BufferUsageTransferSrcBit |
+		vulkan.BufferUsageTransferDstBit
 	buf, r := a.d.calls.createBuffer(size, usage)
 	if err := check(r, "vkCreateBuffer", "%d bytes", size); err != nil {
 		return nil, err

@@ -21,9 +21,9 @@ type kernel struct {
 	spec   []uint32
 }
 
-func (k kernel) key(nbind int) string {
+func (k kernel) key(kinds string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%d", k.shader, nbind)
+	fmt.Fprintf(&b, "%s/%s", k.shader, kinds)
 	for _, v := range k.spec {
 		fmt.Fprintf(&b, ",%d", v)
 	}
@@ -41,30 +41,30 @@ type pipelineCache struct {
 	d       *Device
 	mu      sync.Mutex
 	pipes   map[string]*pipeline
-	layouts map[int]vulkan.DescriptorSetLayout
+	layouts map[string]vulkan.DescriptorSetLayout // by bindingKinds
 }
 
 func newPipelineCache(d *Device) *pipelineCache {
-	return &pipelineCache{d: d, pipes: map[string]*pipeline{}, layouts: map[int]vulkan.DescriptorSetLayout{}}
+	return &pipelineCache{d: d, pipes: map[string]*pipeline{}, layouts: map[string]vulkan.DescriptorSetLayout{}}
 }
 
-func (c *pipelineCache) setLayout(n int) (vulkan.DescriptorSetLayout, error) {
-	if l, ok := c.layouts[n]; ok {
+func (c *pipelineCache) setLayout(kinds string) (vulkan.DescriptorSetLayout, error) {
+	if l, ok := c.layouts[kinds]; ok {
 		return l, nil
 	}
-	l, r := c.d.calls.createStorageSetLayout(n)
-	if err := check(r, "vkCreateDescriptorSetLayout", "%d bindings", n); err != nil {
+	l, r := c.d.calls.createSetLayout(kinds)
+	if err := check(r, "vkCreateDescriptorSetLayout", "bindings %s", kinds); err != nil {
 		return nil, err
 	}
-	c.layouts[n] = l
+	c.layouts[kinds] = l
 	return l, nil
 }
 
-// get returns the pipeline for k with nbind storage-buffer bindings, building it on first use.
-func (c *pipelineCache) get(k kernel, nbind int) (*pipeline, error) {
+// get returns the pipeline for k with bindings of the given kinds (bindingKinds), building it on first use.
+func (c *pipelineCache) get(k kernel, kinds string) (*pipeline, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	key := k.key(nbind)
+	key := k.key(kinds)
 	if p, ok := c.pipes[key]; ok {
 		return p, nil
 	}
@@ -80,7 +80,7 @@ func (c *pipelineCache) get(k kernel, nbind int) (*pipeline, error) {
 		return nil, err
 	}
 	defer vulkan.DestroyShaderModule(dev, mod, nil)
-	dsl, err := c.setLayout(nbind)
+	dsl, err := c.setLayout(kinds)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (c *pipelineCache) get(k kernel, nbind int) (*pipeline, error) {
 		vulkan.DestroyPipelineLayout(dev, layout, nil)
 		return nil, err
 	}
-	p := &pipeline{pipe: pipe, layout: layout, dsl: dsl, nbind: nbind}
+	p := &pipeline{pipe: pipe, layout: layout, dsl: dsl, nbind: len(kinds)}
 	c.pipes[key] = p
 	return p, nil
 }

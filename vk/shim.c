@@ -102,6 +102,14 @@ void vj_query_caps(VkInstance inst, VkPhysicalDevice pd, vj_caps* c) {
 	c->min_storage_offset_alignment = p->limits.minStorageBufferOffsetAlignment;
 	c->non_coherent_atom_size = p->limits.nonCoherentAtomSize;
 	c->timestamp_period = p->limits.timestampPeriod;
+	c->max_texel_elements = p->limits.maxTexelBufferElements;
+	c->min_texel_offset_alignment = p->limits.minTexelBufferOffsetAlignment;
+	{
+		LOAD(inst, vkGetPhysicalDeviceFormatProperties);
+		VkFormatProperties fp = {0};
+		vkGetPhysicalDeviceFormatProperties(pd, VK_FORMAT_R32G32B32A32_UINT, &fp);
+		c->texel_buffers = (fp.bufferFeatures & VK_FORMAT_FEATURE_STORAGE_TEXEL_BUFFER_BIT) != 0;
+	}
 
 	int coop = has_ext(inst, pd, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
 	int sizectl = has_ext(inst, pd, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME) || p->apiVersion >= VK_API_VERSION_1_3;
@@ -245,6 +253,7 @@ vj_fns* vj_load_fns(VkInstance inst, VkDevice dev) {
 	FN(UpdateDescriptorSets);
 	FN(CmdPipelineBarrier);
 	FN(CmdCopyBuffer);
+	FN(CreateBufferView);
 #undef FN
 	if (!ok) {
 		free(f);
@@ -358,12 +367,13 @@ VkResult vj_create_compute_pipeline(const vj_fns* f, VkShaderModule module, VkPi
 }
 
 VkResult vj_create_descriptor_pool(const vj_fns* f, uint32_t max_sets, uint32_t storage_buffers,
-                                   VkDescriptorPool* out) {
-	VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, storage_buffers};
+                                   uint32_t texel_buffers, VkDescriptorPool* out) {
+	VkDescriptorPoolSize sizes[2] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, storage_buffers},
+	                                 {VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER, texel_buffers}};
 	VkDescriptorPoolCreateInfo ci = {VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
 	ci.maxSets = max_sets;
-	ci.poolSizeCount = 1;
-	ci.pPoolSizes = &size;
+	ci.poolSizeCount = texel_buffers ? 2 : 1;
+	ci.pPoolSizes = sizes;
 	return f->CreateDescriptorPool(f->dev, &ci, 0, out);
 }
 
@@ -386,6 +396,39 @@ void vj_write_storage_buffers(const vj_fns* f, VkDescriptorSet set, const VkDesc
 	w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
 	w.pBufferInfo = infos;
 	f->UpdateDescriptorSets(f->dev, 1, &w, 0, 0);
+}
+
+// One write per binding: bindings 0..n-1 are storage texel buffers where views[i] is a view, storage
+// buffers (infos[i]) otherwise. n is at most 16.
+void vj_write_descriptors(const vj_fns* f, VkDescriptorSet set, const VkDescriptorBufferInfo* infos,
+                          const VkBufferView* views, uint32_t n) {
+	VkWriteDescriptorSet w[16];
+	if (n > 16) n = 16;
+	for (uint32_t i = 0; i < n; i++) {
+		VkWriteDescriptorSet x = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+		x.dstSet = set;
+		x.dstBinding = i;
+		x.descriptorCount = 1;
+		if (views[i] != VK_NULL_HANDLE) {
+			x.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER;
+			x.pTexelBufferView = &views[i];
+		} else {
+			x.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+			x.pBufferInfo = &infos[i];
+		}
+		w[i] = x;
+	}
+	f->UpdateDescriptorSets(f->dev, n, w, 0, 0);
+}
+
+VkResult vj_create_buffer_view(const vj_fns* f, VkBuffer buf, VkFormat format, VkDeviceSize offset, VkDeviceSize range,
+                               VkBufferView* out) {
+	VkBufferViewCreateInfo ci = {VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO};
+	ci.buffer = buf;
+	ci.format = format;
+	ci.offset = offset;
+	ci.range = range;
+	return f->CreateBufferView(f->dev, &ci, 0, out);
 }
 
 void vj_cmd_compute_barrier(const vj_fns* f, VkCommandBuffer cb) {

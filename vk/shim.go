@@ -149,19 +149,24 @@ func (c deviceCalls) createShaderModule(words []uint32) (vulkan.ShaderModule, vu
 	return mod, vulkan.Result(r)
 }
 
-// createStorageSetLayout creates a set layout of n storage buffers (bindings 0..n-1) for compute.
-func (c deviceCalls) createStorageSetLayout(n int) (vulkan.DescriptorSetLayout, vulkan.Result) {
-	bs := make([]C.VkDescriptorSetLayoutBinding, max(n, 1))
+// createSetLayout creates a set layout for compute of one binding per byte of kinds (bindingKinds: 'b' a
+// storage buffer, 't' a storage texel buffer), bindings 0..len(kinds)-1.
+func (c deviceCalls) createSetLayout(kinds string) (vulkan.DescriptorSetLayout, vulkan.Result) {
+	bs := make([]C.VkDescriptorSetLayoutBinding, max(len(kinds), 1))
 	for i := range bs {
+		typ := C.VkDescriptorType(C.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER)
+		if i < len(kinds) && kinds[i] == 't' {
+			typ = C.VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER
+		}
 		bs[i] = C.VkDescriptorSetLayoutBinding{
 			binding:         C.uint32_t(i),
-			descriptorType:  C.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+			descriptorType:  typ,
 			descriptorCount: 1,
 			stageFlags:      C.VK_SHADER_STAGE_COMPUTE_BIT,
 		}
 	}
 	var l vulkan.DescriptorSetLayout
-	r := C.vj_create_set_layout(c.fns, &bs[0], C.uint32_t(n), (*C.VkDescriptorSetLayout)(unsafe.Pointer(&l)))
+	r := C.vj_create_set_layout(c.fns, &bs[0], C.uint32_t(len(kinds)), (*C.VkDescriptorSetLayout)(unsafe.Pointer(&l)))
 	return l, vulkan.Result(r)
 }
 
@@ -192,9 +197,10 @@ func (c deviceCalls) createComputePipeline(mod vulkan.ShaderModule, layout vulka
 	return p, vulkan.Result(r)
 }
 
-func (c deviceCalls) createDescriptorPool(maxSets, storageBuffers uint32) (vulkan.DescriptorPool, vulkan.Result) {
+func (c deviceCalls) createDescriptorPool(maxSets, storageBuffers, texelBuffers uint32) (vulkan.DescriptorPool, vulkan.Result) {
 	var pool vulkan.DescriptorPool
-	r := C.vj_create_descriptor_pool(c.fns, C.uint32_t(maxSets), C.uint32_t(storageBuffers), (*C.VkDescriptorPool)(unsafe.Pointer(&pool)))
+	r := C.vj_create_descriptor_pool(c.fns, C.uint32_t(maxSets), C.uint32_t(storageBuffers), C.uint32_t(texelBuffers),
+		(*C.VkDescriptorPool)(unsafe.Pointer(&pool)))
 	return pool, vulkan.Result(r)
 }
 
@@ -221,6 +227,29 @@ func (c deviceCalls) writeStorageBuffers(set vulkan.DescriptorSet, rs []bufferRa
 		infos[i] = C.VkDescriptorBufferInfo{buffer: C.VkBuffer(unsafe.Pointer(r.buf)), offset: C.VkDeviceSize(r.offset), _range: C.VkDeviceSize(r.size)}
 	}
 	C.vj_write_storage_buffers(c.fns, C.VkDescriptorSet(unsafe.Pointer(set)), &infos[0], C.uint32_t(len(infos)))
+}
+
+// writeDescriptors points bindings 0..len(rs)-1 of set at rs, or at views[i] (a storage texel buffer) where
+// that is not nil.
+func (c deviceCalls) writeDescriptors(set vulkan.DescriptorSet, rs []bufferRange, views []vulkan.BufferView) {
+	if len(rs) == 0 {
+		return
+	}
+	infos := make([]C.VkDescriptorBufferInfo, len(rs))
+	vs := make([]C.VkBufferView, len(rs))
+	for i, r := range rs {
+		infos[i] = C.VkDescriptorBufferInfo{buffer: C.VkBuffer(unsafe.Pointer(r.buf)), offset: C.VkDeviceSize(r.offset), _range: C.VkDeviceSize(r.size)}
+		vs[i] = C.VkBufferView(unsafe.Pointer(views[i]))
+	}
+	C.vj_write_descriptors(c.fns, C.VkDescriptorSet(unsafe.Pointer(set)), &infos[0], &vs[0], C.uint32_t(len(infos)))
+}
+
+// createBufferView creates an R32G32B32A32_UINT view of bytes [offset, offset+size) of buf.
+func (c deviceCalls) createBufferView(buf vulkan.Buffer, offset, size uint64) (vulkan.BufferView, vulkan.Result) {
+	var v vulkan.BufferView
+	r := C.vj_create_buffer_view(c.fns, C.VkBuffer(unsafe.Pointer(buf)), C.VK_FORMAT_R32G32B32A32_UINT, C.VkDeviceSize(offset),
+		C.VkDeviceSize(size), (*C.VkBufferView)(unsafe.Pointer(&v)))
+	return v, vulkan.Result(r)
 }
 
 // cmdComputeBarrier records a barrier making earlier compute shader writes visible to later compute

@@ -31,6 +31,9 @@ typedef struct {
 	float timestamp_period;
 	uint32_t timestamp_valid_bits;
 	uint64_t device_local_bytes;
+	uint32_t texel_buffers; // R32G32B32A32_UINT storage texel buffers
+	uint32_t max_texel_elements;
+	uint64_t min_texel_offset_alignment;
 } vj_caps;
 
 int vj_load(void);
@@ -66,6 +69,7 @@ typedef struct {
 	PFN_vkUpdateDescriptorSets UpdateDescriptorSets;
 	PFN_vkCmdPipelineBarrier CmdPipelineBarrier;
 	PFN_vkCmdCopyBuffer CmdCopyBuffer;
+	PFN_vkCreateBufferView CreateBufferView;
 } vj_fns;
 
 vj_fns* vj_load_fns(VkInstance inst, VkDevice dev);
@@ -88,10 +92,14 @@ VkResult vj_create_compute_pipeline(const vj_fns* f, VkShaderModule module, VkPi
                                     const VkSpecializationMapEntry* entries, const uint32_t* values, uint32_t n,
                                     VkPipeline* out);
 VkResult vj_create_descriptor_pool(const vj_fns* f, uint32_t max_sets, uint32_t storage_buffers,
-                                   VkDescriptorPool* out);
+                                   uint32_t texel_buffers, VkDescriptorPool* out);
 VkResult vj_allocate_descriptor_set(const vj_fns* f, VkDescriptorPool pool, VkDescriptorSetLayout layout,
                                     VkDescriptorSet* out);
 void vj_write_storage_buffers(const vj_fns* f, VkDescriptorSet set, const VkDescriptorBufferInfo* infos, uint32_t n);
+void vj_write_descriptors(const vj_fns* f, VkDescriptorSet set, const VkDescriptorBufferInfo* infos,
+                          const VkBufferView* views, uint32_t n);
+VkResult vj_create_buffer_view(const vj_fns* f, VkBuffer buf, VkFormat format, VkDeviceSize offset, VkDeviceSize range,
+                               VkBufferView* out);
 void vj_cmd_compute_barrier(const vj_fns* f, VkCommandBuffer cb);
 void vj_cmd_copy_buffer(const vj_fns* f, VkCommandBuffer cb, VkBuffer src, VkDeviceSize src_off, VkBuffer dst,
                         VkDeviceSize dst_off, VkDeviceSize size);

@@ -119,7 +119,7 @@ func collectWithoutPause() (stop func() int) {
 func gcStressPipelines(t *testing.T, d *Device) {
 	for i := range 200 {
 		nbind := 2 + i%(maxBindings-1) // 11 set layouts
-		if _, err := d.pipes.get(kernel{"reduce.sum", []uint32{local1D, uint32(1024 + i)}}, nbind); err != nil {
+		if _, err := d.pipes.get(kernel{"reduce.sum", []uint32{local1D, uint32(1024 + i)}}, strings.Repeat("b", nbind)); err != nil {
 			t.Fatalf("pipeline %d: %v", i, err)
 		}
 	}
@@ -303,7 +303,7 @@ var vulkanGoCalls = map[string]string{
 	"DestroyInstance": "handle", "DestroyDevice": "handle", "DestroyCommandPool": "handles",
 	"DestroyBuffer": "handles", "DestroyFence": "handles", "DestroyQueryPool": "handles",
 	"DestroyShaderModule": "handles", "DestroyDescriptorSetLayout": "handles", "DestroyDescriptorPool": "handles",
-	"DestroyPipelineLayout": "handles", "DestroyPipeline": "handles",
+	"DestroyPipelineLayout": "handles", "DestroyPipeline": "handles", "DestroyBufferView": "handles",
 	"Result": "conversion", "DeviceSize": "conversion", "Device": "conversion",
 	"QueryResultFlags": "conversion", "ShaderStageFlags": "conversion", "QueueFlagBits": "conversion",
 	"MemoryPropertyFlagBits": "conversion",

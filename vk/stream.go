@@ -33,6 +33,8 @@ type Stream struct {
 	query   vulkan.QueryPool
 	labels  []string
 	timings []OpTime
+
+	views map[texelView]vulkan.BufferView // texel views of this recording (texel.go)
 }
 
 type rng struct {
@@ -42,14 +44,16 @@ type rng struct {
 
 func (a rng) overlaps(b rng) bool { return a.blk == b.blk && a.lo < b.hi && b.lo < a.hi }
 
-// binding is one storage-buffer argument of a dispatch.
+// binding is one storage-buffer argument of a dispatch, or with texel a read-only storage texel buffer
+// (texels in texel.go).
 type binding struct {
 	t     Tensor
 	write bool
+	texel bool
 }
 
-func in(t Tensor) binding  { return binding{t, false} }
-func out(t Tensor) binding { return binding{t, true} }
+func in(t Tensor) binding  { return binding{t: t} }
+func out(t Tensor) binding { return binding{t: t, write: true} }
 
 // OpTime is the GPU time of one recorded dispatch, from timestamps.
 type OpTime struct {
@@ -111,7 +115,7 @@ func (s *Stream) begin() {
 
 func (s *Stream) descriptorSet(p *pipeline) (vulkan.DescriptorSet, error) {
 	if s.poolLeft == 0 {
-		pool, r := s.d.calls.createDescriptorPool(setsPerPool, setsPerPool*maxBindings)
+		pool, r := s.d.calls.createDescriptorPool(setsPerPool, setsPerPool*maxBindings, setsPerPool*maxBindings)
 		if err := check(r, "vkCreateDescriptorPool", ""); err != nil {
 			return nil, err
 		}
@@ -166,7 +170,7 @@ func (s *Stream) dispatch(label string, k kernel, push any, groups [3]int, bs ..
 		s.fail(fmt.Errorf("vk: %s: %w", label, err))
 		return
 	}
-	p, err := s.d.pipes.get(k, len(bs))
+	p, err := s.d.pipes.get(k, bindingKinds(bs))
 	if err != nil {
 		s.fail(fmt.Errorf("vk: %s: %w", label, err))
 		return
@@ -177,6 +181,7 @@ func (s *Stream) dispatch(label string, k kernel, push any, groups [3]int, bs ..
 		return
 	}
 	ranges := make([]bufferRange, len(bs))
+	var views []vulkan.BufferView // nil unless a binding is a texel buffer
 	var rs, ws []rng
 	for i, b := range bs {
 		if !b.t.Valid() {
@@ -197,13 +202,29 @@ func (s *Stream) dispatch(label string, k kernel, push any, groups [3]int, bs ..
 		if b.write {
 			ws = append(ws, r)
 		}
+		if b.texel {
+			v, err := s.view(b)
+			if err != nil {
+				s.fail(fmt.Errorf("vk: %s: binding %d: %w", label, i, err))
+				return
+			}
+			if views == nil {
+				views = make([]vulkan.BufferView, len(bs))
+			}
+			views[i] = v
+			continue
+		}
 		bound := max(size, 4)
 		if b.t.off+bound > b.t.blk.size {
 			bound = b.t.blk.size - b.t.off
 		}
 		ranges[i] = bufferRange{b.t.blk.buf, b.t.off, bound}
 	}
-	s.d.calls.writeStorageBuffers(set, ranges)
+	if views != nil {
+		s.d.calls.writeDescriptors(set, ranges, views)
+	} else {
+		s.d.calls.writeStorageBuffers(set, ranges)
+	}
 
 	if s.hazard(rs, ws) {
 		s.d.calls.cmdComputeBarrier(s.cb)
@@ -305,6 +326,7 @@ func (s *Stream) Reset() error {
 	for _, p := range s.pools {
 		vulkan.DestroyDescriptorPool(s.d.dev, p, nil)
 	}
+	s.destroyViews()
 	s.pools, s.poolLeft = nil, 0
 	s.begun, s.ended, s.err = false, false, nil
 	s.reads, s.writes = s.reads[:0], s.writes[:0]
@@ -318,6 +340,7 @@ func (s *Stream) Destroy() {
 	for _, p := range s.pools {
 		vulkan.DestroyDescriptorPool(s.d.dev, p, nil)
 	}
+	s.destroyViews()
 	s.pools = nil
 	if s.query != nil {
 		vulkan.DestroyQueryPool(s.d.dev, s.query, nil)
