@@ -45,6 +45,7 @@ type DeviceInfo struct {
 	CoopMat              bool           `json:"coopmat"`
 	CoopMatShapes        []CoopMatShape `json:"coopmat_shapes"`
 	SubgroupSize         int            `json:"subgroup_size"`
+	SubgroupOps          uint32         `json:"subgroup_ops"` // VkSubgroupFeatureFlags
 	SubgroupSizeControl  bool           `json:"subgroup_size_control"`
 	MinSubgroupSize      int            `json:"min_subgroup_size"`
 	MaxSubgroupSize      int            `json:"max_subgroup_size"`
@@ -85,6 +86,9 @@ type Options struct {
 	// LocalRank is this process's rank among those of a data-parallel job on this node: without Device,
 	// it takes the LocalRank-th device (modulo their number) of the best type, one GPU per process.
 	LocalRank int
+	// Kernels picks the GEMM and attention kernel variant: "gpu", "cpu" or "" for the device's default
+	// (kernels.go); VJEPA_VK_KERNELS sets it when empty.
+	Kernels string
 }
 
 // Device is an open Vulkan compute device with one queue.
@@ -113,6 +117,7 @@ type Device struct {
 	cmdPool vulkan.CommandPool
 	useCoop bool
 	useF16  bool
+	kernels string // KernelsGPU or KernelsCPU
 }
 
 var loadOnce struct {
@@ -204,6 +209,7 @@ func queryInfo(inst vulkan.Instance, pd vulkan.PhysicalDevice, index int) Device
 		Storage8Bit:          c.storage_8bit != 0,
 		CoopMat:              c.coopmat != 0,
 		SubgroupSize:         int(c.subgroup_size),
+		SubgroupOps:          uint32(c.subgroup_ops),
 		SubgroupSizeControl:  c.subgroup_size_control != 0,
 		MinSubgroupSize:      int(c.min_subgroup_size),
 		MaxSubgroupSize:      int(c.max_subgroup_size),
@@ -365,6 +371,9 @@ func Open(opts Options) (*Device, error) {
 	if opts.BlockBytes == 0 {
 		opts.BlockBytes = 256 << 20
 	}
+	if opts.Kernels == "" {
+		opts.Kernels = os.Getenv("VJEPA_VK_KERNELS")
+	}
 	inst, err := createInstance(opts.Validate)
 	if err != nil {
 		return nil, err
@@ -396,6 +405,10 @@ func Open(opts Options) (*Device, error) {
 		return nil, err
 	}
 	d.phys, d.Info = pds[idx], infos[idx]
+	if d.kernels, err = chooseKernels(d.Info, opts.Kernels); err != nil {
+		d.Close()
+		return nil, err
+	}
 	d.family, err = computeFamily(queueFamilyFlags(inst, d.phys))
 	if err != nil {
 		d.Close()
