@@ -4,12 +4,15 @@
 // backward on the result (gemm.glsl).
 // bindings: 0 A [m,k] or [k,m], 1 B [k,n] or [n,k], 2 C [m,n] f32 (or split-K workspace), 3 bias [n] f32;
 // LOWRANK: 4 U [m,r] f32, 5 V [r,n] or [n,r] f32, 6 dropout seed [1]; ELEMENTWISE: 7 E [m,n] f32;
-// MASKED: 4 dropout seed [1].
-// grid: (ceil(n/BN), ceil(m/BM), batch·splits) workgroups of WG invocations (spec constant 0).
+// MASKED: 4 dropout seed [1]. CPU: A, B, U, V as texel buffers with word-buffer twins (gemm_cpu.glsl).
+// grid: (ceil(n/BN), ceil(m/BM), batch·splits) workgroups of WG invocations (spec constant 0); CPU:
+// (ceil(m/MT), ceil(n/NT), batch·splits) workgroups of one subgroup.
 #include "common.glsl"
 #include "gemm.glsl"
 
-#ifdef COOPMAT
+#if defined(CPU)
+#include "gemm_cpu.glsl"
+#elif defined(COOPMAT)
 #include "gemm_coopmat.glsl"
 #else
 

@@ -43,13 +43,16 @@ layout(push_constant) uniform P {
 } p;
 
 // A and B are read as 32-bit words whatever their dtype, so that f16 and bf16 need no 16-bit storage
-// feature: an element e of a 16-bit tensor is half e&1 of word e>>1 (little-endian).
-#if defined(A_F16) || defined(A_BF16)
+// feature: an element e of a 16-bit tensor is half e&1 of word e>>1 (little-endian). The CPU variant
+// declares its own (gemm_cpu.glsl).
+#if defined(CPU)
+#elif defined(A_F16) || defined(A_BF16)
 layout(std430, binding = 0) readonly buffer BufA { uint a[]; };
 #else
 layout(std430, binding = 0) readonly buffer BufA { float a[]; };
 #endif
-#if defined(B_F16) || defined(B_BF16)
+#if defined(CPU)
+#elif defined(B_F16) || defined(B_BF16)
 layout(std430, binding = 1) readonly buffer BufB { uint b[]; };
 #else
 layout(std430, binding = 1) readonly buffer BufB { float b[]; };
@@ -59,9 +62,10 @@ layout(std430, binding = 3) readonly buffer BufBias { float bias[]; };
 
 #ifdef LOWRANK
 #include "dropout.glsl"
+layout(std430, binding = 6) readonly buffer BufSeed { uint maskSeed[]; };
+#ifndef CPU
 layout(std430, binding = 4) readonly buffer BufU { float lowU[]; };
 layout(std430, binding = 5) readonly buffer BufV { float lowV[]; };
-layout(std430, binding = 6) readonly buffer BufSeed { uint maskSeed[]; };
 
 // lowRankAt is element (row, col) of the low-rank term, added by storeC in the COOPMAT variant (whose
 // accumulators are opaque fragments; the scalar variant stages the term through its tiles, gemm.comp's
@@ -78,6 +82,7 @@ float lowRankAt(uint row, uint col) {
     for (uint j = 0; j < p.rank; j++) t = fma(lowU[eu + j], lowV[ev + j * sv], t);
     return p.lowAlpha * t;
 }
+#endif // !CPU
 #endif
 
 #ifdef ELEMENTWISE
@@ -100,6 +105,7 @@ float dropped(float v, uint o) {
 }
 #endif
 
+#ifndef CPU
 float f16At(uint w, uint e) { return unpackHalf2x16(w)[e & 1u]; }
 float bf16At(uint w, uint e) { return uintBitsToFloat((e & 1u) != 0u ? (w & 0xffff0000u) : (w << 16)); }
 
@@ -126,6 +132,7 @@ float loadB(uint e) {
     return b[e];
 #endif
 }
+#endif // !CPU
 
 // storeC writes element (row, col) of output matrix `batch` (slice `slice` of a split-K workspace when
 // splitStride != 0; the host then clears alpha's and beta's flags and the reduce kernel applies them).

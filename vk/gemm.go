@@ -85,7 +85,7 @@ type GemmLowRank struct {
 //	dx       Gemm(s, dx[rows,in], dy[rows,out], W[out,in], GemmOpts{})
 //	dW +=    Gemm(s, dW[out,in], dy[rows,out], x[rows,in], GemmOpts{TransA: true, Beta: 1})
 func Gemm(s *Stream, c, a, b Tensor, o GemmOpts) {
-	s.gemm(c, a, b, o, gemmEnv{maxBinding: s.d.MaxBinding(), coopmat: true})
+	s.gemm(c, a, b, o, gemmEnv{maxBinding: s.d.MaxBinding(), coopmat: true, cpu: s.d.kernels == KernelsCPU})
 }
 
 // GemmWorkspaceSize returns the f32 elements of workspace split-K wants for these shapes (0 if none).
@@ -162,6 +162,8 @@ type gemmEnv struct {
 	// lowRankEpilogue runs a scalar low-rank product with the term added per element by storeC, as the
 	// COOPMAT variant adds it, so that tests check that code on devices without cooperative matrices.
 	lowRankEpilogue bool
+	// cpu runs the CPU variant (gemm_cpu.go) instead of the shared-memory kernels.
+	cpu bool
 }
 
 // gemmTile is one shader configuration: workgroup size and the specialization constants 0..5.
@@ -547,9 +549,14 @@ func (s *Stream) gemmChunked(p gemmProblem, o GemmOpts, env gemmEnv) {
 	} else {
 		kc = min(kc, rowsFit(limB, p.ldb, p.n))
 	}
-	// Keep the grid within limits for the narrowest tile (16).
-	mc = min(mc, 16*s.d.Info.MaxWorkgroupCount[1])
-	nc = min(nc, 16*s.d.Info.MaxWorkgroupCount[0])
+	// Keep the grid within limits for the narrowest tile (16; the CPU variant's: 1 row, L columns).
+	if env.cpu {
+		mc = min(mc, s.d.Info.MaxWorkgroupCount[0])
+		nc = min(nc, s.d.Info.SubgroupSize*s.d.Info.MaxWorkgroupCount[1])
+	} else {
+		mc = min(mc, 16*s.d.Info.MaxWorkgroupCount[1])
+		nc = min(nc, 16*s.d.Info.MaxWorkgroupCount[0])
+	}
 	if mc < 1 || nc < 1 || (kc < 1 && p.k > 0) {
 		s.fail(fmt.Errorf("vk: gemm: one row of A %v, B %v or C %v exceeds the binding range of %d bytes",
 			p.a, p.b, p.c, env.maxBinding))
@@ -821,6 +828,9 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 			push.MaskFirst = m.first + uint32(p.offB)
 		}
 		label, binds = "gemm.masked", append(binds, in(m.seed))
+	}
+	if env.cpu {
+		k, groups, binds = s.gemmCPUKernel(&p, &push, binds, splits)
 	}
 	if splits == 1 { // low-rank and elementwise products never split
 		s.dispatch(label, k, push, groups, binds...)

@@ -24,12 +24,13 @@ type elemCase struct {
 	maxBinding     uint64
 	workspace      bool
 	epilogue       bool
+	aligned        bool // A and B start on a 16-byte texel (else at odd element offsets)
 }
 
 func (c elemCase) String() string {
 	return vktest.Name("op", c.op, "m", c.m, "n", c.n, "k", c.k, "r", c.r, "layout", layout(c.transA, c.transB),
 		"dtypeB", c.dtB.String(), "alpha", c.alpha, "beta", c.beta, "bias", c.bias, "p", c.p,
-		"maxbinding", c.maxBinding, "workspace", c.workspace, "epilogue", c.epilogue)
+		"maxbinding", c.maxBinding, "workspace", c.workspace, "epilogue", c.epilogue, "aligned", c.aligned)
 }
 
 // TestGemmElementwise checks each elementwise epilogue op (GemmOpts Residual, Gelu, GeluGrad) two ways:
@@ -68,16 +69,27 @@ func TestGemmElementwise(t *testing.T) {
 			cases = append(cases, c)
 		}
 	}
-	worst := map[string]float64{}
-	for _, c := range cases {
-		t.Run(c.String(), func(t *testing.T) { worst[c.op] = math.Max(worst[c.op], runElemCase(t, d, c)) })
-	}
-	for _, op := range []string{"residual", "gelu", "gelu_grad"} {
-		t.Logf("op=%s: bit-identical to the unfused sequence; max error relative to its tolerance scale: %.3g", op, worst[op])
-	}
+	forKernels(t, d, func(t *testing.T, kernels string) {
+		worst := map[string]float64{}
+		for _, c := range cases {
+			if c.epilogue && kernels != vk.KernelsGPU {
+				continue // the tensor-core path's twin: GPU kernels only
+			}
+			for _, aligned := range []bool{false, true} {
+				if aligned && kernels != vk.KernelsCPU {
+					continue // only the CPU kernels read aligned operands differently
+				}
+				c.aligned = aligned
+				t.Run(c.String(), func(t *testing.T) { worst[c.op] = math.Max(worst[c.op], runElemCase(t, d, c, kernels)) })
+			}
+		}
+		for _, op := range []string{"residual", "gelu", "gelu_grad"} {
+			t.Logf("op=%s: bit-identical to the unfused sequence; max error relative to its tolerance scale: %.3g", op, worst[op])
+		}
+	})
 }
 
-func runElemCase(t *testing.T, d *vk.Device, c elemCase) (maxErr float64) {
+func runElemCase(t *testing.T, d *vk.Device, c elemCase, kernels string) (maxErr float64) {
 	t.Helper()
 	ar, ac, br, bc := storedShapes(c.m, c.n, c.k, c.transA, c.transB)
 	seed := uint64(c.m*7919+c.n*31+c.k*3+c.r) + uint64(len(c.op))
@@ -97,8 +109,12 @@ func runElemCase(t *testing.T, d *vk.Device, c elemCase) (maxErr float64) {
 			ev[i] *= 3
 		}
 	}
-	_, aT := embedded(t, d, vk.F32, av, 3, ar, ac)
-	_, bT := embedded(t, d, c.dtB, bv, 5, br, bc)
+	padA, padB := 3, 5
+	if c.aligned {
+		padA, padB = 8, 16
+	}
+	_, aT := embedded(t, d, vk.F32, av, padA, ar, ac)
+	_, bT := embedded(t, d, c.dtB, bv, padB, br, bc)
 	o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, Alpha: c.alpha, Beta: c.beta}
 	var biasV, uv, vv []float32
 	if c.bias {
@@ -123,13 +139,10 @@ func runElemCase(t *testing.T, d *vk.Device, c elemCase) (maxErr float64) {
 		o.Workspace = vktest.Tensor(t, d, vk.F32, vktest.NaNs(n), n)
 	}
 	gemm := func(s *vk.Stream, cT vk.Tensor, o vk.GemmOpts) {
-		switch {
-		case c.epilogue:
+		if c.epilogue {
 			vk.GemmLowRankEpilogue(s, cT, aT, bT, o)
-		case c.maxBinding > 0:
-			vk.GemmWithLimits(s, cT, aT, bT, o, c.maxBinding, true)
-		default:
-			vk.Gemm(s, cT, aT, bT, o)
+		} else {
+			vk.GemmKernels(s, cT, aT, bT, o, kernels, c.maxBinding, true)
 		}
 	}
 

@@ -1,9 +1,14 @@
 package vk
 
-// GemmWithLimits runs Gemm as if the device's binding range were maxBinding and, with coopmat false, on
-// the scalar path only: tests reach the chunked path with small shapes and compare paths on one device.
-func GemmWithLimits(s *Stream, c, a, b Tensor, o GemmOpts, maxBinding uint64, coopmat bool) {
-	s.gemm(c, a, b, o, gemmEnv{maxBinding: maxBinding, coopmat: coopmat})
+// GemmKernels runs Gemm on the given kernel variant (KernelsGPU or KernelsCPU) as if the device's binding
+// range were maxBinding (0: the device's), so that tests run every variant a device has and reach the
+// chunked path with small shapes; coopmat allows the tensor-core path of the GPU kernels where the device
+// has it.
+func GemmKernels(s *Stream, c, a, b Tensor, o GemmOpts, kernels string, maxBinding uint64, coopmat bool) {
+	if maxBinding == 0 {
+		maxBinding = s.d.MaxBinding()
+	}
+	s.gemm(c, a, b, o, gemmEnv{maxBinding: maxBinding, coopmat: coopmat && kernels == KernelsGPU, cpu: kernels == KernelsCPU})
 }
 
 // GemmLowRankEpilogue runs a Gemm with an f16 B and a low-rank term on the scalar variant that adds the
@@ -11,3 +16,6 @@ func GemmWithLimits(s *Stream, c, a, b Tensor, o GemmOpts, maxBinding uint64, co
 func GemmLowRankEpilogue(s *Stream, c, a, b Tensor, o GemmOpts) {
 	s.gemm(c, a, b, o, gemmEnv{maxBinding: s.d.MaxBinding(), lowRankEpilogue: true})
 }
+
+// CPUKernelsOK reports why the CPU kernels cannot run on a device ("" when they can).
+var CPUKernelsOK = cpuKernelsOK

@@ -24,12 +24,13 @@ type lowRankCase struct {
 	maxBinding     uint64
 	coopmat        bool // let Gemm pick the tensor-core path where the device has it
 	epilogue       bool // the scalar twin of the tensor-core path's per-element term (f16 B)
+	aligned        bool // A, B, U and V start on a 16-byte texel (else at odd element offsets)
 }
 
 func (c lowRankCase) String() string {
 	return vktest.Name("m", c.m, "n", c.n, "k", c.k, "r", c.r, "layout", layout(c.transA, c.transB), "transV", c.transV,
 		"dtypeB", c.dtB.String(), "alpha", c.alpha, "beta", c.beta, "lowalpha", c.lowAlpha, "bias", c.bias, "p", c.p,
-		"first", c.first, "maxbinding", c.maxBinding, "epilogue", c.epilogue)
+		"first", c.first, "maxbinding", c.maxBinding, "epilogue", c.epilogue, "aligned", c.aligned)
 }
 
 // TestGemmLowRank checks the fused low-rank epilogue, C = α·op(A)·op(B) + β·C + bias + α₂·keep⊙(U·op(V)),
@@ -75,14 +76,26 @@ func TestGemmLowRank(t *testing.T) {
 			cases = append(cases, c)
 		}
 	}
-	worst := 0.0
-	for _, c := range cases {
-		t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runLowRankCase(t, d, c)) })
-	}
-	t.Logf("max error relative to Σ|α·a·b|+|β·c|+|bias|+|α₂|Σ|u·v| over %d cases: %.3g", len(cases), worst)
+	forKernels(t, d, func(t *testing.T, kernels string) {
+		worst, n := 0.0, 0
+		for _, c := range cases {
+			if c.epilogue && kernels != vk.KernelsGPU {
+				continue // the tensor-core path's twin: GPU kernels only
+			}
+			for _, aligned := range []bool{false, true} {
+				if aligned && kernels != vk.KernelsCPU {
+					continue // only the CPU kernels read aligned operands differently
+				}
+				c.aligned = aligned
+				n++
+				t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runLowRankCase(t, d, c, kernels)) })
+			}
+		}
+		t.Logf("max error relative to Σ|α·a·b|+|β·c|+|bias|+|α₂|Σ|u·v| over %d cases: %.3g", n, worst)
+	})
 }
 
-func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) {
+func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase, kernels string) (maxErr float64) {
 	t.Helper()
 	ar, ac, br, bc := storedShapes(c.m, c.n, c.k, c.transA, c.transB)
 	vr, vc := c.r, c.n
@@ -98,12 +111,17 @@ func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) 
 	if c.beta != 0 {
 		cv = vktest.Rand(seed+4, len(cv))
 	}
-	// Odd pads put every view off the storage alignment (and 16-bit B in a word's upper half).
-	_, aT := embedded(t, d, vk.F32, av, 3, ar, ac)
-	_, bT := embedded(t, d, c.dtB, bv, 5, br, bc)
+	// Odd pads put every view off the storage alignment (and 16-bit B in a word's upper half); aligned
+	// ones put A, B, U and V on a 16-byte texel.
+	pads := [4]int{3, 5, 7, 2}
+	if c.aligned {
+		pads = [4]int{8, 16, 4, 12}
+	}
+	_, aT := embedded(t, d, vk.F32, av, pads[0], ar, ac)
+	_, bT := embedded(t, d, c.dtB, bv, pads[1], br, bc)
 	cWhole, cT := embedded(t, d, vk.F32, cv, 1, c.m, c.n)
-	_, uT := embedded(t, d, vk.F32, uv, 7, c.m, c.r)
-	_, vT := embedded(t, d, vk.F32, vv, 2, vr, vc)
+	_, uT := embedded(t, d, vk.F32, uv, pads[2], c.m, c.r)
+	_, vT := embedded(t, d, vk.F32, vv, pads[3], vr, vc)
 	const maskSeed, salt = 0x5eed1234, 77
 	o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, Alpha: c.alpha, Beta: c.beta,
 		LowRank: vk.GemmLowRank{U: uT, V: vT, TransV: c.transV, Alpha: c.lowAlpha}}
@@ -117,17 +135,10 @@ func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) 
 		o.LowRank.P, o.LowRank.Salt, o.LowRank.First = c.p, salt, c.first
 	}
 	s := vktest.Stream(t, d)
-	switch {
-	case c.epilogue:
+	if c.epilogue {
 		vk.GemmLowRankEpilogue(s, cT, aT, bT, o)
-	case c.coopmat && c.maxBinding == 0:
-		vk.Gemm(s, cT, aT, bT, o)
-	default:
-		limit := c.maxBinding
-		if limit == 0 {
-			limit = d.MaxBinding()
-		}
-		vk.GemmWithLimits(s, cT, aT, bT, o, limit, c.coopmat)
+	} else {
+		vk.GemmKernels(s, cT, aT, bT, o, kernels, c.maxBinding, c.coopmat)
 	}
 	vktest.Run(t, s)
 	got := vktest.Download(t, d, cWhole)
@@ -170,7 +181,7 @@ func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) 
 	}
 	// Tensor cores round A and B to f16 (2⁻¹¹ relative); the scalar path is f32.
 	rtol := 1e-5
-	if c.coopmat && d.CoopMat() {
+	if c.coopmat && d.CoopMat() && kernels == vk.KernelsGPU {
 		rtol = 2e-3
 	}
 	worst, worstErr, worstTol := -1, 0.0, 0.0
@@ -192,20 +203,22 @@ func runLowRankCase(t *testing.T, d *vk.Device, c lowRankCase) (maxErr float64) 
 	return maxErr
 }
 
+// maskCase is a Gemm with one operand dropped out as it is loaded (TestGemmMask).
+type maskCase struct {
+	m, n, k, batch int
+	transA, transB bool
+	onB            bool
+	splitK         int
+	maxBinding     uint64
+	beta           float32
+	first          uint32
+}
+
 // TestGemmMask checks dropout applied to an operand as it is loaded: against Dropout then Gemm on the
 // device, bit for bit (the same select and f32 product, the same tiles), over both operands and layouts,
 // split-K (the LoRA dA shape), batches and chunks; and the unmasked operand and output guards as TestGemm.
 func TestGemmMask(t *testing.T) {
 	d := vktest.Device(t)
-	type maskCase struct {
-		m, n, k, batch int
-		transA, transB bool
-		onB            bool
-		splitK         int
-		maxBinding     uint64
-		beta           float32
-		first          uint32
-	}
 	var cases []maskCase
 	for _, l := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
 		for _, onB := range []bool{false, true} {
@@ -225,6 +238,12 @@ func TestGemmMask(t *testing.T) {
 	)
 	const seed, salt, p = 0x1234567, 9, 0.3
 	seedT := dropoutSeed(t, d, seed)
+	forKernels(t, d, func(t *testing.T, kernels string) { testGemmMask(t, d, kernels, cases, seedT) })
+}
+
+// testGemmMask runs TestGemmMask's cases on one kernel variant.
+func testGemmMask(t *testing.T, d *vk.Device, kernels string, cases []maskCase, seedT vk.Tensor) {
+	const seed, salt, p = 0x1234567, 9, 0.3
 	for _, c := range cases {
 		name := vktest.Name("m", c.m, "n", c.n, "k", c.k, "batch", c.batch, "layout", layout(c.transA, c.transB), "onB", c.onB,
 			"splitk", c.splitK, "maxbinding", c.maxBinding, "first", c.first)
@@ -251,12 +270,8 @@ func TestGemmMask(t *testing.T) {
 				plainA = vktest.Poisoned(t, d, vk.F32, batch, ar, ac)
 				vk.DropoutAt(s, plainA, aT, seedT, p, salt, c.first)
 			}
-			limit := c.maxBinding
-			if limit == 0 {
-				limit = d.MaxBinding()
-			}
-			vk.GemmWithLimits(s, want, plainA, plainB, o, limit, false)
-			vk.GemmWithLimits(s, got, aT, bT, masked, limit, false)
+			vk.GemmKernels(s, want, plainA, plainB, o, kernels, c.maxBinding, false)
+			vk.GemmKernels(s, got, aT, bT, masked, kernels, c.maxBinding, false)
 			vktest.Run(t, s)
 			g, w := vktest.Download(t, d, got), vktest.Download(t, d, want)
 			for i := range g {

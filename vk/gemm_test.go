@@ -22,6 +22,7 @@ type gemmCase struct {
 	splitK         int    // GemmOpts.SplitK; > 1 or -1 (automatic with a workspace) provides a workspace
 	maxBinding     uint64 // 0: the device's; otherwise a lowered limit that forces chunking
 	padStride      bool   // batch strides with NaN gaps between matrices
+	aligned        bool   // A and B start on a 16-byte texel (else at odd element offsets)
 }
 
 func (c gemmCase) String() string {
@@ -37,6 +38,9 @@ func (c gemmCase) String() string {
 	}
 	if c.maxBinding != 0 {
 		s += vktest.Name(",maxbinding", c.maxBinding)
+	}
+	if c.aligned {
+		s += ",aligned"
 	}
 	return s
 }
@@ -65,22 +69,48 @@ func b2i(b bool) int {
 	return 0
 }
 
-// gemmImpl is the op under test: vk.Gemm or the package-internal entry that lowers the binding limit.
-type gemmImpl func(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64)
-
-func gemmPublic(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64) {
-	if maxBinding != 0 {
-		vk.GemmWithLimits(s, c, a, b, o, maxBinding, true)
-		return
+// gemmKernels lists the kernel variants the GEMM tests run on d: the "gpu" kernels every device runs and,
+// where the device can run them (lavapipe), the "cpu" ones (vk/kernels.go).
+func gemmKernels(d *vk.Device) []string {
+	ks := []string{vk.KernelsGPU}
+	if vk.CPUKernelsOK(d.Info) == "" {
+		ks = append(ks, vk.KernelsCPU)
 	}
-	vk.Gemm(s, c, a, b, o)
+	return ks
 }
 
-func gemmScalar(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64) {
-	if maxBinding == 0 {
-		maxBinding = s.Device().MaxBinding()
+// gemmImpl is the op under test: Gemm on one kernel variant, with a binding limit (0: the device's).
+type gemmImpl func(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64)
+
+// gemmOn is Gemm on the given kernels; coopmat lets the GPU kernels take the tensor-core path where the
+// device has it.
+func gemmOn(kernels string, coopmat bool) gemmImpl {
+	return func(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64) {
+		vk.GemmKernels(s, c, a, b, o, kernels, maxBinding, coopmat)
 	}
-	vk.GemmWithLimits(s, c, a, b, o, maxBinding, false)
+}
+
+// forKernels runs fn as one subtest per kernel variant of d, named kernels=<variant>.
+func forKernels(t *testing.T, d *vk.Device, fn func(t *testing.T, kernels string)) {
+	for _, k := range gemmKernels(d) {
+		t.Run("kernels="+k, func(t *testing.T) { fn(t, k) })
+	}
+}
+
+// withAligned returns cases followed, for the CPU kernels (which read texel-aligned operands as texels and
+// the others word by word), by their copies with texel-aligned A and B.
+func withAligned(kernels string, cases []gemmCase) []gemmCase {
+	if kernels != vk.KernelsCPU {
+		return cases
+	}
+	out := append([]gemmCase(nil), cases...)
+	for _, c := range cases {
+		if !c.padStride {
+			c.aligned = true
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // rounded returns v as the device stores it in dtype dt.
@@ -152,9 +182,14 @@ func runGemmCase(t *testing.T, d *vk.Device, c gemmCase, impl gemmImpl) (maxErr 
 		}
 		return []int{rows, cols}
 	}
-	const pad = 3
+	// Odd pads put A and B off the storage alignment (and 16-bit ones in a word's upper half); aligned ones
+	// start on a 16-byte texel.
+	pad, padB := 3, 5
+	if c.aligned {
+		pad, padB = 8, 16
+	}
 	aWhole, aT := embedded(t, d, c.dtA, av, pad, dims(na, ar, ac)...)
-	bWhole, bT := embedded(t, d, c.dtB, bv, pad+2, dims(nb, br, bc)...)
+	bWhole, bT := embedded(t, d, c.dtB, bv, padB, dims(nb, br, bc)...)
 	cWhole, cT := embedded(t, d, vk.F32, cv, pad, dims(nc, c.m, c.n)...)
 	// Packed batches leave Batch 0, so that Gemm takes the count from C's leading dim; strided ones say it.
 	o := vk.GemmOpts{TransA: c.transA, TransB: c.transB, Alpha: c.alpha, Beta: c.beta}
@@ -185,7 +220,7 @@ func runGemmCase(t *testing.T, d *vk.Device, c gemmCase, impl gemmImpl) (maxErr 
 		whole vk.Tensor
 		want  []float32
 		pad   int
-	}{"A": {aWhole, av, pad}, "B": {bWhole, bv, pad + 2}} {
+	}{"A": {aWhole, av, pad}, "B": {bWhole, bv, padB}} {
 		now := vktest.Download(t, d, chk.whole)[chk.pad : chk.pad+len(chk.want)]
 		for i := range now {
 			if math.Float32bits(now[i]) != math.Float32bits(chk.want[i]) {
@@ -286,11 +321,14 @@ func TestGemm(t *testing.T) {
 			gemmCase{m: 33, n: 20, k: 19, batch: 3, transA: l[0], transB: l[1], padStride: true, dtA: vk.F16},
 		)
 	}
-	worst := 0.0
-	for _, c := range cases {
-		t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmExact(d, c))) })
-	}
-	t.Logf("max error relative to Σ|α·a·b|+|β·c|+|bias| over %d cases: %.3g", len(cases), worst)
+	forKernels(t, d, func(t *testing.T, kernels string) {
+		worst := 0.0
+		cases := withAligned(kernels, cases)
+		for _, c := range cases {
+			t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmExact(d, kernels, c))) })
+		}
+		t.Logf("max error relative to Σ|α·a·b|+|β·c|+|bias| over %d cases: %.3g", len(cases), worst)
+	})
 }
 
 // TestGemmSplitK checks split-K against the same reference: explicit slice counts on LoRA's weight
@@ -305,11 +343,13 @@ func TestGemmSplitK(t *testing.T) {
 		{m: 30, n: 2, k: 777, splitK: 32, dtB: vk.F16}, // more slices than whole 32-blocks allow... still whole blocks
 		{m: 16, n: 16, k: 4096, transA: true, splitK: -1},
 	}
-	worst := 0.0
-	for _, c := range cases {
-		t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmExact(d, c))) })
-	}
-	t.Logf("split-K max error relative to Σ|α·a·b|+|β·c|+|bias|: %.3g", worst)
+	forKernels(t, d, func(t *testing.T, kernels string) {
+		worst := 0.0
+		for _, c := range withAligned(kernels, cases) {
+			t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmExact(d, kernels, c))) })
+		}
+		t.Logf("split-K max error relative to Σ|α·a·b|+|β·c|+|bias|: %.3g", worst)
+	})
 
 	// Without a workspace an automatic split is skipped, with the same result up to rounding.
 	o := vk.GemmOpts{TransA: true}
@@ -338,11 +378,13 @@ func TestGemmChunked(t *testing.T) {
 			gemmCase{m: 16, n: 16, k: 4096, transA: l[0], transB: l[1], maxBinding: 32 << 10, splitK: 4, beta: 1},
 		)
 	}
-	worst := 0.0
-	for _, c := range cases {
-		t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmExact(d, c))) })
-	}
-	t.Logf("chunked max error relative to Σ|α·a·b|+|β·c|+|bias|: %.3g", worst)
+	forKernels(t, d, func(t *testing.T, kernels string) {
+		worst := 0.0
+		for _, c := range withAligned(kernels, cases) {
+			t.Run(c.String(), func(t *testing.T) { worst = math.Max(worst, runGemmCase(t, d, c, gemmExact(d, kernels, c))) })
+		}
+		t.Logf("chunked max error relative to Σ|α·a·b|+|β·c|+|bias|: %.3g", worst)
+	})
 }
 
 // TestGemmLarge runs a square product large enough for many full tiles of every path.
@@ -351,14 +393,16 @@ func TestGemmLarge(t *testing.T) {
 		t.Skip("large product")
 	}
 	d := vktest.Device(t)
-	for _, c := range []gemmCase{
-		{m: 1024, n: 1024, k: 1024},
-		{m: 1024, n: 1024, k: 1024, transB: true, dtB: vk.F16},
-	} {
-		t.Run(c.String(), func(t *testing.T) {
-			t.Logf("max error relative to Σ|a·b|: %.3g", runGemmCase(t, d, c, gemmExact(d, c)))
-		})
-	}
+	forKernels(t, d, func(t *testing.T, kernels string) {
+		for _, c := range []gemmCase{
+			{m: 1024, n: 1024, k: 1024, aligned: true},
+			{m: 1024, n: 1024, k: 1024, transB: true, dtB: vk.F16, aligned: true},
+		} {
+			t.Run(c.String(), func(t *testing.T) {
+				t.Logf("max error relative to Σ|a·b|: %.3g", runGemmCase(t, d, c, gemmExact(d, kernels, c)))
+			})
+		}
+	})
 }
 
 // TestGemmCoopMat compares the cooperative-matrix path with the reference on devices that have it
@@ -380,8 +424,8 @@ func TestGemmCoopMat(t *testing.T) {
 	)
 	for _, c := range cases {
 		t.Run(c.String(), func(t *testing.T) {
-			t.Logf("coopmat max error %.3g", runGemmCase(t, d, c, gemmPublic))
-			t.Logf("scalar max error %.3g", runGemmCase(t, d, c, gemmScalar))
+			t.Logf("coopmat max error %.3g", runGemmCase(t, d, c, gemmOn(vk.KernelsGPU, true)))
+			t.Logf("scalar max error %.3g", runGemmCase(t, d, c, gemmOn(vk.KernelsGPU, false)))
 		})
 	}
 }
@@ -501,12 +545,9 @@ func TestGemmCoopMatF32A(t *testing.T) {
 	}
 }
 
-// gemmExact is the public path, except for f32·f16 products on devices with cooperative matrices: there
-// the public path rounds the f32 operand to f16 for the tensor cores (TestGemmCoopMatF32A checks it), so
-// the exact-tolerance tests use the scalar path that every device runs.
-func gemmExact(d *vk.Device, c gemmCase) func(s *vk.Stream, c, a, b vk.Tensor, o vk.GemmOpts, maxBinding uint64) {
-	if d.CoopMat() && c.dtA == vk.F32 && c.dtB == vk.F16 {
-		return gemmScalar
-	}
-	return gemmPublic
+// gemmExact is Gemm on the given kernels, without the tensor-core path for f32·f16 products on devices with
+// cooperative matrices: there it rounds the f32 operand to f16 (TestGemmCoopMatF32A checks it), so the
+// exact-tolerance tests use the scalar path that every device runs.
+func gemmExact(d *vk.Device, kernels string, c gemmCase) gemmImpl {
+	return gemmOn(kernels, !(d.CoopMat() && c.dtA == vk.F32 && c.dtB == vk.F16))
 }
