@@ -2,17 +2,110 @@
 // attention: o_i = Σ_j softmax_j(S_ij)·v_j, lse_i = log Σ_j exp(S_ij), S_ij = scale·q_i·k_j + M_ij (spec §2.5, §3).
 // bindings: 0 qkv [B·N, 3·H·DH], 1 o [B·N, H·DH], 2 lse [B, H, N] (f32 windows, offsets in push constants).
 // grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows (COOPMAT: 16 per warp of
-// 32, R = 1); key tiles of BC rows.
+// 32, R = 1); key tiles of BC rows. CPU (attention_cpu.glsl): 0 qkv as texels; (ceil(N / MB), H, B)
+// workgroups of one subgroup, each MB query rows.
 #include "common.glsl"
 
+#ifdef CPU
+#include "attention_cpu.glsl"
+#else
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup (COOPMAT: a multiple of 32)
 layout(constant_id = 1) const uint R = 1;    // query rows per invocation: q0 + tid + r·WG (1 with COOPMAT)
 layout(constant_id = 2) const uint BC = 32;  // keys per shared-memory tile (COOPMAT: a multiple of 16)
 layout(constant_id = 3) const uint DH = 64;  // head dim (COOPMAT: a multiple of 16)
+#endif
 
 #include "attention.glsl"
 
+#ifdef CPU
+layout(binding = 0, rgba32ui) uniform readonly uimageBuffer texQKV;
+layout(std430, binding = 1) writeonly buffer O { float o[]; };
+layout(std430, binding = 1) writeonly buffer O4 { vec4 o4[]; };
+layout(std430, binding = 2) writeonly buffer LSE { float lse[]; };
+DEFINE_STORE4(storeO, o, o4)
+
+// One block of MB queries (lane l holds query i0 + l for the broadcasts). Per step of NV·L keys: the
+// scores s = q·k with the keys on the lanes, the online softmax (the rows' max over the lanes), then
+// o += P·v with the head dims on the lanes and each key's weights broadcast from its lane.
+void main() {
+    const uint l = gl_SubgroupInvocationID;
+    const uint n = p.n, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, i0 = gl_WorkGroupID.x * MB;
+    const float qscale = p.scale * LOG2E;
+    const uint qAt = qkvAt(p.qkvOff, b, min(i0 + min(l, MB - 1), n - 1), 0u, h, 0u);
+    uint rowEnd[MB];
+    [[unroll]] for (uint i = 0; i < MB; i++) rowEnd[i] = i0 + i < n ? frameEnd(i0 + i) : 0u;
+    // Keys past the last frame any row of this block sees are skipped, not masked.
+    const uint kEnd = frameEnd(min(i0 + MB, n) - 1u);
+    float m[MB], lp[MB];  // running max (log2 units); this lane's part of Σ exp2(s − m)
+    vec4 acc[MB][U];      // o rows: group u of lane l holds elements 4(uL + l)..+3
+    [[unroll]] for (uint i = 0; i < MB; i++) {
+        m[i] = NEG_INF;
+        lp[i] = 0.0;
+        [[unroll]] for (uint u = 0; u < U; u++) acc[i][u] = vec4(0.0);
+    }
+    for (uint j0 = 0; j0 < kEnd; j0 += NV * L) {
+        float s[MB][NV];  // s[i][v]: query i0 + i, key j0 + v·L + l
+        uint kAt[NV];
+        [[unroll]] for (uint v = 0; v < NV; v++) {
+            kAt[v] = qkvAt(p.qkvOff, b, min(j0 + v * L + l, n - 1), 1u, h, 0u);
+            [[unroll]] for (uint i = 0; i < MB; i++) s[i][v] = 0.0;
+        }
+        for (uint t = 0; t < T4; t++) {
+            const vec4 q = TEXEL(texQKV, qAt, t) * qscale;
+            vec4 k[NV];
+            [[unroll]] for (uint v = 0; v < NV; v++) k[v] = TEXEL(texQKV, kAt[v], t);
+            [[unroll]] for (uint c = 0; c < 4; c++) {
+                [[unroll]] for (uint i = 0; i < MB; i++) {
+                    const float a = subgroupShuffle(q[c], i);
+                    [[unroll]] for (uint v = 0; v < NV; v++) s[i][v] += a * k[v][c];
+                }
+            }
+        }
+        float pr[MB][NV];
+        [[unroll]] for (uint i = 0; i < MB; i++) {
+            float mx = NEG_INF;
+            [[unroll]] for (uint v = 0; v < NV; v++) {
+                s[i][v] = j0 + v * L + l < rowEnd[i] ? s[i][v] : NEG_INF;
+                mx = max(mx, s[i][v]);
+            }
+            const float mn = max(m[i], laneMax(mx));
+            const float corr = mn > m[i] ? exp2(m[i] - mn) : 1.0;  // 0 at a row's first keys (m = −∞)
+            m[i] = mn;
+            lp[i] *= corr;
+            [[unroll]] for (uint u = 0; u < U; u++) acc[i][u] *= corr;
+            [[unroll]] for (uint v = 0; v < NV; v++) {
+                // Masked pairs get p = 0 exactly, so for finite inputs the result is bit-identical to a run
+                // without the hidden keys (spec §3).
+                pr[i][v] = s[i][v] == NEG_INF ? 0.0 : exp2(s[i][v] - mn);
+                lp[i] += pr[i][v];
+            }
+        }
+        [[unroll]] for (uint v = 0; v < NV; v++) {
+            [[unroll]] for (uint c = 0; c < L; c++) {
+                const uint vAt = qkvAt(p.qkvOff, b, min(j0 + v * L + c, n - 1), 2u, h, 0u);
+                vec4 vv[U];
+                [[unroll]] for (uint u = 0; u < U; u++) vv[u] = TEXEL(texQKV, vAt, min(u * L + l, T4 - 1));
+                [[unroll]] for (uint i = 0; i < MB; i++) {
+                    const float w = subgroupShuffle(pr[i][v], c);
+                    [[unroll]] for (uint u = 0; u < U; u++) acc[i][u] += w * vv[u];
+                }
+            }
+        }
+    }
+    [[unroll]] for (uint i = 0; i < MB; i++) {
+        const uint row = i0 + i;
+        const float lsum = laneSum(lp[i]);
+        if (row < n) {
+            const float inv = 1.0 / lsum;
+            [[unroll]] for (uint u = 0; u < U; u++) {
+                if (u * L + l < T4) storeO(outAt(p.oOff, b, row, h, 0u), 4u * (u * L + l), acc[i][u] * inv);
+            }
+            if (l == 0u) lse[rowAt(p.lseOff, b, h, row)] = m[i] * LN2 + log(lsum);
+        }
+    }
+}
+#else
 layout(std430, binding = 0) readonly buffer QKV { float qkv[]; };
 layout(std430, binding = 0) readonly buffer QKV4 { vec4 qkv4[]; };
 layout(std430, binding = 1) writeonly buffer O { float o[]; };
@@ -107,3 +200,4 @@ void main() {
     }
 }
 #endif
+#endif // !CPU

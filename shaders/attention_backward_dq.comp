@@ -2,16 +2,112 @@
 // attention_backward_dq: Δ_i = do_i·o_i, dq_i = scale·Σ_j P_ij(do_i·v_j − Δ_i)·k_j, P_ij = exp(S_ij − lse_i).
 // bindings: 0 dqkv [B·N, 3·H·DH] (dq written), 1 delta [B, H, N], 2 qkv, 3 o, 4 do [B·N, H·DH], 5 lse [B, H, N].
 // grid: (ceil(N / (WG·R)), H, B) workgroups of WG invocations, each R query rows (COOPMAT: 16 per
-// warp of 32, R = 1); key tiles of BC rows.
+// warp of 32, R = 1); key tiles of BC rows. CPU (attention_cpu.glsl): 2 qkv, 3 o, 4 do as texels;
+// (ceil(N / MB), H, B) workgroups of one subgroup, each MB query rows.
 #include "common.glsl"
 
+#ifdef CPU
+#include "attention_cpu.glsl"
+#else
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;  // invocations per workgroup (COOPMAT: a multiple of 32)
 layout(constant_id = 1) const uint R = 1;    // query rows per invocation: q0 + tid + r·WG (1 with COOPMAT)
 layout(constant_id = 2) const uint BC = 32;  // keys per shared-memory tile (COOPMAT: a multiple of 16)
 layout(constant_id = 3) const uint DH = 64;  // head dim (COOPMAT: a multiple of 16)
+#endif
 
 #include "attention.glsl"
+
+#ifdef CPU
+layout(std430, binding = 0) writeonly buffer DQKV { float dqkv[]; };
+layout(std430, binding = 0) writeonly buffer DQKV4 { vec4 dqkv4[]; };
+layout(std430, binding = 1) writeonly buffer Delta { float delta[]; };
+layout(binding = 2, rgba32ui) uniform readonly uimageBuffer texQKV;
+layout(binding = 3, rgba32ui) uniform readonly uimageBuffer texO;
+layout(binding = 4, rgba32ui) uniform readonly uimageBuffer texDO;
+layout(std430, binding = 5) readonly buffer LSE { float lse[]; };
+DEFINE_STORE4(storeDQKV, dqkv, dqkv4)
+
+// One block of MB queries (lane l holds query i0 + l for the broadcasts). Δ_i first (head dims on the
+// lanes), then per step of NV·L keys: s = q·k and dP = do·v with the keys on the lanes, dS = P(dP − Δ),
+// and dq += dS·k with the head dims on the lanes.
+void main() {
+    const uint l = gl_SubgroupInvocationID;
+    const uint n = p.n, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, i0 = gl_WorkGroupID.x * MB;
+    const float qscale = p.scale * LOG2E;
+    const uint lane = min(i0 + min(l, MB - 1), n - 1);
+    const uint qAt = qkvAt(p.qkvOff, b, lane, 0u, h, 0u), gAt = outAt(p.doOff, b, lane, h, 0u);
+    uint rowEnd[MB];
+    float lse2[MB], dlt[MB];
+    vec4 acc[MB][U];  // dq rows: group u of lane l holds elements 4(uL + l)..+3
+    [[unroll]] for (uint i = 0; i < MB; i++) {
+        const uint row = min(i0 + i, n - 1);
+        rowEnd[i] = i0 + i < n ? frameEnd(i0 + i) : 0u;
+        lse2[i] = lse[rowAt(p.lseOff, b, h, row)] * LOG2E;
+        float part = 0.0;
+        [[unroll]] for (uint u = 0; u < U; u++) {
+            const uint t = min(u * L + l, T4 - 1);
+            const vec4 g = TEXEL(texDO, outAt(p.doOff, b, row, h, 0u), t), o = TEXEL(texO, outAt(p.oOff, b, row, h, 0u), t);
+            part += u * L + l < T4 ? dot(g, o) : 0.0;
+            acc[i][u] = vec4(0.0);
+        }
+        dlt[i] = laneSum(part);
+    }
+    const uint kEnd = frameEnd(min(i0 + MB, n) - 1u);
+    for (uint j0 = 0; j0 < kEnd; j0 += NV * L) {
+        float s[MB][NV], dp[MB][NV];  // query i0 + i, key j0 + v·L + l
+        uint kAt[NV];
+        [[unroll]] for (uint v = 0; v < NV; v++) {
+            kAt[v] = qkvAt(p.qkvOff, b, min(j0 + v * L + l, n - 1), 1u, h, 0u);
+            [[unroll]] for (uint i = 0; i < MB; i++) s[i][v] = dp[i][v] = 0.0;
+        }
+        for (uint t = 0; t < T4; t++) {
+            const vec4 q = TEXEL(texQKV, qAt, t) * qscale, g = TEXEL(texDO, gAt, t);
+            vec4 k[NV], vv[NV];
+            [[unroll]] for (uint v = 0; v < NV; v++) {
+                k[v] = TEXEL(texQKV, kAt[v], t);
+                vv[v] = TEXEL(texQKV, kAt[v] + p.heads * DH, t);  // the v row follows the k row by H·DH
+            }
+            [[unroll]] for (uint c = 0; c < 4; c++) {
+                [[unroll]] for (uint i = 0; i < MB; i++) {
+                    const float a = subgroupShuffle(q[c], i), e = subgroupShuffle(g[c], i);
+                    [[unroll]] for (uint v = 0; v < NV; v++) {
+                        s[i][v] += a * k[v][c];
+                        dp[i][v] += e * vv[v][c];
+                    }
+                }
+            }
+        }
+        float ds[MB][NV];
+        [[unroll]] for (uint i = 0; i < MB; i++) {
+            [[unroll]] for (uint v = 0; v < NV; v++) {
+                // dS_ij = P_ij (dP_ij − Δ_i); exactly 0 for masked pairs.
+                ds[i][v] = j0 + v * L + l < rowEnd[i] ? exp2(s[i][v] - lse2[i]) * (dp[i][v] - dlt[i]) : 0.0;
+            }
+        }
+        [[unroll]] for (uint v = 0; v < NV; v++) {
+            [[unroll]] for (uint c = 0; c < L; c++) {
+                const uint at = qkvAt(p.qkvOff, b, min(j0 + v * L + c, n - 1), 1u, h, 0u);
+                vec4 kk[U];
+                [[unroll]] for (uint u = 0; u < U; u++) kk[u] = TEXEL(texQKV, at, min(u * L + l, T4 - 1));
+                [[unroll]] for (uint i = 0; i < MB; i++) {
+                    const float w = subgroupShuffle(ds[i][v], c);
+                    [[unroll]] for (uint u = 0; u < U; u++) acc[i][u] += w * kk[u];
+                }
+            }
+        }
+    }
+    [[unroll]] for (uint i = 0; i < MB; i++) {
+        const uint row = i0 + i;
+        if (row < n) {
+            [[unroll]] for (uint u = 0; u < U; u++) {
+                if (u * L + l < T4) storeDQKV(qkvAt(p.dqkvOff, b, row, 0u, h, 0u), 4u * (u * L + l), acc[i][u] * p.scale);
+            }
+            if (l == 0u) delta[rowAt(p.deltaOff, b, h, row)] = dlt[i];
+        }
+    }
+}
+#else
 
 layout(std430, binding = 0) writeonly buffer DQKV { float dqkv[]; };
 layout(std430, binding = 0) writeonly buffer DQKV4 { vec4 dqkv4[]; };
@@ -97,3 +193,4 @@ void main() {
     }
 }
 #endif
+#endif // !CPU

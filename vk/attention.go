@@ -38,7 +38,7 @@ type attnPush struct {
 // multiple of 16, q, k, v and P are rounded to f16 for the tensor cores (f32 accumulation and softmax
 // statistics); otherwise everything is f32.
 func AttentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape) {
-	attentionForward(s, o, lse, qkv, sh, 0, s.attnDefaultPath(sh))
+	attentionForward(s, o, lse, qkv, sh, 0, s.attnDefaultPath(sh, qkv, o))
 }
 
 // attentionForward is AttentionForward with at most nb batch elements per dispatch (0: as many as the
@@ -51,14 +51,21 @@ func attentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape, nb int, path 
 	// bytes of one head row as vec4s.
 	row := 16 * ((sh.HeadDim + 3) / 4)
 	c := attnPick(s.d, sh.HeadDim, func(tile, blockRows int) int { return tile * (2*row + 4*blockRows) })
-	if path.coop {
+	switch {
+	case path.coop:
 		c = path.config(s.d, "attention", sh.HeadDim)
+	case path.cpu:
+		c = attnCPUPick(s.d, sh.HeadDim)
 	}
 	k := kernel{path.shader("attention"), c.spec(sh.HeadDim)}
 	sh.chunks(s, args, nb, func(nb int, w []Tensor, off []int) {
 		push := sh.push()
 		push.QKVOff, push.OOff, push.LSEOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
-		s.dispatch("attention", k, push, sh.grid(c, nb), in(w[0]), out(w[1]), out(w[2]))
+		qkv := in(w[0])
+		if path.cpu {
+			qkv = texels(w[0])
+		}
+		s.dispatch("attention", k, push, sh.grid(c, nb), qkv, out(w[1]), out(w[2]))
 	})
 }
 
@@ -71,7 +78,7 @@ func attentionForward(s *Stream, o, lse, qkv Tensor, sh AttnShape, nb int, path 
 // On the cooperative-matrix path (as for AttentionForward) q, k, v, do, P and dS are rounded to f16 for the
 // products; delta, P's statistics and every accumulation stay f32.
 func AttentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnShape) {
-	attentionBackward(s, dqkv, delta, do, qkv, o, lse, sh, 0, s.attnDefaultPath(sh))
+	attentionBackward(s, dqkv, delta, do, qkv, o, lse, sh, 0, s.attnDefaultPath(sh, dqkv, do, qkv, o))
 }
 
 // attentionBackward is AttentionBackward with at most nb batch elements per dispatch (0: as many as the
@@ -87,9 +94,17 @@ func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnSh
 	row := 16 * ((sh.HeadDim + 3) / 4)
 	cdq := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * 2 * row })
 	cdkv := attnPick(s.d, sh.HeadDim, func(tile, _ int) int { return tile * (2*row + 8) })
-	if path.coop {
+	switch {
+	case path.coop:
 		cdq = path.config(s.d, "attention_backward_dq", sh.HeadDim)
 		cdkv = path.config(s.d, "attention_backward_dkv", sh.HeadDim)
+	case path.cpu:
+		cdq, cdkv = attnCPUPick(s.d, sh.HeadDim), attnCPUPick(s.d, sh.HeadDim)
+	}
+	// The CPU kernels read qkv, o and do as texels.
+	read := in
+	if path.cpu {
+		read = texels
 	}
 	kdq := kernel{path.shader("attention_backward_dq"), cdq.spec(sh.HeadDim)}
 	kdkv := kernel{path.shader("attention_backward_dkv"), cdkv.spec(sh.HeadDim)}
@@ -98,17 +113,19 @@ func attentionBackward(s *Stream, dqkv, delta, do, qkv, o, lse Tensor, sh AttnSh
 		push.DQKVOff, push.DeltaOff, push.DOOff = uint32(off[0]), uint32(off[1]), uint32(off[2])
 		push.QKVOff, push.OOff, push.LSEOff = uint32(off[3]), uint32(off[4]), uint32(off[5])
 		dqkv, delta, do, qkv, o, lse := w[0], w[1], w[2], w[3], w[4], w[5]
-		s.dispatch("attention_backward_dq", kdq, push, sh.grid(cdq, nb), out(dqkv), out(delta), in(qkv), in(o), in(do), in(lse))
-		s.dispatch("attention_backward_dkv", kdkv, push, sh.grid(cdkv, nb), out(dqkv), in(qkv), in(do), in(lse), in(delta))
+		s.dispatch("attention_backward_dq", kdq, push, sh.grid(cdq, nb), out(dqkv), out(delta), read(qkv), read(o), read(do), in(lse))
+		s.dispatch("attention_backward_dkv", kdkv, push, sh.grid(cdkv, nb), out(dqkv), read(qkv), read(do), in(lse), in(delta))
 	})
 }
 
 // attnConfig is the launch shape of the attention kernels: wg invocations per workgroup, each handling
 // rows query (or key) rows, and tile rows of the other side staged in shared memory per step. The
-// cooperative-matrix kernels (coop) give each warp of 32 invocations 16 rows instead, with rows = 1.
+// cooperative-matrix kernels (coop) give each warp of 32 invocations 16 rows instead, with rows = 1. The
+// CPU kernels (cpu) are one subgroup of wg lanes handling rows rows together, tile vectors of wg rows of
+// the other side per step.
 type attnConfig struct {
 	wg, rows, tile int
-	coop           bool
+	coop, cpu      bool
 }
 
 // spec lists the specialization constants of the attention kernels: WG, R, tile, DH.
@@ -118,10 +135,34 @@ func (c attnConfig) spec(dh int) []uint32 {
 
 // blockRows is the number of query (or key) rows a workgroup handles.
 func (c attnConfig) blockRows() int {
-	if c.coop {
+	switch {
+	case c.coop:
 		return c.wg / 32 * 16
+	case c.cpu:
+		return c.rows
 	}
 	return c.wg * c.rows
+}
+
+// attnCPUPick is the CPU kernels' launch shape: a subgroup per workgroup with one block row per lane, two
+// vectors of the other side's rows per step.
+func attnCPUPick(d *Device, dh int) attnConfig {
+	l := d.Info.SubgroupSize
+	return attnConfig{wg: l, rows: l, tile: 2, cpu: true}
+}
+
+// attnCPUUsable reports whether the CPU kernels can run a call: the device runs them, and every head
+// row of the tensors starts on a 16-byte texel (head dims a multiple of 4, tensors texel-aligned).
+func attnCPUUsable(d *Device, dh int, ts ...Tensor) bool {
+	if d.kernels != KernelsCPU || dh%4 != 0 {
+		return false
+	}
+	for _, t := range ts {
+		if t.off%texelBytes != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // attnPick chooses the launch shape for head dim dh. On a CPU device (lavapipe) every shared-memory or
@@ -217,19 +258,24 @@ func (sh AttnShape) chunks(s *Stream, args []attnArg, nb int, fn func(nb int, wi
 	}
 }
 
-// attnPath is how one call runs: the scalar kernels, or (coop) the cooperative-matrix ones of
+// attnPath is how one call runs: the scalar kernels, (coop) the cooperative-matrix ones of
 // attention*_coopmat.glsl, emulated: their COOPMAT_EMULATE build, which any device runs and the tests use
-// where there are no tensor cores. warps and tile force the launch shape (0: attnCoopPick's).
+// where there are no tensor cores, or (cpu) the CPU kernels of attention_cpu.glsl. warps and tile force
+// the cooperative-matrix launch shape (0: attnCoopPick's).
 type attnPath struct {
 	coop, emulated bool
 	warps, tile    int
+	cpu            bool
 }
 
 // attnDefaultPath is the path of the public ops: cooperative matrices where the device has them enabled,
-// the head dim is a multiple of the fragment size and every kernel has a launch shape that fits, else the
-// scalar kernels.
-func (s *Stream) attnDefaultPath(sh AttnShape) attnPath {
-	return attnPath{coop: attnCoopUsable(s.d, sh.HeadDim)}
+// the head dim is a multiple of the fragment size and every kernel has a launch shape that fits; the CPU
+// kernels where the device runs them and the tensors ts are texel-aligned; else the scalar kernels.
+func (s *Stream) attnDefaultPath(sh AttnShape, ts ...Tensor) attnPath {
+	if attnCoopUsable(s.d, sh.HeadDim) {
+		return attnPath{coop: true}
+	}
+	return attnPath{cpu: attnCPUUsable(s.d, sh.HeadDim, ts...)}
 }
 
 // attnCoopUsable reports whether the public ops take the cooperative-matrix path on d for head dim dh.
@@ -245,13 +291,16 @@ func attnCoopUsable(d *Device, dh int) bool {
 	return true
 }
 
-// shader is the compiled module of kernel on this path: kernel, kernel.coopmat or kernel.coopmat.emulated.
+// shader is the compiled module of kernel on this path: kernel, kernel.coopmat, kernel.coopmat.emulated
+// or kernel.cpu.
 func (p attnPath) shader(kernel string) string {
 	switch {
 	case p.coop && p.emulated:
 		return kernel + ".coopmat.emulated"
 	case p.coop:
 		return kernel + ".coopmat"
+	case p.cpu:
+		return kernel + ".cpu"
 	}
 	return kernel
 }

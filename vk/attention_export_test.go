@@ -8,17 +8,18 @@ var (
 )
 
 // AttnPath picks the attention kernels for AttentionForwardPath and AttentionBackwardPath: the scalar ones,
-// or the cooperative-matrix ones (Emulated: their COOPMAT_EMULATE build, which lavapipe runs) with Warps
+// the CPU ones, or the cooperative-matrix ones (Emulated: their COOPMAT_EMULATE build, which lavapipe runs) with Warps
 // and Tile forcing the launch shape (0: picked for the device). Split is the number of batch elements per
 // dispatch (0: as many as the binding range allows).
 type AttnPath struct {
 	CoopMat, Emulated bool
 	Warps, Tile       int
 	Split             int
+	CPU               bool // the CPU kernels (attention_cpu.glsl)
 }
 
 func (p AttnPath) path() attnPath {
-	return attnPath{coop: p.CoopMat, emulated: p.Emulated, warps: p.Warps, tile: p.Tile}
+	return attnPath{coop: p.CoopMat, emulated: p.Emulated, warps: p.Warps, tile: p.Tile, cpu: p.CPU}
 }
 
 func AttentionForwardPath(s *Stream, o, lse, qkv Tensor, sh AttnShape, p AttnPath) {

@@ -3,10 +3,10 @@ package vk
 import "testing"
 
 // TestAttentionPushLayout checks that attnPush matches the push block of the three attention shaders in
-// every build (scalar, cooperative-matrix, emulated cooperative-matrix).
+// every build (scalar, cooperative-matrix, emulated cooperative-matrix, CPU).
 func TestAttentionPushLayout(t *testing.T) {
 	for _, k := range []string{"attention", "attention_backward_dq", "attention_backward_dkv"} {
-		for _, p := range []attnPath{{}, {coop: true}, {coop: true, emulated: true}} {
+		for _, p := range []attnPath{{}, {coop: true}, {coop: true, emulated: true}, {cpu: true}} {
 			checkPushLayout(t, p.shader(k), attnPush{})
 		}
 	}

@@ -89,7 +89,10 @@ type attnImpl struct {
 
 var attnImpls = []attnImpl{
 	{name: "public", public: true},
+	{name: "scalar", path: vk.AttnPath{}},
 	{name: "scalar,split=1", path: vk.AttnPath{Split: 1}},
+	{name: "cpu", path: vk.AttnPath{CPU: true}},
+	{name: "cpu,split=1", path: vk.AttnPath{CPU: true, Split: 1}},
 	{name: "coopmat", path: vk.AttnPath{CoopMat: true}},
 	{name: "coopmat,split=1", path: vk.AttnPath{CoopMat: true, Split: 1}},
 	{name: "emulated", path: vk.AttnPath{CoopMat: true, Emulated: true}},
@@ -135,6 +138,10 @@ func (impl attnImpl) skip(d *vk.Device, c attnCase) string {
 		return "split of one batch element"
 	case impl.path.CoopMat && c.HeadDim%16 != 0:
 		return "head dim not a multiple of 16"
+	case impl.path.CPU && vk.CPUKernelsOK(d.Info) != "":
+		return "no CPU kernels on " + d.Info.Name + ": " + vk.CPUKernelsOK(d.Info)
+	case impl.path.CPU && c.HeadDim%4 != 0:
+		return "head dim not a multiple of 4"
 	case impl.path.CoopMat && !impl.path.Emulated && !vk.AttnCoopMatOK(d, c.HeadDim):
 		return "no cooperative matrices on " + d.Info.Name + " (needs NV cooperative matrices and VJEPA_VK_COOPMAT=1)"
 	case impl.path.Emulated && (c.HeadDim != 64 || c.B*c.N*c.N*c.Heads > 600_000):
@@ -389,10 +396,13 @@ var attnBenchShapes = []vk.AttnShape{
 }
 
 // attnBenchImpls are the paths the benchmarks compare on one device: the scalar kernels everywhere, the
-// cooperative-matrix ones where the device has them, and the emulation on CPU devices (where it is what
+// CPU ones where the device runs them, the cooperative-matrix ones where the device has them, and the emulation on CPU devices (where it is what
 // the tests run; it is a correctness tool, not a fast path) for the small shape only.
 func attnBenchImpls(d *vk.Device, sh vk.AttnShape) []attnImpl {
 	impls := []attnImpl{{name: "scalar"}}
+	if vk.CPUKernelsOK(d.Info) == "" && sh.HeadDim%4 == 0 {
+		impls = append(impls, attnImpl{name: "cpu", path: vk.AttnPath{CPU: true}})
+	}
 	if vk.AttnCoopMatOK(d, sh.HeadDim) {
 		impls = append(impls, attnImpl{name: "coopmat", path: vk.AttnPath{CoopMat: true}})
 	}
@@ -406,7 +416,7 @@ func attnBenchName(impl attnImpl, sh vk.AttnShape) string {
 	return vktest.Name("path", impl.name, "B", sh.B, "N", sh.N, "heads", sh.Heads, "dh", sh.HeadDim, "frame", sh.FrameTokens)
 }
 
-// BenchmarkAttentionForward reports GFLOP/s counting 4·dh flops per unmasked (query, key) pair
+// BenchmarkAttentionForward reports GFLOP/s (and per CPU-second) counting 4·dh flops per unmasked (query, key) pair
 // (q·k and p·v), so skipped blocks count as nothing.
 func BenchmarkAttentionForward(b *testing.B) {
 	d := vktest.Device(b)
@@ -421,11 +431,13 @@ func BenchmarkAttentionForward(b *testing.B) {
 				impl.fwd(s, o, lse, qkv, sh)
 				vktest.Run(b, s)
 				b.ResetTimer()
+				cpu := vktest.CPUSeconds()
 				for range b.N {
 					vktest.Run(b, s)
 				}
 				flops := 4 * float64(sh.HeadDim) * attnPairs(sh) * float64(sh.B*sh.Heads)
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops*float64(b.N)/(vktest.CPUSeconds()-cpu)/1e9, "GFLOP/cpu-s")
 			})
 		}
 	}
@@ -453,11 +465,13 @@ func BenchmarkAttentionBackward(b *testing.B) {
 				impl.bwd(s, dqkv, delta, do, qkv, o, lse, sh)
 				vktest.Run(b, s)
 				b.ResetTimer()
+				cpu := vktest.CPUSeconds()
 				for range b.N {
 					vktest.Run(b, s)
 				}
 				flops := 10 * float64(sh.HeadDim) * attnPairs(sh) * float64(sh.B*sh.Heads)
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(flops*float64(b.N)/(vktest.CPUSeconds()-cpu)/1e9, "GFLOP/cpu-s")
 			})
 		}
 	}

@@ -8,6 +8,7 @@ func TestGemmPushLayout(t *testing.T) {
 	for module, push := range map[string]any{
 		"gemm": gemmPush{}, "gemm_reduce": gemmReducePush{}, "gemm.coopmat": gemmPush{}, "gemm.coopmat.f32_f16": gemmPush{},
 		"gemm.lowrank.elementwise": gemmPush{}, "gemm.coopmat.lowrank.elementwise.f32_f16": gemmPush{},
+		"gemm.cpu": gemmPush{}, "gemm.cpu.lowrank": gemmPush{}, "gemm.cpu.lowrank.elementwise": gemmPush{}, "gemm.cpu.masked": gemmPush{},
 	} {
 		checkPushLayout(t, module, push)
 	}

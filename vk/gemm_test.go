@@ -455,9 +455,12 @@ func containsAll(s string, subs ...string) bool {
 	return true
 }
 
-// BenchmarkGemm reports GFLOP/s (2·m·n·k per product) at the model's shapes: the qkv and fc1 Linear
-// forwards over one clip's 2064 tokens (spec §2: D=1024, 3·D, 4·D), 512³, and LoRA's weight gradient
-// dA [r=16, in] = dtᵀ·x over 8256 tokens with and without split-K.
+// BenchmarkGemm reports GFLOP/s (2·m·n·k per product) and GFLOP per CPU-second at the model's shapes, on
+// every kernel variant of the device in turn (kernels=gpu, kernels=cpu): the qkv and fc1 Linear forwards
+// over one clip's 2064 tokens (spec §2: D=1024, 3·D, 4·D), 512³, LoRA's weight gradient dA [r=16, in] =
+// dtᵀ·x over 8256 tokens with and without split-K, and the Linears of the CPU benchmark config (width 512,
+// MLP 2048, 1032 tokens: T=4 frames of 258; tools/bench) forward (NT), input gradient (NN) and the
+// adapter's weight gradient (TN).
 func BenchmarkGemm(b *testing.B) {
 	d := vktest.Device(b)
 	type bench struct {
@@ -479,6 +482,11 @@ func BenchmarkGemm(b *testing.B) {
 		bench{m: 16, n: 1024, k: 8256, transA: true, dtA: vk.F32, dtB: vk.F32, splitK: 1},
 		bench{m: 16, n: 1024, k: 8256, transA: true, dtA: vk.F32, dtB: vk.F32, splitK: 8},
 		bench{m: 16, n: 1024, k: 8256, transA: true, dtA: vk.F32, dtB: vk.F32},
+		bench{m: 1032, n: 1536, k: 512, transB: true, dtA: vk.F32, dtB: vk.F32},
+		bench{m: 1032, n: 2048, k: 512, transB: true, dtA: vk.F32, dtB: vk.F32},
+		bench{m: 1032, n: 512, k: 2048, transB: true, dtA: vk.F32, dtB: vk.F32},
+		bench{m: 1032, n: 512, k: 2048, dtA: vk.F32, dtB: vk.F32},
+		bench{m: 16, n: 512, k: 1032, transA: true, dtA: vk.F32, dtB: vk.F32},
 	)
 	for _, c := range benches {
 		name := vktest.Name("m", c.m, "n", c.n, "k", c.k, "layout", layout(c.transA, c.transB), "dtype", c.dtA.String()+"_"+c.dtB.String())
@@ -494,16 +502,22 @@ func BenchmarkGemm(b *testing.B) {
 			if ws := vk.GemmWorkspaceSize(d, c.m, c.n, c.k, o); ws > 0 {
 				o.Workspace = vktest.Tensor(b, d, vk.F32, nil, ws)
 			}
-			s := vktest.Stream(b, d)
-			vk.Gemm(s, ct, a, bt, o)
-			vktest.Run(b, s) // build pipelines outside the timing
-			b.ResetTimer()
-			start := time.Now()
-			for range b.N {
-				vktest.Run(b, s)
+			flop := 2 * float64(c.m) * float64(c.n) * float64(c.k)
+			for _, kernels := range gemmKernels(d) {
+				b.Run("kernels="+kernels, func(b *testing.B) {
+					s := vktest.Stream(b, d)
+					vk.GemmKernels(s, ct, a, bt, o, kernels, 0, true)
+					vktest.Run(b, s) // build pipelines outside the timing
+					b.ResetTimer()
+					start, cpu := time.Now(), vktest.CPUSeconds()
+					for range b.N {
+						vktest.Run(b, s)
+					}
+					sec, cpuSec := time.Since(start).Seconds(), vktest.CPUSeconds()-cpu
+					b.ReportMetric(flop*float64(b.N)/sec/1e9, "GFLOP/s")
+					b.ReportMetric(flop*float64(b.N)/cpuSec/1e9, "GFLOP/cpu-s")
+				})
 			}
-			sec := time.Since(start).Seconds()
-			b.ReportMetric(2*float64(c.m)*float64(c.n)*float64(c.k)*float64(b.N)/sec/1e9, "GFLOP/s")
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/vk"
@@ -203,4 +204,15 @@ func Name(kv ...any) string {
 		fmt.Fprintf(&b, "%v=%v", kv[i], kv[i+1])
 	}
 	return b.String()
+}
+
+// CPUSeconds is the user and system CPU time this process has used so far (the driver's worker threads
+// included). Benchmarks report work per CPU-second next to wall-clock rates: on a CPU driver such as
+// lavapipe sharing its cores with other processes, the former varies much less with their load.
+func CPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return math.NaN()
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
