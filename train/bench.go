@@ -22,6 +22,7 @@ type BenchResult struct {
 	LoRAPath      string      `json:"lora_path"`
 	LoRADropout   float64     `json:"lora_dropout"`
 	TensorCores   bool        `json:"tensor_cores"` // cooperative-matrix GEMMs on (VJEPA_VK_COOPMAT=1 on a device with them)
+	Kernels       string      `json:"kernels"`      // GEMM and attention kernel variant: "gpu" or "cpu" (vk.Device.Kernels)
 	Steps         int         `json:"steps"`
 	StepMedian    float64     `json:"step_s_median"`
 	StepMin       float64     `json:"step_s_min"`
@@ -191,7 +192,7 @@ func Bench(d *vk.Device, cfg *Config, steps, warmup int, timings bool, comm dist
 	flops := StepFlops(pcfg, p.LoRAs, B, T, cfg.Training.AutoSteps, cfg.Model.GradCheckpointing)
 	r := &BenchResult{Device: d.Info.Name, T: T, B: B, Checkpointing: cfg.Model.GradCheckpointing,
 		Precision: cfg.Model.Precision, Optimizer: cfg.Training.Optimizer, LoRAPath: cfg.LoRA.Path,
-		LoRADropout: cfg.LoRA.Dropout, TensorCores: d.CoopMat(), Steps: steps,
+		LoRADropout: cfg.LoRA.Dropout, TensorCores: d.CoopMat(), Kernels: d.Kernels(), Steps: steps,
 		StepMedian: med, StepMin: times[0], ClipsPerSec: float64(B) / med,
 		TokensPerSec: float64(B*(T-1)*(K+HW)) / med, FlopsPerStep: flops, TFLOPs: flops / med / 1e12,
 		PeakMemGiB: float64(d.Memory().Peak) / (1 << 30), Dispatches: disp, Barriers: bar, Loss: loss, Ranks: 1}

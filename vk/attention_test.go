@@ -138,8 +138,8 @@ func (impl attnImpl) skip(d *vk.Device, c attnCase) string {
 		return "split of one batch element"
 	case impl.path.CoopMat && c.HeadDim%16 != 0:
 		return "head dim not a multiple of 16"
-	case impl.path.CPU && vk.CPUKernelsOK(d.Info) != "":
-		return "no CPU kernels on " + d.Info.Name + ": " + vk.CPUKernelsOK(d.Info)
+	case impl.path.CPU && vk.CPUKernelsMissing(d.Info) != "":
+		return "no CPU kernels on " + d.Info.Name + ": " + vk.CPUKernelsMissing(d.Info)
 	case impl.path.CPU && c.HeadDim%4 != 0:
 		return "head dim not a multiple of 4"
 	case impl.path.CoopMat && !impl.path.Emulated && !vk.AttnCoopMatOK(d, c.HeadDim):
@@ -400,7 +400,7 @@ var attnBenchShapes = []vk.AttnShape{
 // the tests run; it is a correctness tool, not a fast path) for the small shape only.
 func attnBenchImpls(d *vk.Device, sh vk.AttnShape) []attnImpl {
 	impls := []attnImpl{{name: "scalar"}}
-	if vk.CPUKernelsOK(d.Info) == "" && sh.HeadDim%4 == 0 {
+	if vk.CPUKernelsMissing(d.Info) == "" && sh.HeadDim%4 == 0 {
 		impls = append(impls, attnImpl{name: "cpu", path: vk.AttnPath{CPU: true}})
 	}
 	if vk.AttnCoopMatOK(d, sh.HeadDim) {

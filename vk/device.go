@@ -57,6 +57,7 @@ type DeviceInfo struct {
 	StorageAlignment     uint64         `json:"storage_alignment_bytes"`
 	DeviceLocalBytes     uint64         `json:"device_local_bytes"`
 	TimestampPeriodNanos float64        `json:"timestamp_period_ns"`
+	Kernels              string         `json:"kernels"`                 // the GEMM and attention kernels Open picks by default (kernels.go)
 	TexelBuffers         bool           `json:"texel_buffers"`           // storage texel buffers of R32G32B32A32_UINT (texel.go)
 	TexelAlignment       uint64         `json:"texel_alignment_bytes"`   // minTexelBufferOffsetAlignment
 	MaxTexels            int            `json:"max_texel_buffer_texels"` // maxTexelBufferElements
@@ -227,6 +228,7 @@ func queryInfo(inst vulkan.Instance, pd vulkan.PhysicalDevice, index int) Device
 	for i := 0; i < 3; i++ {
 		info.MaxWorkgroupCount[i] = int(c.max_workgroup_count[i])
 	}
+	info.Kernels, _ = chooseKernels(info, "")
 	for i := 0; i < int(c.n_coopmat); i++ {
 		s := c.coopmat_shapes[i]
 		info.CoopMatShapes = append(info.CoopMatShapes, CoopMatShape{

@@ -16,6 +16,3 @@ func GemmKernels(s *Stream, c, a, b Tensor, o GemmOpts, kernels string, maxBindi
 func GemmLowRankEpilogue(s *Stream, c, a, b Tensor, o GemmOpts) {
 	s.gemm(c, a, b, o, gemmEnv{maxBinding: s.d.MaxBinding(), lowRankEpilogue: true})
 }
-
-// CPUKernelsOK reports why the CPU kernels cannot run on a device ("" when they can).
-var CPUKernelsOK = cpuKernelsOK

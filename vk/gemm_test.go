@@ -73,7 +73,7 @@ func b2i(b bool) int {
 // where the device can run them (lavapipe), the "cpu" ones (vk/kernels.go).
 func gemmKernels(d *vk.Device) []string {
 	ks := []string{vk.KernelsGPU}
-	if vk.CPUKernelsOK(d.Info) == "" {
+	if vk.CPUKernelsMissing(d.Info) == "" {
 		ks = append(ks, vk.KernelsCPU)
 	}
 	return ks

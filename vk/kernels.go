@@ -24,8 +24,8 @@ const (
 // subgroupShuffleBit is VK_SUBGROUP_FEATURE_SHUFFLE_BIT.
 const subgroupShuffleBit = 0x10
 
-// cpuKernelsOK reports why the "cpu" kernels cannot run on a device, or "" when they can.
-func cpuKernelsOK(info DeviceInfo) string {
+// CPUKernelsMissing reports what a device lacks to run the "cpu" kernels, or "" when it can.
+func CPUKernelsMissing(info DeviceInfo) string {
 	sg := info.SubgroupSize
 	switch {
 	case !info.TexelBuffers:
@@ -45,14 +45,14 @@ func cpuKernelsOK(info DeviceInfo) string {
 func chooseKernels(info DeviceInfo, want string) (string, error) {
 	switch strings.ToLower(want) {
 	case "":
-		if info.Type == "cpu" && cpuKernelsOK(info) == "" {
+		if info.Type == "cpu" && CPUKernelsMissing(info) == "" {
 			return KernelsCPU, nil
 		}
 		return KernelsGPU, nil
 	case KernelsGPU:
 		return KernelsGPU, nil
 	case KernelsCPU:
-		if why := cpuKernelsOK(info); why != "" {
+		if why := CPUKernelsMissing(info); why != "" {
 			return "", fmt.Errorf("vk: kernels %q on %s: %s", want, info.Name, why)
 		}
 		return KernelsCPU, nil

@@ -30,7 +30,7 @@ func runDevices(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	chosen, coop := d.Info.Index, d.CoopMat()
+	chosen, coop, kernels := d.Info.Index, d.CoopMat(), d.Kernels()
 	d.Close()
 	mpi := dist.Probe()
 	if *asJSON {
@@ -60,6 +60,7 @@ func runDevices(ctx context.Context, args []string) error {
 		} else {
 			fmt.Printf("    NV cooperative matrix: no (scalar GEMM path)\n")
 		}
+		fmt.Printf("    GEMM and attention kernels: %s\n", kernelsLine(in, chosen, kernels))
 	}
 	fmt.Println("(* = the device vjepa-vk uses; set VJEPA_VK_DEVICE=<index|name> to choose another)")
 	if len(mpi) == 0 {
@@ -84,4 +85,24 @@ func writeDevicesJSON(w io.Writer, chosen int, infos []vk.DeviceInfo, mpi []dist
 		Devices []vk.DeviceInfo `json:"devices"`
 		MPI     []dist.Library  `json:"mpi"`
 	}{chosen, infos, mpi})
+}
+
+// kernelsLine says which kernel variant a device runs (the chosen device: what Open picked, overrides
+// included) and why the other does not apply.
+func kernelsLine(in vk.DeviceInfo, chosen int, kernels string) string {
+	k := in.Kernels
+	if in.Index == chosen {
+		k = kernels
+	}
+	if k == vk.KernelsCPU {
+		return "cpu (register tiles per subgroup, texel-buffer operands, no shared memory; VJEPA_VK_KERNELS=gpu for the others)"
+	}
+	why := "not a CPU device"
+	if in.Type == "cpu" {
+		why = "VJEPA_VK_KERNELS=gpu"
+		if m := vk.CPUKernelsMissing(in); m != "" {
+			why = m
+		}
+	}
+	return "gpu (shared-memory tiles; cpu kernels: " + why + ")"
 }
