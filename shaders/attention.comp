@@ -29,10 +29,13 @@ DEFINE_STORE4(storeO, o, o4)
 // scores s = q·k with the keys on the lanes, the online softmax (the rows' max over the lanes), then
 // o += P·v with the head dims on the lanes and each key's weights broadcast from its lane.
 void main() {
+    attnLoadPush();  // push constants into registers, outside the loops (attention.glsl)
+    const uint lseOff = p.lseOff, oOff = p.oOff, qkvOff = p.qkvOff;
+    const float scale = p.scale;
     const uint l = gl_SubgroupInvocationID;
-    const uint n = p.n, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, i0 = gl_WorkGroupID.x * MB;
-    const float qscale = p.scale * LOG2E;
-    const uint qAt = qkvAt(p.qkvOff, b, min(i0 + min(l, MB - 1), n - 1), 0u, h, 0u);
+    const uint n = attnN, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, i0 = gl_WorkGroupID.x * MB;
+    const float qscale = scale * LOG2E;
+    const uint qAt = qkvAt(qkvOff, b, min(i0 + min(l, MB - 1), n - 1), 0u, h, 0u);
     uint rowEnd[MB];
     [[unroll]] for (uint i = 0; i < MB; i++) rowEnd[i] = i0 + i < n ? frameEnd(i0 + i) : 0u;
     // Keys past the last frame any row of this block sees are skipped, not masked.
@@ -48,7 +51,7 @@ void main() {
         float s[MB][NV];  // s[i][v]: query i0 + i, key j0 + v·L + l
         uint kAt[NV];
         [[unroll]] for (uint v = 0; v < NV; v++) {
-            kAt[v] = qkvAt(p.qkvOff, b, min(j0 + v * L + l, n - 1), 1u, h, 0u);
+            kAt[v] = qkvAt(qkvOff, b, min(j0 + v * L + l, n - 1), 1u, h, 0u);
             [[unroll]] for (uint i = 0; i < MB; i++) s[i][v] = 0.0;
         }
         for (uint t = 0; t < T4; t++) {
@@ -83,7 +86,7 @@ void main() {
         }
         [[unroll]] for (uint v = 0; v < NV; v++) {
             [[unroll]] for (uint c = 0; c < L; c++) {
-                const uint vAt = qkvAt(p.qkvOff, b, min(j0 + v * L + c, n - 1), 2u, h, 0u);
+                const uint vAt = qkvAt(qkvOff, b, min(j0 + v * L + c, n - 1), 2u, h, 0u);
                 vec4 vv[U];
                 [[unroll]] for (uint u = 0; u < U; u++) vv[u] = TEXEL(texQKV, vAt, min(u * L + l, T4 - 1));
                 [[unroll]] for (uint i = 0; i < MB; i++) {
@@ -99,9 +102,9 @@ void main() {
         if (row < n) {
             const float inv = 1.0 / lsum;
             [[unroll]] for (uint u = 0; u < U; u++) {
-                if (u * L + l < T4) storeO(outAt(p.oOff, b, row, h, 0u), 4u * (u * L + l), acc[i][u] * inv);
+                if (u * L + l < T4) storeO(outAt(oOff, b, row, h, 0u), 4u * (u * L + l), acc[i][u] * inv);
             }
-            if (l == 0u) lse[rowAt(p.lseOff, b, h, row)] = m[i] * LN2 + log(lsum);
+            if (l == 0u) lse[rowAt(lseOff, b, h, row)] = m[i] * LN2 + log(lsum);
         }
     }
 }

@@ -28,6 +28,24 @@ layout(push_constant) uniform P {
     uint deltaOff;
 } p;
 
+// The push constants the index helpers read. The CPU kernels copy them into registers once, at the top of
+// main (attnLoadPush): inside control flow llvmpipe reads a push constant lane by lane.
+#ifdef CPU
+uint attnN, attnHeads, attnFrame;
+void attnLoadPush() {
+    attnN = p.n;
+    attnHeads = p.heads;
+    attnFrame = p.frame;
+}
+#define ATTN_N attnN
+#define ATTN_HEADS attnHeads
+#define ATTN_FRAME attnFrame
+#else
+#define ATTN_N p.n
+#define ATTN_HEADS p.heads
+#define ATTN_FRAME p.frame
+#endif
+
 const uint D4 = (DH + 3u) / 4u;
 const bool VEC4 = DH % 4u == 0u;
 const float LOG2E = 1.4426950408889634;
@@ -36,27 +54,27 @@ const float LN2 = 0.6931471805599453;
 // qkvAt is the index of element d of head h of part (0 q, 1 k, 2 v) of token i of batch element b in a
 // [B·N, 3·H·DH] window whose batch element 0 starts at element off.
 uint qkvAt(uint off, uint b, uint i, uint part, uint h, uint d) {
-    return off + (b * p.n + i) * 3u * p.heads * DH + part * p.heads * DH + h * DH + d;
+    return off + (b * ATTN_N + i) * 3u * ATTN_HEADS * DH + part * ATTN_HEADS * DH + h * DH + d;
 }
 
 // outAt is the index of element d of head h of token i of batch element b in an [B·N, H·DH] window.
 uint outAt(uint off, uint b, uint i, uint h, uint d) {
-    return off + (b * p.n + i) * p.heads * DH + h * DH + d;
+    return off + (b * ATTN_N + i) * ATTN_HEADS * DH + h * DH + d;
 }
 
 // rowAt is the index of token i of head h of batch element b in a [B, H, N] window.
 uint rowAt(uint off, uint b, uint h, uint i) {
-    return off + (b * p.heads + h) * p.n + i;
+    return off + (b * ATTN_HEADS + h) * ATTN_N + i;
 }
 
 // frameEnd is one past the last key that query i may see (spec §3): the end of i's frame, cut to N.
 uint frameEnd(uint i) {
-    return min(p.n, (i / p.frame + 1u) * p.frame);
+    return min(ATTN_N, (i / ATTN_FRAME + 1u) * ATTN_FRAME);
 }
 
 // frameStart is the first query that may see key j: the start of j's frame.
 uint frameStart(uint j) {
-    return (j / p.frame) * p.frame;
+    return (j / ATTN_FRAME) * ATTN_FRAME;
 }
 
 // DEFINE_LOAD4(name, buf, buf4) defines vec4 name(uint at, uint d): elements d..d+3 of the head row

@@ -31,11 +31,14 @@ DEFINE_STORE4(storeDQKV, dqkv, dqkv4)
 // and dPᵀ = v·do with the queries on the lanes, Pᵀ and dSᵀ = Pᵀ(dPᵀ − Δ), then dv += Pᵀ·do and
 // dk += dSᵀ·q with the head dims on the lanes.
 void main() {
+    attnLoadPush();  // push constants into registers, outside the loops (attention.glsl)
+    const uint deltaOff = p.deltaOff, doOff = p.doOff, dqkvOff = p.dqkvOff, lseOff = p.lseOff, qkvOff = p.qkvOff;
+    const float scale = p.scale;
     const uint l = gl_SubgroupInvocationID;
-    const uint n = p.n, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, j0 = gl_WorkGroupID.x * MB;
-    const float kscale = p.scale * LOG2E;
-    const uint kAt = qkvAt(p.qkvOff, b, min(j0 + min(l, MB - 1), n - 1), 1u, h, 0u);
-    const uint vAt = kAt + p.heads * DH;  // the v row follows the k row by H·DH
+    const uint n = attnN, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, j0 = gl_WorkGroupID.x * MB;
+    const float kscale = scale * LOG2E;
+    const uint kAt = qkvAt(qkvOff, b, min(j0 + min(l, MB - 1), n - 1), 1u, h, 0u);
+    const uint vAt = kAt + attnHeads * DH;  // the v row follows the k row by H·DH
     uint colStart[MB];  // first query that sees key j0 + i: the start of its frame
     vec4 dk[MB][U], dv[MB][U];  // group u of lane l holds elements 4(uL + l)..+3
     [[unroll]] for (uint i = 0; i < MB; i++) {
@@ -49,10 +52,10 @@ void main() {
         float lse2[NV], dlt[NV];
         [[unroll]] for (uint v = 0; v < NV; v++) {
             const uint q = min(q0 + v * L + l, n - 1);
-            qAt[v] = qkvAt(p.qkvOff, b, q, 0u, h, 0u);
-            gAt[v] = outAt(p.doOff, b, q, h, 0u);
-            lse2[v] = lse[rowAt(p.lseOff, b, h, q)] * LOG2E;
-            dlt[v] = delta[rowAt(p.deltaOff, b, h, q)];
+            qAt[v] = qkvAt(qkvOff, b, q, 0u, h, 0u);
+            gAt[v] = outAt(doOff, b, q, h, 0u);
+            lse2[v] = lse[rowAt(lseOff, b, h, q)] * LOG2E;
+            dlt[v] = delta[rowAt(deltaOff, b, h, q)];
             [[unroll]] for (uint i = 0; i < MB; i++) s[i][v] = dp[i][v] = 0.0;
         }
         for (uint t = 0; t < T4; t++) {
@@ -85,7 +88,7 @@ void main() {
         [[unroll]] for (uint v = 0; v < NV; v++) {
             [[unroll]] for (uint c = 0; c < L; c++) {
                 const uint q = min(q0 + v * L + c, n - 1);
-                const uint qa = qkvAt(p.qkvOff, b, q, 0u, h, 0u), ga = outAt(p.doOff, b, q, h, 0u);
+                const uint qa = qkvAt(qkvOff, b, q, 0u, h, 0u), ga = outAt(doOff, b, q, h, 0u);
                 vec4 qq[U], gg[U];
                 [[unroll]] for (uint u = 0; u < U; u++) {
                     const uint t = min(u * L + l, T4 - 1);
@@ -107,8 +110,8 @@ void main() {
         if (j < n) {
             [[unroll]] for (uint u = 0; u < U; u++) {
                 if (u * L + l < T4) {
-                    storeDQKV(qkvAt(p.dqkvOff, b, j, 1u, h, 0u), 4u * (u * L + l), dk[i][u] * p.scale);
-                    storeDQKV(qkvAt(p.dqkvOff, b, j, 2u, h, 0u), 4u * (u * L + l), dv[i][u]);
+                    storeDQKV(qkvAt(dqkvOff, b, j, 1u, h, 0u), 4u * (u * L + l), dk[i][u] * scale);
+                    storeDQKV(qkvAt(dqkvOff, b, j, 2u, h, 0u), 4u * (u * L + l), dv[i][u]);
                 }
             }
         }

@@ -32,22 +32,25 @@ DEFINE_STORE4(storeDQKV, dqkv, dqkv4)
 // lanes), then per step of NV·L keys: s = q·k and dP = do·v with the keys on the lanes, dS = P(dP − Δ),
 // and dq += dS·k with the head dims on the lanes.
 void main() {
+    attnLoadPush();  // push constants into registers, outside the loops (attention.glsl)
+    const uint deltaOff = p.deltaOff, doOff = p.doOff, dqkvOff = p.dqkvOff, lseOff = p.lseOff, oOff = p.oOff, qkvOff = p.qkvOff;
+    const float scale = p.scale;
     const uint l = gl_SubgroupInvocationID;
-    const uint n = p.n, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, i0 = gl_WorkGroupID.x * MB;
-    const float qscale = p.scale * LOG2E;
+    const uint n = attnN, h = gl_WorkGroupID.y, b = gl_WorkGroupID.z, i0 = gl_WorkGroupID.x * MB;
+    const float qscale = scale * LOG2E;
     const uint lane = min(i0 + min(l, MB - 1), n - 1);
-    const uint qAt = qkvAt(p.qkvOff, b, lane, 0u, h, 0u), gAt = outAt(p.doOff, b, lane, h, 0u);
+    const uint qAt = qkvAt(qkvOff, b, lane, 0u, h, 0u), gAt = outAt(doOff, b, lane, h, 0u);
     uint rowEnd[MB];
     float lse2[MB], dlt[MB];
     vec4 acc[MB][U];  // dq rows: group u of lane l holds elements 4(uL + l)..+3
     [[unroll]] for (uint i = 0; i < MB; i++) {
         const uint row = min(i0 + i, n - 1);
         rowEnd[i] = i0 + i < n ? frameEnd(i0 + i) : 0u;
-        lse2[i] = lse[rowAt(p.lseOff, b, h, row)] * LOG2E;
+        lse2[i] = lse[rowAt(lseOff, b, h, row)] * LOG2E;
         float part = 0.0;
         [[unroll]] for (uint u = 0; u < U; u++) {
             const uint t = min(u * L + l, T4 - 1);
-            const vec4 g = TEXEL(texDO, outAt(p.doOff, b, row, h, 0u), t), o = TEXEL(texO, outAt(p.oOff, b, row, h, 0u), t);
+            const vec4 g = TEXEL(texDO, outAt(doOff, b, row, h, 0u), t), o = TEXEL(texO, outAt(oOff, b, row, h, 0u), t);
             part += u * L + l < T4 ? dot(g, o) : 0.0;
             acc[i][u] = vec4(0.0);
         }
@@ -58,7 +61,7 @@ void main() {
         float s[MB][NV], dp[MB][NV];  // query i0 + i, key j0 + v·L + l
         uint kAt[NV];
         [[unroll]] for (uint v = 0; v < NV; v++) {
-            kAt[v] = qkvAt(p.qkvOff, b, min(j0 + v * L + l, n - 1), 1u, h, 0u);
+            kAt[v] = qkvAt(qkvOff, b, min(j0 + v * L + l, n - 1), 1u, h, 0u);
             [[unroll]] for (uint i = 0; i < MB; i++) s[i][v] = dp[i][v] = 0.0;
         }
         for (uint t = 0; t < T4; t++) {
@@ -66,7 +69,7 @@ void main() {
             vec4 k[NV], vv[NV];
             [[unroll]] for (uint v = 0; v < NV; v++) {
                 k[v] = TEXEL(texQKV, kAt[v], t);
-                vv[v] = TEXEL(texQKV, kAt[v] + p.heads * DH, t);  // the v row follows the k row by H·DH
+                vv[v] = TEXEL(texQKV, kAt[v] + attnHeads * DH, t);  // the v row follows the k row by H·DH
             }
             [[unroll]] for (uint c = 0; c < 4; c++) {
                 [[unroll]] for (uint i = 0; i < MB; i++) {
@@ -87,7 +90,7 @@ void main() {
         }
         [[unroll]] for (uint v = 0; v < NV; v++) {
             [[unroll]] for (uint c = 0; c < L; c++) {
-                const uint at = qkvAt(p.qkvOff, b, min(j0 + v * L + c, n - 1), 1u, h, 0u);
+                const uint at = qkvAt(qkvOff, b, min(j0 + v * L + c, n - 1), 1u, h, 0u);
                 vec4 kk[U];
                 [[unroll]] for (uint u = 0; u < U; u++) kk[u] = TEXEL(texQKV, at, min(u * L + l, T4 - 1));
                 [[unroll]] for (uint i = 0; i < MB; i++) {
@@ -101,9 +104,9 @@ void main() {
         const uint row = i0 + i;
         if (row < n) {
             [[unroll]] for (uint u = 0; u < U; u++) {
-                if (u * L + l < T4) storeDQKV(qkvAt(p.dqkvOff, b, row, 0u, h, 0u), 4u * (u * L + l), acc[i][u] * p.scale);
+                if (u * L + l < T4) storeDQKV(qkvAt(dqkvOff, b, row, 0u, h, 0u), 4u * (u * L + l), acc[i][u] * scale);
             }
-            if (l == 0u) delta[rowAt(p.deltaOff, b, h, row)] = dlt[i];
+            if (l == 0u) delta[rowAt(deltaOff, b, h, row)] = dlt[i];
         }
     }
 }

@@ -156,3 +156,32 @@ void storeC(uint batch, uint slice, uint row, uint col, float acc) {
 #endif
     c[e] = v;
 }
+
+#ifdef CPU
+// Epilogue holds the push constants storeC reads, loaded once at the top of gemm_cpu.glsl's main: inside
+// control flow llvmpipe reads every push constant lane by lane. storeCWith is storeC reading them from
+// it (the CPU variant has no per-element low-rank term); keep the two in step (TestGemmElementwise checks
+// every variant against the unfused sequence bit for bit).
+struct Epilogue {
+    uint offC, splitStride, sc, ldc, offBias, flags, offE;
+    float alpha, beta;
+};
+
+Epilogue epilogue() {
+    return Epilogue(p.offC, p.splitStride, p.sc, p.ldc, p.offBias, p.flags, p.offE, p.alpha, p.beta);
+}
+
+void storeCWith(Epilogue q, uint batch, uint slice, uint row, uint col, float acc) {
+    uint e = q.offC + slice * q.splitStride + batch * q.sc + row * q.ldc + col;
+    float v = q.alpha * acc;
+    if ((q.flags & GEMM_BETA) != 0u) v += q.beta * c[e];
+    if ((q.flags & GEMM_BIAS) != 0u) v += bias[q.offBias + col];
+#ifdef ELEMENTWISE
+    const uint ee = q.offE + row * q.ldc + col;
+    if ((q.flags & GEMM_RESIDUAL) != 0u) v += elem[ee];
+    else if ((q.flags & GEMM_GELU_GRAD) != 0u) v *= gelu_derivative(elem[ee]);
+    else if ((q.flags & GEMM_GELU) != 0u) elem[ee] = gelu_value(v);
+#endif
+    c[e] = v;
+}
+#endif

@@ -149,16 +149,19 @@ OPERAND(V, texV, wordsV, DT_F32, 4, VEC_V, false, 0u)
 // lowRankFirst puts the low-rank term into acc, scaled so that storeC's alpha·acc gives lowAlpha·term and
 // masked element by element, before the base product is added (the mask applies to the term alone).
 void lowRankFirst() {
-    if (p.rank == 0u) return; // an ELEMENTWISE product without a term
-    lowRankProduct(p.offU, p.ldu, p.offV, p.ldv, 0u, p.rank);
+    // Push constants first, outside control flow (see Epilogue in gemm.glsl).
+    const uint rank = p.rank, offU = p.offU, ldu = p.ldu, offV = p.offV, ldv = p.ldv;
     const float f = p.lowAlpha / p.alpha;
     const bool masked = (p.flags & GEMM_LOWRANK_MASK) != 0u;
+    const uint first = p.maskFirst, ld = p.maskLd, salt = p.maskSalt, threshold = p.maskThreshold;
+    if (rank == 0u) return; // an ELEMENTWISE product without a term
+    lowRankProduct(offU, ldu, offV, ldv, 0u, rank);
     const uint seed = maskSeed[0];
     [[unroll]] for (uint i = 0; i < MT; i++) {
         [[unroll]] for (uint j = 0; j < NB; j++) {
             // A select, not a multiply by the mask: a dropped element is 0 even when the term is not finite.
-            const uint e = p.maskFirst + (m0 + i) * p.maskLd + colOf(j, lane);
-            acc[i * NB + j] = !masked || dropoutKeep(seed, p.maskSalt, e, p.maskThreshold) ? acc[i * NB + j] * f : 0.0;
+            const uint e = first + (m0 + i) * ld + colOf(j, lane);
+            acc[i * NB + j] = !masked || dropoutKeep(seed, salt, e, threshold) ? acc[i * NB + j] * f : 0.0;
         }
     }
 }
@@ -170,6 +173,7 @@ void main() {
     n0 = gl_WorkGroupID.y * L * NB;
     const uint batch = gl_WorkGroupID.z / p.splits, slice = gl_WorkGroupID.z % p.splits;
     const uint kBegin = slice * p.kSplit, kEnd = min(p.k, kBegin + p.kSplit);
+    const Epilogue ep = epilogue();  // loaded here, outside the loops (see Epilogue in gemm.glsl)
 
     [[unroll]] for (uint i = 0; i < MT * NB; i++) acc[i] = 0.0;
 #ifdef LOWRANK
@@ -185,7 +189,7 @@ void main() {
         if (row >= m) break;
         [[unroll]] for (uint j = 0; j < NB; j++) {
             const uint col = colOf(j, lane);
-            if (col < n) storeC(batch, slice, row, col, acc[j]);
+            if (col < n) storeCWith(ep, batch, slice, row, col, acc[j]);
         }
         [[unroll]] for (uint r = 0; r < MT - 1; r++)
             [[unroll]] for (uint j = 0; j < NB; j++) acc[r * NB + j] = acc[(r + 1) * NB + j];

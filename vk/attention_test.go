@@ -78,9 +78,10 @@ const attnF16RTol = 8 * 0x1p-11
 
 func attnLarge(c attnCase) bool { return c.B*c.N*c.N*c.Heads > 2_000_000 }
 
-// attnImpl is one way of running the ops: the public functions (whichever path the device takes), or a
-// forced path: the scalar kernels split into one dispatch per batch element (every binding a window at an
-// element offset), or the cooperative-matrix kernels, real or emulated, whole or split.
+// attnImpl is one way of running the ops: the public functions (whichever path the device takes: on
+// lavapipe the CPU kernels), or a forced path: the scalar kernels whole (where the public path is the CPU
+// kernels) or split into one dispatch per batch element (every binding a window at an element offset),
+// the CPU kernels split, or the cooperative-matrix kernels, real or emulated, whole or split.
 type attnImpl struct {
 	name   string
 	public bool
@@ -91,7 +92,6 @@ var attnImpls = []attnImpl{
 	{name: "public", public: true},
 	{name: "scalar", path: vk.AttnPath{}},
 	{name: "scalar,split=1", path: vk.AttnPath{Split: 1}},
-	{name: "cpu", path: vk.AttnPath{CPU: true}},
 	{name: "cpu,split=1", path: vk.AttnPath{CPU: true, Split: 1}},
 	{name: "coopmat", path: vk.AttnPath{CoopMat: true}},
 	{name: "coopmat,split=1", path: vk.AttnPath{CoopMat: true, Split: 1}},
@@ -138,6 +138,8 @@ func (impl attnImpl) skip(d *vk.Device, c attnCase) string {
 		return "split of one batch element"
 	case impl.path.CoopMat && c.HeadDim%16 != 0:
 		return "head dim not a multiple of 16"
+	case impl.name == "scalar" && d.Kernels() != vk.KernelsCPU:
+		return "the public path (the scalar or cooperative-matrix kernels)"
 	case impl.path.CPU && vk.CPUKernelsMissing(d.Info) != "":
 		return "no CPU kernels on " + d.Info.Name + ": " + vk.CPUKernelsMissing(d.Info)
 	case impl.path.CPU && c.HeadDim%4 != 0:

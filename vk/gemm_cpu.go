@@ -46,8 +46,9 @@ func dtypeCode(dt DType) uint32 {
 // gemmCPUPick chooses the tile for p. Columns: with B stored [k, n] each lane reads runs of one texel's
 // worth of columns (cb = 4 f32 or 8 f16/bf16, nb = cb); with B stored [n, k] the lanes interleave and nb
 // is up to 3, fewer for narrow products. Rows: as many as keep mt·nb <= gemmCPUMaxAcc, at most one per
-// lane, fewer for short products; with A stored [k, m] and read as texels, a multiple of the texel's
-// elements (vecA is cleared where no such mt fits).
+// lane; with A stored [k, m] and read as texels, a multiple of the texel's elements (vecA is cleared
+// where no such mt fits). Short products keep the tile (its rows past m are clamped and not stored):
+// every tile shape is a pipeline the JIT compiles, in a fraction of a second each.
 func gemmCPUPick(d *Device, p *gemmProblem, vecA *bool) gemmCPUTile {
 	t := gemmCPUTile{l: d.Info.SubgroupSize, cb: 1}
 	if p.transB {
@@ -64,9 +65,6 @@ func gemmCPUPick(d *Device, p *gemmProblem, vecA *bool) gemmCPUTile {
 		} else {
 			t.mt = max(fe, t.mt/fe*fe)
 		}
-	}
-	if !(p.transA && *vecA) {
-		t.mt = min(t.mt, p.m)
 	}
 	return t
 }
