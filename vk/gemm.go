@@ -164,6 +164,9 @@ type gemmEnv struct {
 	lowRankEpilogue bool
 	// cpu runs the CPU variant (gemm_cpu.go) instead of the shared-memory kernels.
 	cpu bool
+	// padAlways pads every aliasing B of the CPU variant, however small the product (gemm_pad.go), so
+	// that tests reach the padded path with small shapes.
+	padAlways bool
 }
 
 // gemmTile is one shader configuration: workgroup size and the specialization constants 0..5.
@@ -735,6 +738,9 @@ func b32(v bool) uint32 {
 // gemmRun records one product whose operands fit the binding range: the tiled kernel, directly into C
 // or, with split-K, into the workspace followed by gemm_reduce.
 func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
+	if env.cpu {
+		s.gemmCPUPadB(&p, env)
+	}
 	shader, tile := s.gemmPick(&p, env)
 	splits, kSplit := gemmSplits(s.d, env.maxBinding, p.m, p.n, p.k, p.batch, o.SplitK)
 	if p.low != nil || p.elem != nil {

@@ -16,3 +16,15 @@ func GemmKernels(s *Stream, c, a, b Tensor, o GemmOpts, kernels string, maxBindi
 func GemmLowRankEpilogue(s *Stream, c, a, b Tensor, o GemmOpts) {
 	s.gemm(c, a, b, o, gemmEnv{maxBinding: s.d.MaxBinding(), lowRankEpilogue: true})
 }
+
+// GemmPadded runs Gemm on the CPU kernels with every B whose row stride aliases padded however small the
+// product (gemm_pad.go), as if the binding range were maxBinding (0: the device's).
+func GemmPadded(s *Stream, c, a, b Tensor, o GemmOpts, maxBinding uint64) {
+	if maxBinding == 0 {
+		maxBinding = s.d.MaxBinding()
+	}
+	s.gemm(c, a, b, o, gemmEnv{maxBinding: maxBinding, cpu: true, padAlways: true})
+}
+
+// PaddedOperands returns how many GEMM operands the stream's recording copied into padded scratch.
+func PaddedOperands(s *Stream) int { return s.padded }

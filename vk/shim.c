@@ -439,6 +439,22 @@ void vj_cmd_compute_barrier(const vj_fns* f, VkCommandBuffer cb) {
 	                      0, 0, 0);
 }
 
+// vj_cmd_transfer_barrier is vj_cmd_compute_barrier for streams that also record buffer copies: earlier
+// compute and transfer writes visible to later compute and transfer reads and writes.
+void vj_cmd_transfer_barrier(const vj_fns* f, VkCommandBuffer cb) {
+	VkMemoryBarrier b = {VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+	b.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+	b.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+	                  VK_ACCESS_TRANSFER_WRITE_BIT;
+	VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+	f->CmdPipelineBarrier(cb, stages, stages, 0, 1, &b, 0, 0, 0, 0);
+}
+
+void vj_cmd_copy_regions(const vj_fns* f, VkCommandBuffer cb, VkBuffer src, VkBuffer dst, const VkBufferCopy* regions,
+                         uint32_t n) {
+	f->CmdCopyBuffer(cb, src, dst, n, regions);
+}
+
 void vj_cmd_copy_buffer(const vj_fns* f, VkCommandBuffer cb, VkBuffer src, VkDeviceSize src_off, VkBuffer dst,
                         VkDeviceSize dst_off, VkDeviceSize size) {
 	VkBufferCopy region = {src_off, dst_off, size};

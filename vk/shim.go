@@ -258,6 +258,24 @@ func (c deviceCalls) cmdComputeBarrier(cb vulkan.CommandBuffer) {
 	C.vj_cmd_compute_barrier(c.fns, C.VkCommandBuffer(unsafe.Pointer(cb)))
 }
 
+// cmdTransferBarrier is cmdComputeBarrier that also orders buffer copies (transfers) both ways.
+func (c deviceCalls) cmdTransferBarrier(cb vulkan.CommandBuffer) {
+	C.vj_cmd_transfer_barrier(c.fns, C.VkCommandBuffer(unsafe.Pointer(cb)))
+}
+
+// copyRegion is one region of cmdCopyRegions: size bytes from srcOff in the source to dstOff.
+type copyRegion struct{ srcOff, dstOff, size uint64 }
+
+// cmdCopyRegions records one vkCmdCopyBuffer of several regions from src to dst.
+func (c deviceCalls) cmdCopyRegions(cb vulkan.CommandBuffer, src, dst vulkan.Buffer, regions []copyRegion) {
+	rs := make([]C.VkBufferCopy, len(regions))
+	for i, r := range regions {
+		rs[i] = C.VkBufferCopy{srcOffset: C.VkDeviceSize(r.srcOff), dstOffset: C.VkDeviceSize(r.dstOff), size: C.VkDeviceSize(r.size)}
+	}
+	C.vj_cmd_copy_regions(c.fns, C.VkCommandBuffer(unsafe.Pointer(cb)), C.VkBuffer(unsafe.Pointer(src)),
+		C.VkBuffer(unsafe.Pointer(dst)), &rs[0], C.uint32_t(len(rs)))
+}
+
 func (c deviceCalls) cmdCopyBuffer(cb vulkan.CommandBuffer, src vulkan.Buffer, srcOff uint64, dst vulkan.Buffer, dstOff, size uint64) {
 	C.vj_cmd_copy_buffer(c.fns, C.VkCommandBuffer(unsafe.Pointer(cb)), C.VkBuffer(unsafe.Pointer(src)), C.VkDeviceSize(srcOff),
 		C.VkBuffer(unsafe.Pointer(dst)), C.VkDeviceSize(dstOff), C.VkDeviceSize(size))

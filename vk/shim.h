@@ -103,4 +103,7 @@ VkResult vj_create_buffer_view(const vj_fns* f, VkBuffer buf, VkFormat format, V
 void vj_cmd_compute_barrier(const vj_fns* f, VkCommandBuffer cb);
 void vj_cmd_copy_buffer(const vj_fns* f, VkCommandBuffer cb, VkBuffer src, VkDeviceSize src_off, VkBuffer dst,
                         VkDeviceSize dst_off, VkDeviceSize size);
+void vj_cmd_copy_regions(const vj_fns* f, VkCommandBuffer cb, VkBuffer src, VkBuffer dst, const VkBufferCopy* regions,
+                         uint32_t n);
+void vj_cmd_transfer_barrier(const vj_fns* f, VkCommandBuffer cb);
 #endif

@@ -35,6 +35,13 @@ type Stream struct {
 	timings []OpTime
 
 	views map[texelView]vulkan.BufferView // texel views of this recording (texel.go)
+
+	// Scratch of this recording (gemm_pad.go): the current tensor, every one allocated (freed on Reset
+	// and Destroy), and how many GEMM operands were padded into it.
+	scratchCur Tensor
+	scratchAll []Tensor
+	padded     int
+	transfers  bool // the recording holds buffer copies: barriers must order them too
 }
 
 type rng struct {
@@ -226,13 +233,7 @@ func (s *Stream) dispatch(label string, k kernel, push any, groups [3]int, bs ..
 		s.d.calls.writeStorageBuffers(set, ranges)
 	}
 
-	if s.hazard(rs, ws) {
-		s.d.calls.cmdComputeBarrier(s.cb)
-		s.reads, s.writes = s.reads[:0], s.writes[:0]
-		s.barriers++
-	}
-	s.reads = append(s.reads, rs...)
-	s.writes = append(s.writes, ws...)
+	s.order(rs, ws)
 
 	q := uint32(2 * len(s.labels))
 	timed := s.timing && q+2 <= maxQueries
@@ -248,6 +249,49 @@ func (s *Stream) dispatch(label string, k kernel, push any, groups [3]int, bs ..
 	vulkan.CmdDispatch(s.cb, uint32(groups[0]), uint32(groups[1]), uint32(groups[2]))
 	if timed {
 		vulkan.CmdWriteTimestamp(s.cb, vulkan.PipelineStageComputeShaderBit, s.query, q+1)
+	}
+	s.dispatches++
+}
+
+// order records a barrier before a command that reads rs and writes ws when it must wait for earlier
+// ones, and notes its ranges.
+func (s *Stream) order(rs, ws []rng) {
+	if s.hazard(rs, ws) {
+		if s.transfers {
+			s.d.calls.cmdTransferBarrier(s.cb)
+		} else {
+			s.d.calls.cmdComputeBarrier(s.cb)
+		}
+		s.reads, s.writes = s.reads[:0], s.writes[:0]
+		s.barriers++
+	}
+	s.reads = append(s.reads, rs...)
+	s.writes = append(s.writes, ws...)
+}
+
+// copyRegions records one buffer copy (vkCmdCopyBuffer) of regions (byte offsets in the buffers) from
+// src's buffer to dst's, whose byte ranges src and dst cover; label names it in timings. From then on the
+// recording's barriers also order transfers.
+func (s *Stream) copyRegions(label string, dst, src Tensor, regions []copyRegion) {
+	if s.err != nil || len(regions) == 0 {
+		return
+	}
+	s.begin()
+	if s.err != nil {
+		return
+	}
+	s.transfers = true
+	w := rng{dst.blk, dst.off, dst.off + dst.Bytes()}
+	s.order([]rng{{src.blk, src.off, src.off + src.Bytes()}, w}, []rng{w})
+	q := uint32(2 * len(s.labels))
+	timed := s.timing && q+2 <= maxQueries
+	if timed {
+		vulkan.CmdWriteTimestamp(s.cb, vulkan.PipelineStageTransferBit, s.query, q)
+		s.labels = append(s.labels, label)
+	}
+	s.d.calls.cmdCopyRegions(s.cb, src.blk.buf, dst.blk.buf, regions)
+	if timed {
+		vulkan.CmdWriteTimestamp(s.cb, vulkan.PipelineStageTransferBit, s.query, q+1)
 	}
 	s.dispatches++
 }
@@ -327,10 +371,11 @@ func (s *Stream) Reset() error {
 		vulkan.DestroyDescriptorPool(s.d.dev, p, nil)
 	}
 	s.destroyViews()
+	s.freeScratch()
 	s.pools, s.poolLeft = nil, 0
 	s.begun, s.ended, s.err = false, false, nil
 	s.reads, s.writes = s.reads[:0], s.writes[:0]
-	s.dispatches, s.barriers = 0, 0
+	s.dispatches, s.barriers, s.padded, s.transfers = 0, 0, 0, false
 	s.labels, s.timings = s.labels[:0], s.timings[:0]
 	return nil
 }
@@ -341,6 +386,7 @@ func (s *Stream) Destroy() {
 		vulkan.DestroyDescriptorPool(s.d.dev, p, nil)
 	}
 	s.destroyViews()
+	s.freeScratch()
 	s.pools = nil
 	if s.query != nil {
 		vulkan.DestroyQueryPool(s.d.dev, s.query, nil)
