@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -29,6 +31,13 @@ Started by mpirun or srun, each process is one rank of a data-parallel job (READ
 nodes"): a rank that fails aborts the whole job (MPI_Abort, status 1); SIGINT/SIGTERM to the job stops
 every rank after the same step.
 `
+
+// Rank 0's output in a job (jobOutput): up to 8 MiB held while the launcher reads nothing (about an hour
+// of progress lines at one per second), and 5 s at exit for it to drain.
+const (
+	jobOutputMax  = 8 << 20
+	jobOutputWait = 5 * time.Second
+)
 
 // runTrain is the product's main job: LoRA fine-tuning of the AC predictor as the config describes.
 // Started by mpirun or srun, it is one rank of a data-parallel job (package dist).
@@ -61,7 +70,16 @@ func runTrain(ctx context.Context, args []string) error {
 	}
 	abort, stop := abortOnSecondSignal(w.IsRoot())
 	defer stop()
-	err = train.Train(ctx, cfg, train.Options{Out: os.Stdout, Overwrite: *overwrite, Abort: abort, Comm: w, LocalRank: w.LocalRank()})
+	var out io.Writer = os.Stdout
+	var jo *jobOutput
+	if w.Size() > 1 && w.IsRoot() {
+		jo = newJobOutput(os.Stdout, jobOutputMax)
+		out = jo
+	}
+	err = train.Train(ctx, cfg, train.Options{Out: out, Overwrite: *overwrite, Abort: abort, Comm: w, LocalRank: w.LocalRank()})
+	if jo != nil {
+		jo.Close(jobOutputWait)
+	}
 	return endJob(w, err)
 }
 
