@@ -90,14 +90,17 @@ func DefaultConfig() Config {
 
 // Server is the HTTP API of one model.
 type Server struct {
-	m     Model
-	cfg   Config
-	jobs  chan *job
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-	log   *log.Logger
-	goals goalCache // used by the worker only
+	m    Model
+	cfg  Config
+	jobs chan *job // admitted jobs, and jobs whose handlers gave up while they waited (skipped)
+	// waiting counts the admitted jobs neither started nor given up: the queue Config.Queue bounds. A job
+	// that gave up frees its place at once, not when the worker reaches it.
+	waiting atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	log     *log.Logger
+	goals   goalCache // used by the worker only
 
 	served, failed atomic.Int64
 }
@@ -131,7 +134,7 @@ func New(m Model, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("serve: queue %d, timeout %v, goal cache %d: want a queue >= 1, a positive timeout, a cache >= 0",
 			cfg.Queue, cfg.Timeout, cfg.GoalCache)
 	}
-	s := &Server{m: m, cfg: cfg, jobs: make(chan *job, cfg.Queue), stop: make(chan struct{}), done: make(chan struct{}),
+	s := &Server{m: m, cfg: cfg, jobs: make(chan *job, cfg.Queue+jobsSlack), stop: make(chan struct{}), done: make(chan struct{}),
 		log: cfg.Log, goals: goalCache{max: cfg.GoalCache}}
 	if s.log == nil {
 		s.log = log.Default()
@@ -211,7 +214,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Msg: r.Method + " /healthz: want GET"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "queued": len(s.jobs), "served": s.served.Load(),
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "queued": s.waiting.Load(), "served": s.served.Load(),
 		"failed": s.failed.Load()})
 }
 
@@ -289,8 +292,20 @@ type Timings struct {
 	Total  float64 `json:"total_s"` // from arrival to answer
 }
 
+// jobsSlack is room in the job channel for jobs that gave up while the device was busy and are still in it:
+// beyond Queue live ones plus this many of those, requests are refused (503) until the worker catches up.
+const jobsSlack = 1024
+
+// Job states: queued until the worker takes it or its handler gives up, whichever is first.
+const (
+	jobQueued int32 = iota
+	jobTaken
+	jobAbandoned
+)
+
 // job is a checked request waiting for the device.
 type job struct {
+	status   atomic.Int32 // jobQueued, jobTaken or jobAbandoned
 	ctx      context.Context
 	arrived  time.Time
 	image    image.Image
@@ -326,9 +341,16 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j.ctx, j.arrived, j.reply = ctx, arrived, make(chan jobResult, 1)
-	select {
-	case s.jobs <- j:
-	default:
+	admitted := s.waiting.Add(1) <= int64(s.cfg.Queue)
+	if admitted {
+		select {
+		case s.jobs <- j:
+		default:
+			admitted = false
+		}
+	}
+	if !admitted {
+		s.waiting.Add(-1)
 		s.failed.Add(1)
 		s.writeError(w, r, &apiError{Status: http.StatusServiceUnavailable,
 			Msg: fmt.Sprintf("busy: %d requests are waiting for the device; retry later", s.cfg.Queue)})
@@ -345,6 +367,9 @@ func (s *Server) handlePlan(w http.ResponseWriter, r *http.Request) {
 		res.resp.Timings.Total = time.Since(arrived).Seconds()
 		writeJSON(w, http.StatusOK, res.resp)
 	case <-ctx.Done():
+		if j.status.CompareAndSwap(jobQueued, jobAbandoned) {
+			s.waiting.Add(-1)
+		}
 		s.failed.Add(1)
 		if r.Context().Err() != nil {
 			return // the client is gone
@@ -503,18 +528,29 @@ func (s *Server) worker() {
 			for {
 				select {
 				case j := <-s.jobs:
-					j.reply <- jobResult{err: &apiError{Status: http.StatusServiceUnavailable, Msg: "the server is shutting down"}}
+					if s.take(j) {
+						j.reply <- jobResult{err: &apiError{Status: http.StatusServiceUnavailable, Msg: "the server is shutting down"}}
+					}
 				default:
 					return
 				}
 			}
 		case j := <-s.jobs:
-			if j.ctx.Err() != nil {
+			if !s.take(j) || j.ctx.Err() != nil {
 				continue // its handler answered already (deadline, or the client left)
 			}
 			j.reply <- s.run(j)
 		}
 	}
+}
+
+// take claims a queued job for the worker, freeing its place in the queue; false when its handler gave up.
+func (s *Server) take(j *job) bool {
+	if !j.status.CompareAndSwap(jobQueued, jobTaken) {
+		return false
+	}
+	s.waiting.Add(-1)
+	return true
 }
 
 // run plans one job, turning a panic of the model code into a 500.

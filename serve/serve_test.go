@@ -344,11 +344,52 @@ func TestServeBusyAndTimeout(t *testing.T) {
 			t.Errorf("a request past its deadline: %d, want 504", c)
 		}
 	}
-	close(f.Gate) // the device frees up; request 2 was dropped from the queue unrun
-	if code, out := post(t, hs.URL+"/plan", planBody(t, nil)); code != 200 {
-		t.Errorf("after the timeouts: %d %v", code, out)
+	// Request 2 gave up its place in the queue with its 504, though the worker, still busy with request 1,
+	// has not reached it: a new request is admitted (it once got 503 until the device freed up).
+	type answer struct {
+		code int
+		out  map[string]any
+	}
+	if h := health(t, hs.URL); h["queued"] != 0.0 {
+		t.Errorf("/healthz after both requests gave up: %v, want none queued", h)
+	}
+	fourth := make(chan answer, 1)
+	go func() { c, o := post(t, hs.URL+"/plan", planBody(t, nil)); fourth <- answer{c, o} }()
+	deadline = time.Now().Add(5 * time.Second)
+	for queued := false; !queued; {
+		select {
+		case a := <-fourth:
+			t.Fatalf("a request after the timeouts, the device still busy: %d %v, want it queued", a.code, a.out)
+		default:
+		}
+		h := health(t, hs.URL)
+		if queued = h["queued"] == 1.0; !queued {
+			if time.Now().After(deadline) {
+				t.Fatalf("the fourth request never queued: /healthz %v", h)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	close(f.Gate) // the device frees up; the worker skips request 2 and runs the fourth
+	if a := <-fourth; a.code != 200 {
+		t.Errorf("after the timeouts: %d %v", a.code, a.out)
 	}
 	_ = s
+}
+
+// health returns the server's /healthz.
+func health(t *testing.T, url string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // TestServePanic: a panic in the model answers that request 500 and the next one is served.
