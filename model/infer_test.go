@@ -9,6 +9,7 @@ import (
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/model/modeltest"
 	"github.com/vjepa-vk/vjepa-vk/vk"
+	"github.com/vjepa-vk/vjepa-vk/vk/ref"
 	"github.com/vjepa-vk/vjepa-vk/vk/vktest"
 )
 
@@ -32,25 +33,12 @@ func newRolloutInputs(c model.PredictorConfig, S, H int) rolloutInputs {
 	return in
 }
 
-// layerNorm0 is the parameter-free LayerNorm (eps 1e-5) over rows of width w, in float64.
+// layerNorm0 is the parameter-free LayerNorm (eps 1e-5) over rows of width w, in float64 (ref.LayerNorm).
 func layerNorm0(v []float32, w int) []float32 {
-	out := make([]float32, len(v))
-	for r := 0; r < len(v)/w; r++ {
-		row := v[r*w : (r+1)*w]
-		var mean, sq float64
-		for _, x := range row {
-			mean += float64(x)
-		}
-		mean /= float64(w)
-		for _, x := range row {
-			sq += (float64(x) - mean) * (float64(x) - mean)
-		}
-		rstd := 1 / math.Sqrt(sq/float64(w)+1e-5)
-		for i, x := range row {
-			out[r*w+i] = float32((float64(x) - mean) * rstd)
-		}
-	}
-	return out
+	rows := len(v) / w
+	y := make([]float64, rows*w)
+	ref.LayerNorm(y, make([]float64, rows), make([]float64, rows), vktest.F64(v[:rows*w]), nil, nil, rows, w, 1e-5)
+	return vktest.F32(y)
 }
 
 // runRollout scores the inputs with a rollout of rc on p and returns the energies [H, S].

@@ -1,13 +1,13 @@
 package train
 
 import (
-	"math"
 	"sort"
 	"time"
 
 	"github.com/vjepa-vk/vjepa-vk/model"
 	"github.com/vjepa-vk/vjepa-vk/plan"
 	"github.com/vjepa-vk/vjepa-vk/vk"
+	"github.com/vjepa-vk/vjepa-vk/vk/ref"
 )
 
 // PlanBenchResult is one planning benchmark: the time to plan one action (all CEM iterations) at a config's
@@ -124,22 +124,16 @@ func BenchPlan(d *vk.Device, cfg *Config, st plan.Settings, o WorldModelOptions,
 	return r, nil
 }
 
-// layerNorm0 normalizes rows of width w in place (no affine, eps 1e-5), in float64.
+// layerNorm0 normalizes rows of width w in place: the parameter-free LN₀ (eps 1e-5) of vk/ref, in float64.
 func layerNorm0(v []float32, w int) {
-	for r := 0; r+w <= len(v); r += w {
-		row := v[r : r+w]
-		var mean, sq float64
-		for _, x := range row {
-			mean += float64(x)
-		}
-		mean /= float64(w)
-		for _, x := range row {
-			sq += (float64(x) - mean) * (float64(x) - mean)
-		}
-		rstd := 1 / math.Sqrt(sq/float64(w)+1e-5)
-		for i, x := range row {
-			row[i] = float32((float64(x) - mean) * rstd)
-		}
+	rows := len(v) / w
+	x, y := make([]float64, rows*w), make([]float64, rows*w)
+	for i := range x {
+		x[i] = float64(v[i])
+	}
+	ref.LayerNorm(y, make([]float64, rows), make([]float64, rows), x, nil, nil, rows, w, 1e-5)
+	for i, yv := range y {
+		v[i] = float32(yv)
 	}
 }
 
