@@ -38,36 +38,28 @@ func readEpisodesV2(ctx context.Context, d *Dataset) ([]EpisodeMeta, error) {
 	if err != nil {
 		return nil, err
 	}
+	type record struct {
+		Index  *int     `json:"episode_index"`
+		Length *int     `json:"length"`
+		Tasks  []string `json:"tasks"`
+	}
 	var out []EpisodeMeta
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<16), 1<<26)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		var rec struct {
-			Index  *int     `json:"episode_index"`
-			Length *int     `json:"length"`
-			Tasks  []string `json:"tasks"`
-		}
-		if err := json.Unmarshal([]byte(text), &rec); err != nil {
-			return nil, fmt.Errorf("lerobot: %s/%s line %d: %w", d.src, EpisodesJSONLFile, line, err)
-		}
+	err = decodeJSONLines(d.src.String()+"/"+EpisodesJSONLFile, b, func(line int, text string, rec *record) error {
+		var err error
 		if rec.Index == nil || rec.Length == nil || *rec.Index < 0 || *rec.Length < 0 {
-			return nil, fmt.Errorf("lerobot: %s/%s line %d: want non-negative episode_index and length, got %s", d.src, EpisodesJSONLFile, line, text)
+			return fmt.Errorf("lerobot: %s/%s line %d: want non-negative episode_index and length, got %s", d.src, EpisodesJSONLFile, line, text)
 		}
 		e := EpisodeMeta{Index: *rec.Index, Length: *rec.Length, Tasks: rec.Tasks, MetaFile: EpisodesJSONLFile}
 		chunk := e.Index / d.Info.ChunksSize
 		vars := map[string]any{"episode_chunk": chunk, "episode_index": e.Index, "chunk_index": chunk}
 		if e.DataFile, err = FormatPath(d.Info.DataPath, vars); err != nil {
-			return nil, fmt.Errorf("%w (in %s/%s: data_path)", err, d.src, InfoFile)
+			return fmt.Errorf("%w (in %s/%s: data_path)", err, d.src, InfoFile)
 		}
 		for _, key := range d.Info.videoKeys() {
 			vars["video_key"] = key
 			file, err := FormatPath(*d.Info.VideoPath, vars)
 			if err != nil {
-				return nil, fmt.Errorf("%w (in %s/%s: video_path)", err, d.src, InfoFile)
+				return fmt.Errorf("%w (in %s/%s: video_path)", err, d.src, InfoFile)
 			}
 			if e.Videos == nil {
 				e.Videos = map[string]VideoSpan{}
@@ -75,9 +67,10 @@ func readEpisodesV2(ctx context.Context, d *Dataset) ([]EpisodeMeta, error) {
 			e.Videos[key] = VideoSpan{File: file}
 		}
 		out = append(out, e)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("lerobot: %s/%s: %w", d.src, EpisodesJSONLFile, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -220,4 +213,28 @@ func splitRange(in *Info, split string) (lo, hi int, err error) {
 		return 0, 0, fmt.Errorf("lerobot: %s: splits.%s = %q, want \"first:end\" episode indices", InfoFile, split, s)
 	}
 	return lo, hi, nil
+}
+
+// decodeJSONLines decodes each non-blank line of the JSON Lines file b (named name in errors) into a new T
+// and passes it to fn with its 1-based line number and text. Lines may be up to 64 MiB.
+func decodeJSONLines[T any](name string, b []byte, fn func(line int, text string, rec *T) error) error {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<16), 1<<26)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		rec := new(T)
+		if err := json.Unmarshal([]byte(text), rec); err != nil {
+			return fmt.Errorf("lerobot: %s line %d: %w", name, line, err)
+		}
+		if err := fn(line, text, rec); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("lerobot: %s: %w", name, err)
+	}
+	return nil
 }

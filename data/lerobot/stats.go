@@ -1,7 +1,6 @@
 package lerobot
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
-	"strings"
 )
 
 // EpisodesStatsFile is v2.1's per-episode statistics, one JSON object per line:
@@ -281,19 +279,10 @@ func parseStats(name string, b []byte, cols []string) (map[string]*FeatureStats,
 // (Σ count·(std² + (mean − total mean)²) / total count), min of mins, max of maxes.
 func aggregateEpisodesStats(name string, b []byte, cols []string) (map[string]*FeatureStats, error) {
 	perCol := map[string][]*FeatureStats{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<16), 1<<26)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		var rec struct {
-			Stats map[string]rawStats `json:"stats"`
-		}
-		if err := json.Unmarshal([]byte(text), &rec); err != nil {
-			return nil, fmt.Errorf("lerobot: %s line %d: %w", name, line, err)
-		}
+	type record struct {
+		Stats map[string]rawStats `json:"stats"`
+	}
+	err := decodeJSONLines(name, b, func(line int, _ string, rec *record) error {
 		for _, col := range cols {
 			r, ok := rec.Stats[col]
 			if !ok || col == "" {
@@ -301,16 +290,17 @@ func aggregateEpisodesStats(name string, b []byte, cols []string) (map[string]*F
 			}
 			st, err := r.featureStats(fmt.Sprintf("%s line %d", name, line), col)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if st.Count <= 0 || len(st.Mean) == 0 || len(st.Std) != len(st.Mean) || len(st.Min) != len(st.Mean) || len(st.Max) != len(st.Mean) {
-				return nil, fmt.Errorf("lerobot: %s line %d: %s: want mean, std, min, max of one width and count >= 1", name, line, col)
+				return fmt.Errorf("lerobot: %s line %d: %s: want mean, std, min, max of one width and count >= 1", name, line, col)
 			}
 			perCol[col] = append(perCol[col], st)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("lerobot: %s: %w", name, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]*FeatureStats{}
 	for col, list := range perCol {
