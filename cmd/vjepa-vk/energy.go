@@ -96,7 +96,7 @@ func runEnergy(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(*out+".json", append(js, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(*out+".json", append(js, '\n'), 0o666); err != nil {
 		return fmt.Errorf("energy: %w", err)
 	}
 	if err := l.WritePNG(*out + ".png"); err != nil {
