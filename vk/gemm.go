@@ -21,8 +21,13 @@ type GemmOpts struct {
 	StrideA, StrideB, StrideC int
 	SplitK                    int
 	Workspace                 Tensor // optional f32 scratch for split-K partials; if absent and split-K would help, no split
-	LowRank                   GemmLowRank
-	Mask                      GemmMask
+	// LdB, when not 0, is the row length of B's storage: B is a [rows, LdB] tensor of which each row's
+	// first K (with TransB) or N elements are op(B)'s, the rest padding that is never read. A frozen
+	// weight stored at GemmLd's row length is read where the kernels want it, instead of being copied
+	// into padded rows at every product (gemm_pad.go).
+	LdB     int
+	LowRank GemmLowRank
+	Mask    GemmMask
 
 	// At most one elementwise op on the final value v = α·op(A)·op(B) + β·C + bias + low-rank term of
 	// each element, fused into the epilogue instead of run as a kernel over C after the GEMM, with the
@@ -336,6 +341,22 @@ func (s *Stream) gemm(c, a, b Tensor, o GemmOpts, env gemmEnv) {
 	if o.TransB {
 		kb, n = bc, br
 	}
+	if o.LdB != 0 {
+		// B's last dim is its storage's row length; op(B)'s width comes from A (K) or C (N).
+		if bc != o.LdB {
+			panic(fmt.Sprintf("vk: gemm: LdB %d with B %v: want B [rows, LdB]", o.LdB, b.Shape))
+		}
+		p.ldb = o.LdB
+		width := cc
+		if o.TransB {
+			kb, width = p.k, p.k
+		} else {
+			n = cc
+		}
+		if width > o.LdB {
+			panic(fmt.Sprintf("vk: gemm: LdB %d with B %v holds rows of at most %d of op(B)'s %d", o.LdB, b.Shape, o.LdB, width))
+		}
+	}
 	p.n = n
 	if kb != p.k || cr != p.m || cc != p.n {
 		panic(fmt.Sprintf("vk: gemm: C %v = op(A %v)·op(B %v) (transA=%v, transB=%v): want C [.., %d, %d] and K %d = %d",
@@ -351,6 +372,9 @@ func (s *Stream) gemm(c, a, b Tensor, o GemmOpts, env gemmEnv) {
 	}
 	if p.sb == 0 {
 		p.sb = p.k * p.n
+		if o.LdB != 0 {
+			p.sb = br * o.LdB
+		}
 	}
 	if p.sc == 0 {
 		p.sc = p.m * p.n

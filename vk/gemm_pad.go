@@ -49,6 +49,17 @@ func gemmPadLd(dt DType, cols int) int {
 	return ld
 }
 
+// GemmLd returns the row length at which d's kernels read a stored B operand with rows of cols elements
+// of dtype dt fastest: cols, or on the CPU kernels, where that row stride would alias, gemmPadLd's. A B
+// that does not change (a frozen weight) stored at that row length and passed with GemmOpts.LdB is read
+// in place: no padded copy per product.
+func GemmLd(d *Device, dt DType, cols int) int {
+	if d.kernels != KernelsCPU || cols*dt.Size()%gemmPadPeriod != 0 {
+		return cols
+	}
+	return gemmPadLd(dt, cols)
+}
+
 // gemmCPUPadB replaces p's B by a padded copy when its row stride aliases and (unless always) the
 // product reuses it enough. Not a B that a mask drops out: the mask hashes its stored offsets.
 func (s *Stream) gemmCPUPadB(p *gemmProblem, env gemmEnv) {
