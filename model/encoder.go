@@ -27,7 +27,7 @@ func LoadEncoder(d *vk.Device, cfg EncoderConfig, src WeightSource, prec Precisi
 	}
 	e := &Encoder{Cfg: cfg, d: d}
 	in := InChans * cfg.Tubelet * cfg.Patch * cfg.Patch
-	if e.patch, err = loadLinear(d, src, "patch_embed.proj", in, cfg.Dim, wdt); err != nil {
+	if e.patch, err = loadLinear(d, src, "patch_embed.proj", in, cfg.Dim, wdt, weightsForGemm); err != nil {
 		e.Free()
 		return nil, err
 	}

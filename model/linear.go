@@ -37,25 +37,87 @@ func (p Precision) dtype() (vk.DType, error) {
 type linear struct {
 	name    string // state_dict prefix, e.g. "predictor_blocks.3.attn.qkv"
 	in, out int
-	w, b    vk.Tensor // w [out, in] in the base precision; b [out] f32
+	w, b    vk.Tensor // w [out, ldw] in the base precision (first in of each row); b [out] f32
+	ldw     int       // w's row length: in, or vk.GemmLd's
+	wT      vk.Tensor // weightsTransposed on the CPU kernels: Wᵀ [in, ldwT], for dx = dy·W as an NT product
+	ldwT    int
 	lora    *LoRA
 	thin    bool      // run the adapter as separate GEMMs over the output (LoRAThin) instead of fused
 	unfused bool      // tests: run a post op as a kernel of its own, not as a GEMM epilogue
 	gw, gb  vk.Tensor // f32 gradients of w and b, accumulated; only after Predictor.EnableWeightGrads
 }
 
-// loadLinear uploads name.weight and name.bias.
-func loadLinear(d *vk.Device, src WeightSource, name string, in, out int, wdt vk.DType) (*linear, error) {
-	l := &linear{name: name, in: in, out: out}
-	var err error
-	if l.w, err = loadTensor(d, src, name+".weight", wdt, out, in); err != nil {
+// weightLayout is how a linear's weight is stored on the device.
+type weightLayout int
+
+const (
+	// weightsPacked: [out, in] as in the state_dict. For the modules an optimizer updates in place, and
+	// the small input encoders.
+	weightsPacked weightLayout = iota
+	// weightsForGemm: rows at vk.GemmLd's length, which the CPU kernels read in place instead of copying
+	// the weight into padded rows at every product. Frozen weights only (forward only: patch_embed).
+	weightsForGemm
+	// weightsTransposed: weightsForGemm, and on the CPU kernels a copy of Wᵀ too, so that backward's
+	// dx = dy·W is an NT product, which they run about 1.4× faster than the NN one (BenchmarkGemm
+	// 1032×512×2048), for one more copy of the weight in memory (a CPU device's memory is the host's).
+	weightsTransposed
+)
+
+// loadLinear uploads name.weight, stored in the given layout, and name.bias.
+func loadLinear(d *vk.Device, src WeightSource, name string, in, out int, wdt vk.DType, layout weightLayout) (*linear, error) {
+	l := &linear{name: name, in: in, out: out, ldw: in}
+	v, err := src.ReadFloat32(name + ".weight")
+	if err != nil {
 		return nil, err
+	}
+	if len(v) != in*out {
+		return nil, fmt.Errorf("model: %s.weight: %d values, want shape [%d %d]", name, len(v), out, in)
+	}
+	if layout != weightsPacked {
+		l.ldw = vk.GemmLd(d, wdt, in)
+	}
+	if l.w, err = uploadRows(d, name+".weight", v, out, in, l.ldw, wdt); err != nil {
+		return nil, err
+	}
+	if layout == weightsTransposed && d.Kernels() == vk.KernelsCPU {
+		vt := make([]float32, len(v))
+		for o := range out {
+			for i := range in {
+				vt[i*out+o] = v[o*in+i]
+			}
+		}
+		l.ldwT = vk.GemmLd(d, wdt, out)
+		if l.wT, err = uploadRows(d, name+".weight (transposed)", vt, in, out, l.ldwT, wdt); err != nil {
+			d.Free(l.w)
+			return nil, err
+		}
 	}
 	if l.b, err = loadTensor(d, src, name+".bias", vk.F32, out); err != nil {
 		d.Free(l.w)
+		d.Free(l.wT)
 		return nil, err
 	}
 	return l, nil
+}
+
+// uploadRows uploads v, rows of cols values, as a [rows, ld] tensor of dtype dt (zeros after each row).
+func uploadRows(d *vk.Device, name string, v []float32, rows, cols, ld int, dt vk.DType) (vk.Tensor, error) {
+	if ld != cols {
+		padded := make([]float32, rows*ld)
+		for r := range rows {
+			copy(padded[r*ld:r*ld+cols], v[r*cols:(r+1)*cols])
+		}
+		v = padded
+	}
+	t, err := d.NewTensor(dt, rows, ld)
+	if err != nil {
+		return vk.Tensor{}, fmt.Errorf("model: %s: %w", name, err)
+	}
+	if err := d.Upload(t, v); err != nil {
+		d.Free(t)
+		return vk.Tensor{}, fmt.Errorf("model: upload %s: %w", name, err)
+	}
+	return t, nil
 }
 
 func loadTensor(d *vk.Device, src WeightSource, name string, dt vk.DType, shape ...int) (vk.Tensor, error) {
@@ -80,6 +142,7 @@ func loadTensor(d *vk.Device, src WeightSource, name string, dt vk.DType, shape 
 
 func (l *linear) free(d *vk.Device) {
 	d.Free(l.w)
+	d.Free(l.wT)
 	d.Free(l.b)
 	if l.lora != nil {
 		l.lora.free(d)
@@ -175,14 +238,14 @@ func (l *linear) forward(s *vk.Stream, y, x, t vk.Tensor, drop dropout, q post) 
 	a := l.lora
 	switch {
 	case a == nil:
-		vk.Gemm(s, y, x, l.w, fuse.fused(vk.GemmOpts{TransB: true, Bias: l.b}))
+		vk.Gemm(s, y, x, l.w, fuse.fused(vk.GemmOpts{TransB: true, LdB: l.ldw, Bias: l.b}))
 	case l.thin:
 		l.hidden(s, t, x, drop)
-		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, Bias: l.b})
+		vk.Gemm(s, y, x, l.w, vk.GemmOpts{TransB: true, LdB: l.ldw, Bias: l.b})
 		vk.Gemm(s, y, t, a.B, vk.GemmOpts{TransB: true, Alpha: a.Scale, Beta: 1})
 	default:
 		l.hidden(s, t, x, drop)
-		vk.Gemm(s, y, x, l.w, fuse.fused(vk.GemmOpts{TransB: true, Bias: l.b,
+		vk.Gemm(s, y, x, l.w, fuse.fused(vk.GemmOpts{TransB: true, LdB: l.ldw, Bias: l.b,
 			LowRank: vk.GemmLowRank{U: t, V: a.B, TransV: true, Alpha: a.Scale}}))
 	}
 	after.after(s, y)
@@ -231,6 +294,17 @@ func (l *linear) backwardWeights(s *vk.Stream, dy, x, t, dt vk.Tensor, drop drop
 	vk.Gemm(s, a.GradA, dt, drop.dropped(s, a, x), vk.GemmOpts{TransA: true, Beta: 1, Workspace: a.splitK})
 }
 
+// inputGrad records dx = dy·W with o's options: dy·(Wᵀ)ᵀ, an NT product, where the transposed copy is kept.
+func (l *linear) inputGrad(s *vk.Stream, dx, dy vk.Tensor, o vk.GemmOpts) {
+	if l.wT.Valid() {
+		o.TransB, o.LdB = true, l.ldwT
+		vk.Gemm(s, dx, dy, l.wT, o)
+		return
+	}
+	o.LdB = l.ldw
+	vk.Gemm(s, dx, dy, l.w, o)
+}
+
 // backwardInput records dx (overwritten, or accumulated when acc) = dy·W (+ the adapter's input gradient
 // keep⊙(dt·A)/(1−p)), then q's op. Fused, the adapter's term is the dx GEMM's masked low-rank epilogue;
 // thin, it goes through scratch, with a GEMM and a masking pass of its own.
@@ -243,18 +317,18 @@ func (l *linear) backwardInput(s *vk.Stream, dx, dy, dt vk.Tensor, acc bool, dro
 	a := l.lora
 	switch {
 	case a == nil:
-		vk.Gemm(s, dx, dy, l.w, fuse.fused(vk.GemmOpts{Beta: beta}))
+		l.inputGrad(s, dx, dy, fuse.fused(vk.GemmOpts{Beta: beta}))
 	case !l.thin:
 		low := vk.GemmLowRank{U: dt, V: a.A}
 		if drop.on {
 			low.Seed, low.P, low.Salt, low.First = drop.seed, drop.p, drop.saltFor(a), drop.first(dx)
 		}
-		vk.Gemm(s, dx, dy, l.w, fuse.fused(vk.GemmOpts{Beta: beta, LowRank: low}))
+		l.inputGrad(s, dx, dy, fuse.fused(vk.GemmOpts{Beta: beta, LowRank: low}))
 	case !drop.on:
-		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
+		l.inputGrad(s, dx, dy, vk.GemmOpts{Beta: beta})
 		vk.Gemm(s, dx, dt, a.A, vk.GemmOpts{Beta: 1})
 	default:
-		vk.Gemm(s, dx, dy, l.w, vk.GemmOpts{Beta: beta})
+		l.inputGrad(s, dx, dy, vk.GemmOpts{Beta: beta})
 		g := drop.view(dx.Shape[0], dx.Shape[1]) // d(drop(x)), then masked into dx
 		vk.Gemm(s, g, dt, a.A, vk.GemmOpts{})
 		vk.DropoutBackwardAt(s, dx, g, drop.seed, drop.p, drop.saltFor(a), drop.first(dx), true)

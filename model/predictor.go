@@ -55,17 +55,17 @@ func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Pre
 		return nil, err
 	}
 	D, E, Hd := cfg.Dim, cfg.EmbedDim, cfg.MLPHidden()
-	if p.embed, err = loadLinear(d, src, "predictor_embed", E, D, wdt); err != nil {
+	if p.embed, err = loadLinear(d, src, "predictor_embed", E, D, wdt, weightsTransposed); err != nil {
 		return fail(err)
 	}
 	// The conditioning encoders have 7 (or 6) inputs: f32 keeps them exact and costs nothing.
-	if p.actionEnc, err = loadLinear(d, src, "action_encoder", cfg.ActionIn(), D, vk.F32); err != nil {
+	if p.actionEnc, err = loadLinear(d, src, "action_encoder", cfg.ActionIn(), D, vk.F32, weightsPacked); err != nil {
 		return fail(err)
 	}
-	if p.stateEnc, err = loadLinear(d, src, "state_encoder", cfg.StateIn(), D, vk.F32); err != nil {
+	if p.stateEnc, err = loadLinear(d, src, "state_encoder", cfg.StateIn(), D, vk.F32, weightsPacked); err != nil {
 		return fail(err)
 	}
-	if p.extrinsicsEnc, err = loadLinear(d, src, "extrinsics_encoder", ExtrinsicsDim, D, vk.F32); err != nil {
+	if p.extrinsicsEnc, err = loadLinear(d, src, "extrinsics_encoder", ExtrinsicsDim, D, vk.F32, weightsPacked); err != nil {
 		return fail(err)
 	}
 	for i := 0; i < cfg.Depth; i++ {
@@ -78,7 +78,7 @@ func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Pre
 	if p.norm, err = loadLayerNorm(d, src, "predictor_norm", D); err != nil {
 		return fail(err)
 	}
-	if p.proj, err = loadLinear(d, src, "predictor_proj", D, E, wdt); err != nil {
+	if p.proj, err = loadLinear(d, src, "predictor_proj", D, E, wdt, weightsTransposed); err != nil {
 		return fail(err)
 	}
 	if p.normGradW, err = d.NewTensor(vk.F32, D); err != nil {
@@ -216,10 +216,10 @@ func loadBlock(d *vk.Device, src WeightSource, pre string, D, Hd int, wdt vk.DTy
 	var err error
 	if b.norm1, err = loadLayerNorm(d, src, pre+"norm1", D); err == nil {
 		if b.norm2, err = loadLayerNorm(d, src, pre+"norm2", D); err == nil {
-			if b.qkv, err = loadLinear(d, src, pre+"attn.qkv", D, 3*D, wdt); err == nil {
-				if b.proj, err = loadLinear(d, src, pre+"attn.proj", D, D, wdt); err == nil {
-					if b.fc1, err = loadLinear(d, src, pre+"mlp.fc1", D, Hd, wdt); err == nil {
-						b.fc2, err = loadLinear(d, src, pre+"mlp.fc2", Hd, D, wdt)
+			if b.qkv, err = loadLinear(d, src, pre+"attn.qkv", D, 3*D, wdt, weightsTransposed); err == nil {
+				if b.proj, err = loadLinear(d, src, pre+"attn.proj", D, D, wdt, weightsTransposed); err == nil {
+					if b.fc1, err = loadLinear(d, src, pre+"mlp.fc1", D, Hd, wdt, weightsTransposed); err == nil {
+						b.fc2, err = loadLinear(d, src, pre+"mlp.fc2", Hd, D, wdt, weightsTransposed)
 					}
 				}
 			}
