@@ -43,6 +43,7 @@ layout(constant_id = 11) const bool VEC_U = true;
 layout(constant_id = 12) const bool VEC_V = true;
 layout(constant_id = 13) const bool MASK_A = false; // MASKED: which operand is dropped out
 layout(constant_id = 14) const bool MASK_B = false;
+// constant_id 15: EPI_FLAGS, the epilogue's flags (gemm.glsl).
 
 const uint KB = 8;  // values of k per loop step
 const uint DT_F32 = 0, DT_F16 = 1;
@@ -152,7 +153,7 @@ void lowRankFirst() {
     // Push constants first, outside control flow (see Epilogue in gemm.glsl).
     const uint rank = p.rank, offU = p.offU, ldu = p.ldu, offV = p.offV, ldv = p.ldv;
     const float f = p.lowAlpha / p.alpha;
-    const bool masked = (p.flags & GEMM_LOWRANK_MASK) != 0u;
+    const bool masked = (EPI_FLAGS & GEMM_LOWRANK_MASK) != 0u;
     const uint first = p.maskFirst, ld = p.maskLd, salt = p.maskSalt, threshold = p.maskThreshold;
     if (rank == 0u) return; // an ELEMENTWISE product without a term
     lowRankProduct(offU, ldu, offV, ldv, 0u, rank);

@@ -149,6 +149,18 @@ const (
 	gemmGeluGrad
 )
 
+// gemmCPUEpilogueFlags are the flags the CPU variant takes as its specialization constant EPI_FLAGS.
+const gemmCPUEpilogueFlags = gemmBias | gemmBeta | gemmLowRankMask | gemmResidual | gemmGelu | gemmGeluGrad
+
+// gemmCPUFlags returns k with, on the CPU kernels, its last specialization constant: the epilogue's flags
+// of the dispatch (gemm.glsl's EPI_FLAGS), so that the JIT compiles only the epilogue that runs.
+func gemmCPUFlags(k kernel, env gemmEnv, flags uint32) kernel {
+	if env.cpu {
+		k.spec = append(k.spec[:len(k.spec):len(k.spec)], flags&gemmCPUEpilogueFlags)
+	}
+	return k
+}
+
 // Split-K policy: split only when the output has fewer nominal 64×64 tiles than the device has
 // workgroup slots, into slices of at least gemmMinSplitK (whole gemmSplitBlock blocks), at most
 // gemmMaxSplits of them. The policy depends only on shapes and device, so GemmWorkspaceSize can repeat it.
@@ -863,7 +875,7 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 		k, groups, binds = s.gemmCPUKernel(&p, &push, binds, splits)
 	}
 	if splits == 1 { // low-rank and elementwise products never split
-		s.dispatch(label, k, push, groups, binds...)
+		s.dispatch(label, gemmCPUFlags(k, env, push.Flags), push, groups, binds...)
 		return
 	}
 	total := p.batch * p.m * p.n
@@ -872,7 +884,7 @@ func (s *Stream) gemmRun(p gemmProblem, o GemmOpts, env gemmEnv) {
 	push.KSplit, push.SplitStride, push.Splits = uint32(kSplit), uint32(total), uint32(splits)
 	push.Flags, push.Alpha, push.Beta = flags|(push.Flags&(gemmMaskA|gemmMaskB)), 1, 0
 	binds[2], binds[3] = out(ww), in(ww) // partials into the workspace; bias applied by the reduce
-	s.dispatch(label+".splitk", k, push, groups, binds...)
+	s.dispatch(label+".splitk", gemmCPUFlags(k, env, push.Flags), push, groups, binds...)
 	s.dispatch("gemm_reduce", kernel{"gemm_reduce", []uint32{local1D}}, gemmReducePush{
 		M: uint32(p.m), N: uint32(p.n), Total: uint32(total), Splits: uint32(splits),
 		LdC: uint32(p.ldc), StrC: uint32(p.sc), OffW: offW, OffC: offC, OffBias: offBias,
