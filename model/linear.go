@@ -343,15 +343,6 @@ type layerNorm struct {
 	gw, gb vk.Tensor // f32 gradients, only after Predictor.EnableWeightGrads
 }
 
-// grads returns where backward accumulates the parameter gradients: the norm's own, or the predictor's
-// shared sinks when weight gradients are off.
-func (n layerNorm) grads(sinkW, sinkB vk.Tensor) (vk.Tensor, vk.Tensor) {
-	if n.gw.Valid() {
-		return n.gw, n.gb
-	}
-	return sinkW, sinkB
-}
-
 func loadLayerNorm(d *vk.Device, src WeightSource, name string, dim int) (layerNorm, error) {
 	w, err := loadTensor(d, src, name+".weight", vk.F32, dim)
 	if err != nil {

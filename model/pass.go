@@ -440,8 +440,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 	ps.drop.on = p.training && p.dropP > 0
 	ps.ar.Enter(s, ps.bwd)
 	p.proj.backward(s, ps.dxn, ps.DOut, ps.xn, vk.Tensor{}, vk.Tensor{}, false, dropout{}, post{})
-	nw, nb := p.norm.grads(p.normGradW, p.normGradB)
-	vk.LayerNormBackward(s, ps.dxp, nw, nb, ps.dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
+	vk.LayerNormBackward(s, ps.dxp, p.norm.gw, p.norm.gb, ps.dxn, ps.xp, p.norm.w, ps.nMean, ps.nRstd, false)
 	vk.Zero(s, ps.dres) // conditioning outputs are discarded (spec §2.3 step 5): zero gradient
 	ps.patchCopy(s, ps.dres, ps.dxp, false)
 	ps.ar.Enter(s, ps.bwd+1)
@@ -495,7 +494,7 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 // in place (the residual connections carry it through: du = dy + norm2ᵀ(…), dx = du + norm1ᵀ(…)), and
 // accumulates the adapter gradients. It mirrors acBlock.forward.
 func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *blockActs) {
-	p, w, sc, drop := ps.p, ps.ws, &ps.sc, ps.drop
+	w, sc, drop := ps.ws, &ps.sc, ps.drop
 	// y = u + fc2(gelu(fc1(norm2(u))))
 	w.Enter(s, subFC2Back)
 	b.fc2.backwardWeights(s, g, a.g, a.t2, sc.dt, drop)
@@ -506,8 +505,7 @@ func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *block
 	w.Enter(s, subFC1Back)
 	b.fc1.backward(s, sc.dn, sc.dh, a.n2, a.t1, sc.dt, false, drop, post{})
 	w.Enter(s, subLN2Back)
-	n2w, n2b := b.norm2.grads(p.normGradW, p.normGradB)
-	vk.LayerNormBackward(s, g, n2w, n2b, sc.dn, a.u, b.norm2.w, a.mean2, a.rstd2, true) // g = du
+	vk.LayerNormBackward(s, g, b.norm2.gw, b.norm2.gb, sc.dn, a.u, b.norm2.w, a.mean2, a.rstd2, true) // g = du
 	// u = x + proj(attn(rope(qkv(norm1(x)))))
 	w.Enter(s, subProjBack)
 	b.proj.backward(s, sc.do, g, a.o, a.tp, sc.dt, false, drop, post{})
@@ -519,6 +517,5 @@ func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *block
 	w.Enter(s, subQKVBack)
 	b.qkv.backward(s, sc.dn, sc.dqkv, a.n1, a.tq, sc.dt, false, drop, post{})
 	w.Enter(s, subLN1Back)
-	n1w, n1b := b.norm1.grads(p.normGradW, p.normGradB)
-	vk.LayerNormBackward(s, g, n1w, n1b, sc.dn, x, b.norm1.w, a.mean1, a.rstd1, true) // g = dx
+	vk.LayerNormBackward(s, g, b.norm1.gw, b.norm1.gb, sc.dn, x, b.norm1.w, a.mean1, a.rstd1, true) // g = dx
 }

@@ -20,9 +20,8 @@ type Predictor struct {
 	blocks                     []*acBlock
 	norm                       layerNorm
 	proj                       *linear
-	normGradW, normGradB       vk.Tensor // sinks for the frozen LayerNorms' parameter gradients
-	plan                       *Plan     // non-nil for a planning predictor (NewPlanPredictor): no device
-	checkLifetimes             bool      // arenas share nothing and poison tensors outside their lifetimes
+	plan                       *Plan // non-nil for a planning predictor (NewPlanPredictor): no device
+	checkLifetimes             bool  // arenas share nothing and poison tensors outside their lifetimes
 	dropP                      float32
 	loraThin                   bool      // adapters on LoRAThin: passes need the dropout scratch
 	dropSeed                   vk.Tensor // U32 [1], rewritten by the trainer every step
@@ -81,12 +80,6 @@ func LoadPredictor(d *vk.Device, cfg PredictorConfig, src WeightSource, prec Pre
 	if p.proj, err = loadLinear(d, src, "predictor_proj", D, E, wdt, weightsTransposed); err != nil {
 		return fail(err)
 	}
-	if p.normGradW, err = d.NewTensor(vk.F32, D); err != nil {
-		return fail(err)
-	}
-	if p.normGradB, err = d.NewTensor(vk.F32, D); err != nil {
-		return fail(err)
-	}
 	return p, nil
 }
 
@@ -105,8 +98,6 @@ func (p *Predictor) Free() {
 		b.free(d)
 	}
 	p.norm.free(d)
-	d.Free(p.normGradW)
-	d.Free(p.normGradB)
 	d.Free(p.dropSeed)
 	d.Free(p.gradSplitK)
 	*p = Predictor{d: d}

@@ -136,8 +136,8 @@ func layerNorm(s *Stream, y, mean, rstd, x, w, b Tensor, eps float32, chunk int)
 //	dx  = rstd·(g − mean(g) − x̂·mean(g·x̂))   overwritten, or added to dx when accumulate
 //	dw += Σ_rows dy·x̂,  db += Σ_rows dy      always accumulated (deterministic, no atomics)
 //
-// Without parameters w, dw and db are all the zero Tensor and only dx is computed. dx must not overlap dy
-// or x.
+// Without parameters w, dw and db are all the zero Tensor and only dx is computed. With w but dw and db
+// the zero Tensor (frozen parameters) the parameter gradients are skipped. dx must not overlap dy or x.
 func LayerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accumulate bool) {
 	layerNormBackward(s, dx, dw, db, dy, x, w, mean, rstd, accumulate, 0)
 }
@@ -153,15 +153,18 @@ func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accum
 	SameShape(op+" dy vs x", dy, x)
 	checkNumel(op, "mean", mean, rows)
 	checkNumel(op, "rstd", rstd, rows)
-	affine := w.Valid()
-	if dw.Valid() != affine || db.Valid() != affine {
-		panic(fmt.Sprintf("vk: %s: w %v, dw %v, db %v: give all three or none", op, w, dw, db))
+	affine, paramGrads := w.Valid(), dw.Valid()
+	if dw.Valid() != db.Valid() || (paramGrads && !affine) {
+		panic(fmt.Sprintf("vk: %s: w %v, dw %v, db %v: give dw and db together, and only with w", op, w, dw, db))
 	}
 	if affine {
 		checkNumel(op, "w", w, dim)
+		checkF32(op, w)
+	}
+	if paramGrads {
 		checkNumel(op, "dw", dw, dim)
 		checkNumel(op, "db", db, dim)
-		checkF32(op, w, dw, db)
+		checkF32(op, dw, db)
 	}
 	checkF32(op, dx, dy, x, mean, rstd)
 	if overlaps(dx, dy) || overlaps(dx, x) {
@@ -181,7 +184,7 @@ func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accum
 	kw, cols := s.columnKernel("layernorm_backward_weight")
 	forChunks(rows, chunk, func(r0, n int) {
 		dyc, xc, mc, rc := dy.Slice(r0, n), x.Slice(r0, n), mean.Slice(r0, n), rstd.Slice(r0, n)
-		if affine {
+		if paramGrads {
 			s.dispatch(op+" weight", kw, layerNormBackwardWeightPush{uint32(n), uint32(dim)},
 				[3]int{(dim + cols - 1) / cols, 1, 1}, out(dw), out(db), in(dyc), in(xc), in(mc), in(rc))
 		}

@@ -1,7 +1,9 @@
 package vk_test
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/vjepa-vk/vjepa-vk/vk"
@@ -171,6 +173,50 @@ func TestLayerNormBackward(t *testing.T) {
 		}
 	}
 	t.Logf("max abs error: dx %.3g, dw %.3g", worstDx, worstDw)
+}
+
+// TestLayerNormBackwardFrozen checks that with w but no dw and db (frozen parameters) LayerNormBackward
+// gives the same dx bit for bit, with one dispatch less per chunk (no parameter-gradient kernel), and
+// refuses dw without db, or dw and db without w.
+func TestLayerNormBackwardFrozen(t *testing.T) {
+	d := vktest.Device(t)
+	c := lnCase{rows: 257, dim: 558, affine: true, scale: 2, offset: 3, eps: 1e-6}
+	xv, wv, _ := lnInputs(c)
+	n := c.rows * c.dim
+	mean64, rstd64 := make([]float64, c.rows), make([]float64, c.rows)
+	ref.LayerNorm(make([]float64, n), mean64, rstd64, vktest.F64(xv), nil, nil, c.rows, c.dim, float64(c.eps))
+	x := vktest.Tensor(t, d, vk.F32, xv, c.rows, c.dim)
+	dy := vktest.Tensor(t, d, vk.F32, vktest.RandN(21, n), c.rows, c.dim)
+	mean := vktest.Tensor(t, d, vk.F32, vktest.F32(mean64), c.rows)
+	rstd := vktest.Tensor(t, d, vk.F32, vktest.F32(rstd64), c.rows)
+	w := vktest.Tensor(t, d, vk.F32, wv, c.dim)
+	dw, db := vktest.Tensor(t, d, vk.F32, nil, c.dim), vktest.Tensor(t, d, vk.F32, nil, c.dim)
+	dxAll, dxFrozen := vktest.Poisoned(t, d, vk.F32, c.rows, c.dim), vktest.Poisoned(t, d, vk.F32, c.rows, c.dim)
+	s := vktest.Stream(t, d)
+	vk.LayerNormBackward(s, dxAll, dw, db, dy, x, w, mean, rstd, false)
+	all, _ := s.Stats()
+	vk.LayerNormBackward(s, dxFrozen, vk.Tensor{}, vk.Tensor{}, dy, x, w, mean, rstd, false)
+	frozen, _ := s.Stats()
+	vktest.Run(t, s)
+	if all != 2 || frozen-all != 1 {
+		t.Errorf("dispatches: %d with parameter gradients, %d frozen; want 2 and 1", all, frozen-all)
+	}
+	a, f := vktest.Download(t, d, dxAll), vktest.Download(t, d, dxFrozen)
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(f[i]) {
+			t.Fatalf("dx[%d] = %g frozen, %g with parameter gradients", i, f[i], a[i])
+		}
+	}
+	for _, bad := range []struct{ w, dw, db vk.Tensor }{{w, dw, vk.Tensor{}}, {vk.Tensor{}, dw, db}} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "give dw and db together") {
+					t.Errorf("LayerNormBackward(w %v, dw %v, db %v): recovered %v, want a panic", bad.w, bad.dw, bad.db, r)
+				}
+			}()
+			vk.LayerNormBackward(vktest.Stream(t, d), dxAll, bad.dw, bad.db, dy, x, bad.w, mean, rstd, false)
+		}()
+	}
 }
 
 // BenchmarkLayerNorm reports the bandwidth of the traffic LayerNorm cannot avoid: x read once, y written
