@@ -450,7 +450,10 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 			// recompute the saved activations
 			p.blocks[i].forward(s, vk.Tensor{}, ps.xs[i], a, ps.ropeShape(), ps.attnShape(), ps.drop, ps.ws)
 		}
-		ps.blockBackward(s, p.blocks[i], ps.dres, ps.xs[i], a)
+		// The first block's input gradient feeds only the conditioning encoders' and the embedding's
+		// gradients, and the pass's own input gradients: when none is wanted, it is not formed.
+		needDx := i > 0 || wantDZ || p.embed.gw.Valid() || ps.moduleGrads || ps.DActions.Valid()
+		ps.blockBackward(s, p.blocks[i], ps.dres, ps.xs[i], a, needDx)
 	}
 	ps.ar.Enter(s, ps.bwd+2)
 	g := ps.dres
@@ -492,8 +495,9 @@ func (ps *Pass) Backward(s *vk.Stream, wantDZ bool) {
 
 // blockBackward turns g, the gradient w.r.t. the block's output y, into the gradient w.r.t. its input x,
 // in place (the residual connections carry it through: du = dy + norm2ᵀ(…), dx = du + norm1ᵀ(…)), and
-// accumulates the adapter gradients. It mirrors acBlock.forward.
-func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *blockActs) {
+// accumulates the adapter gradients. It mirrors acBlock.forward. Without needDx it stops once the adapter
+// gradients are done, and g is left partial.
+func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *blockActs, needDx bool) {
 	w, sc, drop := ps.ws, &ps.sc, ps.drop
 	// y = u + fc2(gelu(fc1(norm2(u))))
 	w.Enter(s, subFC2Back)
@@ -515,6 +519,10 @@ func (ps *Pass) blockBackward(s *vk.Stream, b *acBlock, g, x vk.Tensor, a *block
 	w.Enter(s, subLN1Again)
 	vk.LayerNorm(s, a.n1, a.mean1, a.rstd1, x, b.norm1.w, b.norm1.b, b.norm1.eps)
 	w.Enter(s, subQKVBack)
+	if !needDx {
+		b.qkv.backwardWeights(s, sc.dqkv, a.n1, a.tq, sc.dt, drop)
+		return
+	}
 	b.qkv.backward(s, sc.dn, sc.dqkv, a.n1, a.tq, sc.dt, false, drop, post{})
 	w.Enter(s, subLN1Back)
 	vk.LayerNormBackward(s, g, b.norm1.gw, b.norm1.gb, sc.dn, x, b.norm1.w, a.mean1, a.rstd1, true) // g = dx
