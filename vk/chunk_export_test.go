@@ -15,6 +15,7 @@ var (
 	L1LossBackwardChunked    = l1LossBackward
 	ConvertChunked           = convert
 	CopyBlocksChunked        = copyBlocks
+	CopyBlocksAsRegions      = copyBlocksAsRegions
 	SumChunked               = func(s *Stream, out, x, ws Tensor, chunk int) { reduce(s, "sum", out, x, ws, 1, chunk) }
 	SumSquaresChunked        = func(s *Stream, acc, x, ws Tensor, chunk int) { reduce(s, "sum_squares", acc, x, ws, 1, chunk) }
 	MaxAbsChunked            = func(s *Stream, out, x, ws Tensor, chunk int) { reduce(s, "max_abs", out, x, ws, 1, chunk) }

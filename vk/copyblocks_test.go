@@ -62,39 +62,49 @@ func copyCases() []copyCase {
 	return cs
 }
 
+// TestCopyBlocks runs every case through the copy_blocks kernel and, without Accumulate, as buffer-copy
+// regions (what CopyBlocks records on a CPU device).
 func TestCopyBlocks(t *testing.T) {
 	d := vktest.Device(t)
 	for _, c := range copyCases() {
 		for _, accumulate := range []bool{false, true} {
-			t.Run(c.name+vktest.Name(",accumulate", accumulate), func(t *testing.T) {
-				a := c.a
-				a.Accumulate = accumulate
-				srcV := vktest.RandN(81, c.srcLen)
-				src := vktest.Tensor(t, d, vk.F32, srcV, c.srcLen)
-				// Without accumulate, the untouched elements of dst must stay NaN.
-				dstV := vktest.NaNs(c.dstLen)
-				if accumulate {
-					dstV = vktest.RandN(82, c.dstLen)
+			for _, path := range []string{"regions", "kernel"} {
+				if path == "regions" && (accumulate || c.maxElems != 0) {
+					continue
 				}
-				dst := vktest.Tensor(t, d, vk.F32, dstV, c.dstLen)
-				s := vktest.Stream(t, d)
-				if c.maxElems == 0 {
-					vk.CopyBlocks(s, dst, src, a)
-				} else {
-					vk.CopyBlocksChunked(s, dst, src, a, c.maxElems)
-				}
-				vktest.Run(t, s)
-				if dispatches, _ := s.Stats(); c.maxElems != 0 && dispatches < 2 {
-					t.Errorf("CopyBlocks(%s) with bindings of %d elements: %d dispatch, want a split", c.name, c.maxElems, dispatches)
-				}
-				want := vktest.F64(dstV)
-				ra := ref.CopyArgs{Count: a.Count, Rows: a.Rows, Cols: a.Cols, SrcOffset: a.SrcOffset, SrcBlock: a.SrcBlock,
-					SrcRow: a.SrcRow, DstOffset: a.DstOffset, DstBlock: a.DstBlock, DstRow: a.DstRow, Accumulate: accumulate}
-				ref.CopyBlocks(want, vktest.F64(srcV), ra)
-				// A copy is exact; an accumulation is one correctly rounded f32 addition.
-				vktest.Close(t, "CopyBlocks("+c.name+")", vktest.Download(t, d, dst), vktest.F64(vktest.F32(want)), 0, 0)
-				ewUnchanged(t, d, "src", src, srcV)
-			})
+				t.Run(c.name+vktest.Name(",accumulate", accumulate, "path", path), func(t *testing.T) {
+					a := c.a
+					a.Accumulate = accumulate
+					srcV := vktest.RandN(81, c.srcLen)
+					src := vktest.Tensor(t, d, vk.F32, srcV, c.srcLen)
+					// Without accumulate, the untouched elements of dst must stay NaN.
+					dstV := vktest.NaNs(c.dstLen)
+					if accumulate {
+						dstV = vktest.RandN(82, c.dstLen)
+					}
+					dst := vktest.Tensor(t, d, vk.F32, dstV, c.dstLen)
+					s := vktest.Stream(t, d)
+					switch {
+					case c.maxElems != 0:
+						vk.CopyBlocksChunked(s, dst, src, a, c.maxElems)
+					case path == "kernel":
+						vk.CopyBlocksChunked(s, dst, src, a, 1<<30)
+					case !vk.CopyBlocksAsRegions(s, dst, src, a):
+						t.Fatalf("CopyBlocks(%s): not recorded as copy regions", c.name)
+					}
+					vktest.Run(t, s)
+					if dispatches, _ := s.Stats(); c.maxElems != 0 && dispatches < 2 {
+						t.Errorf("CopyBlocks(%s) with bindings of %d elements: %d dispatch, want a split", c.name, c.maxElems, dispatches)
+					}
+					want := vktest.F64(dstV)
+					ra := ref.CopyArgs{Count: a.Count, Rows: a.Rows, Cols: a.Cols, SrcOffset: a.SrcOffset, SrcBlock: a.SrcBlock,
+						SrcRow: a.SrcRow, DstOffset: a.DstOffset, DstBlock: a.DstBlock, DstRow: a.DstRow, Accumulate: accumulate}
+					ref.CopyBlocks(want, vktest.F64(srcV), ra)
+					// A copy is exact; an accumulation is one correctly rounded f32 addition.
+					vktest.Close(t, "CopyBlocks("+c.name+")", vktest.Download(t, d, dst), vktest.F64(vktest.F32(want)), 0, 0)
+					ewUnchanged(t, d, "src", src, srcV)
+				})
+			}
 		}
 	}
 }
