@@ -50,6 +50,23 @@ func (s *Stream) layerNormLocal(dim int) int {
 	return l
 }
 
+// layerNormCPU reports whether the layer norms take their CPU variant (-DCPU: one subgroup per row, rows
+// read as 16-byte texels and written as vec4s): on the CPU kernels, with rows of a multiple of 4 elements
+// and every [rows, dim] or [dim] tensor of ts starting on a 16-byte boundary (so does each row then, and
+// each chunk of rows). On lavapipe the texel reads take a third of the time of a storage-buffer load per
+// element (texel.go).
+func layerNormCPU(kernels string, dim int, ts ...Tensor) bool {
+	if kernels != KernelsCPU || dim%4 != 0 {
+		return false
+	}
+	for _, t := range ts {
+		if t.Valid() && t.off%texelBytes != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // columnKernel is the shape of the column-sum kernels (layernorm_backward_weight, bias_gradient): cols
 // columns per workgroup, each summed over the rows by lanes invocations (a power of two) and then a fixed
 // tree. A GPU gets 16×64 = 1024 invocations, enough in flight to stream [rows, dim] from memory with only
@@ -90,11 +107,12 @@ func checkNumel(op, name string, t Tensor, n int) {
 // parameter-free LayerNorm (w = 1, b = 0). mean and rstd, f32 [rows], are written for LayerNormBackward.
 // y has x's shape and must not overlap x: the backward pass needs x.
 func LayerNorm(s *Stream, y, mean, rstd, x, w, b Tensor, eps float32) {
-	layerNorm(s, y, mean, rstd, x, w, b, eps, 0)
+	layerNorm(s, y, mean, rstd, x, w, b, eps, 0, s.d.kernels)
 }
 
-// layerNorm is LayerNorm in dispatches of at most chunk rows (0: as many as the binding range allows).
-func layerNorm(s *Stream, y, mean, rstd, x, w, b Tensor, eps float32, chunk int) {
+// layerNorm is LayerNorm on the given kernel variant in dispatches of at most chunk rows (0: as many as
+// the binding range allows).
+func layerNorm(s *Stream, y, mean, rstd, x, w, b Tensor, eps float32, chunk int, kernels string) {
 	const op = "layernorm"
 	rows, dim := normShape(op, x)
 	if chunk == 0 {
@@ -121,10 +139,20 @@ func layerNorm(s *Stream, y, mean, rstd, x, w, b Tensor, eps float32, chunk int)
 	if !affine {
 		k.shader = "layernorm.noaffine"
 	}
+	cpu := layerNormCPU(kernels, dim, y, x, w, b)
+	if cpu {
+		k.shader += ".cpu"
+	}
 	forChunks(rows, chunk, func(r0, n int) {
 		bs := []binding{out(y.Slice(r0, n)), out(mean.Slice(r0, n)), out(rstd.Slice(r0, n)), in(x.Slice(r0, n))}
 		if affine {
 			bs = append(bs, in(w), in(b))
+		}
+		if cpu {
+			bs[3] = texels(bs[3].t)
+			if affine {
+				bs[4], bs[5] = texels(w), texels(b)
+			}
 		}
 		s.dispatch(op, k, layerNormPush{uint32(n), uint32(dim), eps}, s.grid1D(n, 1), bs...)
 	})
@@ -139,11 +167,12 @@ func layerNorm(s *Stream, y, mean, rstd, x, w, b Tensor, eps float32, chunk int)
 // Without parameters w, dw and db are all the zero Tensor and only dx is computed. With w but dw and db
 // the zero Tensor (frozen parameters) the parameter gradients are skipped. dx must not overlap dy or x.
 func LayerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accumulate bool) {
-	layerNormBackward(s, dx, dw, db, dy, x, w, mean, rstd, accumulate, 0)
+	layerNormBackward(s, dx, dw, db, dy, x, w, mean, rstd, accumulate, 0, s.d.kernels)
 }
 
-// layerNormBackward is LayerNormBackward in dispatches of at most chunk rows (0: as many as fit).
-func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accumulate bool, chunk int) {
+// layerNormBackward is LayerNormBackward on the given kernel variant in dispatches of at most chunk rows
+// (0: as many as fit).
+func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accumulate bool, chunk int, kernels string) {
 	const op = "layernorm backward"
 	rows, dim := normShape(op, x)
 	if chunk == 0 {
@@ -180,6 +209,10 @@ func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accum
 	case accumulate:
 		name += ".accumulate"
 	}
+	cpu := layerNormCPU(kernels, dim, dx, dy, x, w)
+	if cpu {
+		name += ".cpu"
+	}
 	k := kernel{name, []uint32{uint32(s.layerNormLocal(dim))}}
 	kw, cols := s.columnKernel("layernorm_backward_weight")
 	forChunks(rows, chunk, func(r0, n int) {
@@ -191,6 +224,12 @@ func layerNormBackward(s *Stream, dx, dw, db, dy, x, w, mean, rstd Tensor, accum
 		bs := []binding{out(dx.Slice(r0, n)), in(dyc), in(xc), in(mc), in(rc)}
 		if affine {
 			bs = append(bs, in(w))
+		}
+		if cpu {
+			bs[1], bs[2] = texels(dyc), texels(xc)
+			if affine {
+				bs[5] = texels(w)
+			}
 		}
 		s.dispatch(op, k, layerNormBackwardPush{uint32(n), uint32(dim)}, s.grid1D(n, 1), bs...)
 	})

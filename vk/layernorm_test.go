@@ -57,8 +57,13 @@ func lnInputs(c lnCase) (x, w, b []float32) {
 	return x, w, b
 }
 
+// TestLayerNorm runs every case on each kernel variant (the CPU one takes the rows of a multiple of 4).
 func TestLayerNorm(t *testing.T) {
 	d := vktest.Device(t)
+	forKernels(t, d, func(t *testing.T, kernels string) { testLayerNorm(t, d, kernels) })
+}
+
+func testLayerNorm(t *testing.T, d *vk.Device, kernels string) {
 	var worstY, worstStat float64
 	for _, c := range lnCases() {
 		if testing.Short() && c.rows*c.dim > 1<<21 {
@@ -76,10 +81,10 @@ func TestLayerNorm(t *testing.T) {
 			mean := vktest.Poisoned(t, d, vk.F32, c.rows)
 			rstd := vktest.Poisoned(t, d, vk.F32, c.rows)
 			s := vktest.Stream(t, d)
-			if c.chunk == 0 {
+			if c.chunk == 0 && kernels == d.Kernels() {
 				vk.LayerNorm(s, y, mean, rstd, x, w, b, c.eps)
 			} else {
-				vk.LayerNormChunked(s, y, mean, rstd, x, w, b, c.eps, c.chunk)
+				vk.LayerNormChunked(s, y, mean, rstd, x, w, b, c.eps, c.chunk, kernels)
 			}
 			vktest.Run(t, s)
 
@@ -107,8 +112,13 @@ func TestLayerNorm(t *testing.T) {
 	t.Logf("max abs error: y %.3g, mean %.3g", worstY, worstStat)
 }
 
+// TestLayerNormBackward runs every case on each kernel variant, as TestLayerNorm.
 func TestLayerNormBackward(t *testing.T) {
 	d := vktest.Device(t)
+	forKernels(t, d, func(t *testing.T, kernels string) { testLayerNormBackward(t, d, kernels) })
+}
+
+func testLayerNormBackward(t *testing.T, d *vk.Device, kernels string) {
 	var worstDx, worstDw float64
 	for _, c := range lnCases() {
 		if testing.Short() && c.rows*c.dim > 1<<21 {
@@ -147,10 +157,10 @@ func TestLayerNormBackward(t *testing.T) {
 					w64, wantDw, wantDb = vktest.F64(wv), vktest.F64(dw0), vktest.F64(db0)
 				}
 				s := vktest.Stream(t, d)
-				if c.chunk == 0 {
+				if c.chunk == 0 && kernels == d.Kernels() {
 					vk.LayerNormBackward(s, dx, dw, db, dy, x, w, mean, rstd, accumulate)
 				} else {
-					vk.LayerNormBackwardChunked(s, dx, dw, db, dy, x, w, mean, rstd, accumulate, c.chunk)
+					vk.LayerNormBackwardChunked(s, dx, dw, db, dy, x, w, mean, rstd, accumulate, c.chunk, kernels)
 				}
 				vktest.Run(t, s)
 				ref.LayerNormBackward(wantDx, wantDw, wantDb, vktest.F64(dyv), vktest.F64(xv), w64,
