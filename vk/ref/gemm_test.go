@@ -42,14 +42,34 @@ func TestGemmBetaZeroIgnoresNaN(t *testing.T) {
 	}
 }
 
-func transpose(x []float64, rows, cols int) []float64 {
-	t := make([]float64, len(x))
-	for i := range rows {
-		for j := range cols {
-			t[j*rows+i] = x[i*cols+j]
+// TestGemmTripleLoop checks the contiguous, row-parallel evaluation against the plain triple loop, bit
+// for bit, on a product large enough to split its rows, in every layout.
+func TestGemmTripleLoop(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	m, n, k := 301, 203, 97
+	for _, l := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+		a, b, c0, bias := randVec(r, m*k), randVec(r, k*n), randVec(r, m*n), randVec(r, n)
+		got := append([]float64(nil), c0...)
+		Gemm(got, a, b, m, n, k, l[0], l[1], 0.75, 0.5, bias)
+		for i := range m {
+			for j := range n {
+				sum := 0.0
+				for q := range k {
+					av, bv := a[i*k+q], b[q*n+j]
+					if l[0] {
+						av = a[q*m+i]
+					}
+					if l[1] {
+						bv = b[j*k+q]
+					}
+					sum += av * bv
+				}
+				if want := 0.75*sum + 0.5*c0[i*n+j] + bias[j]; got[i*n+j] != want {
+					t.Fatalf("Gemm(transA=%v, transB=%v): c[%d,%d] = %v, the triple loop %v", l[0], l[1], i, j, got[i*n+j], want)
+				}
+			}
 		}
 	}
-	return t
 }
 
 func randVec(r *rand.Rand, n int) []float64 {
