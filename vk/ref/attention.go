@@ -3,6 +3,8 @@ package ref
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // AttnShape mirrors vk.AttnShape: B batch elements of N tokens, Heads heads of HeadDim. FrameTokens > 0
@@ -60,42 +62,40 @@ func Attention(o, lse, qkv []float64, s AttnShape) {
 	s.checkLen("Attention", "lse", len(lse), s.B*s.Heads*n)
 	s.checkLen("Attention", "qkv", len(qkv), s.B*n*3*d)
 	mask := AttentionMask(n, s.FrameTokens)
-	scores := make([]float64, n)
-	for b := 0; b < s.B; b++ {
-		for h := 0; h < s.Heads; h++ {
-			for i := 0; i < n; i++ {
-				mx := math.Inf(-1)
-				for j := 0; j < n; j++ {
-					scores[j] = math.Inf(-1)
-					if !mask[i][j] {
-						continue
-					}
-					dot := 0.0
-					for e := 0; e < dh; e++ {
-						dot += qkv[s.qkvIndex(b*n+i, 0, h, e)] * qkv[s.qkvIndex(b*n+j, 1, h, e)]
-					}
-					scores[j] = s.scale() * dot
-					mx = math.Max(mx, scores[j])
+	forEachHead(s.B, s.Heads, func(b, h int) {
+		scores := make([]float64, n)
+		for i := 0; i < n; i++ {
+			mx := math.Inf(-1)
+			for j := 0; j < n; j++ {
+				scores[j] = math.Inf(-1)
+				if !mask[i][j] {
+					continue
 				}
-				sum := 0.0
-				for j := 0; j < n; j++ {
-					sum += math.Exp(scores[j] - mx) // exp(−∞) = 0 for masked keys
-				}
-				l := mx + math.Log(sum)
-				lse[(b*s.Heads+h)*n+i] = l
-				for j := 0; j < n; j++ {
-					scores[j] = math.Exp(scores[j] - l) // now P_ij
-				}
+				dot := 0.0
 				for e := 0; e < dh; e++ {
-					acc := 0.0
-					for j := 0; j < n; j++ {
-						acc += scores[j] * qkv[s.qkvIndex(b*n+j, 2, h, e)]
-					}
-					o[(b*n+i)*d+h*dh+e] = acc
+					dot += qkv[s.qkvIndex(b*n+i, 0, h, e)] * qkv[s.qkvIndex(b*n+j, 1, h, e)]
 				}
+				scores[j] = s.scale() * dot
+				mx = math.Max(mx, scores[j])
+			}
+			sum := 0.0
+			for j := 0; j < n; j++ {
+				sum += math.Exp(scores[j] - mx) // exp(−∞) = 0 for masked keys
+			}
+			l := mx + math.Log(sum)
+			lse[(b*s.Heads+h)*n+i] = l
+			for j := 0; j < n; j++ {
+				scores[j] = math.Exp(scores[j] - l) // now P_ij
+			}
+			for e := 0; e < dh; e++ {
+				acc := 0.0
+				for j := 0; j < n; j++ {
+					acc += scores[j] * qkv[s.qkvIndex(b*n+j, 2, h, e)]
+				}
+				o[(b*n+i)*d+h*dh+e] = acc
 			}
 		}
-	}
+	})
 }
 
 // AttentionBackward computes dqkv [B·N, 3·Heads·HeadDim] (overwritten; dq, dk, dv in the q|k|v layout)
@@ -118,31 +118,48 @@ func AttentionBackward(dqkv, do, qkv, o, lse []float64, s AttnShape) {
 	clear(dqkv)
 	mask := AttentionMask(n, s.FrameTokens)
 	scale := s.scale()
-	for b := 0; b < s.B; b++ {
-		for h := 0; h < s.Heads; h++ {
-			for i := 0; i < n; i++ {
-				delta := 0.0
-				for e := 0; e < dh; e++ {
-					delta += do[(b*n+i)*d+h*dh+e] * o[(b*n+i)*d+h*dh+e]
+	forEachHead(s.B, s.Heads, func(b, h int) {
+		for i := 0; i < n; i++ {
+			delta := 0.0
+			for e := 0; e < dh; e++ {
+				delta += do[(b*n+i)*d+h*dh+e] * o[(b*n+i)*d+h*dh+e]
+			}
+			for j := 0; j < n; j++ {
+				if !mask[i][j] {
+					continue
 				}
-				for j := 0; j < n; j++ {
-					if !mask[i][j] {
-						continue
-					}
-					dot, dp := 0.0, 0.0
-					for e := 0; e < dh; e++ {
-						dot += qkv[s.qkvIndex(b*n+i, 0, h, e)] * qkv[s.qkvIndex(b*n+j, 1, h, e)]
-						dp += do[(b*n+i)*d+h*dh+e] * qkv[s.qkvIndex(b*n+j, 2, h, e)]
-					}
-					p := math.Exp(scale*dot - lse[(b*s.Heads+h)*n+i])
-					ds := p * (dp - delta)
-					for e := 0; e < dh; e++ {
-						dqkv[s.qkvIndex(b*n+j, 2, h, e)] += p * do[(b*n+i)*d+h*dh+e]
-						dqkv[s.qkvIndex(b*n+i, 0, h, e)] += scale * ds * qkv[s.qkvIndex(b*n+j, 1, h, e)]
-						dqkv[s.qkvIndex(b*n+j, 1, h, e)] += scale * ds * qkv[s.qkvIndex(b*n+i, 0, h, e)]
-					}
+				dot, dp := 0.0, 0.0
+				for e := 0; e < dh; e++ {
+					dot += qkv[s.qkvIndex(b*n+i, 0, h, e)] * qkv[s.qkvIndex(b*n+j, 1, h, e)]
+					dp += do[(b*n+i)*d+h*dh+e] * qkv[s.qkvIndex(b*n+j, 2, h, e)]
+				}
+				p := math.Exp(scale*dot - lse[(b*s.Heads+h)*n+i])
+				ds := p * (dp - delta)
+				for e := 0; e < dh; e++ {
+					dqkv[s.qkvIndex(b*n+j, 2, h, e)] += p * do[(b*n+i)*d+h*dh+e]
+					dqkv[s.qkvIndex(b*n+i, 0, h, e)] += scale * ds * qkv[s.qkvIndex(b*n+j, 1, h, e)]
+					dqkv[s.qkvIndex(b*n+j, 1, h, e)] += scale * ds * qkv[s.qkvIndex(b*n+i, 0, h, e)]
 				}
 			}
 		}
+	})
+}
+
+// forEachHead runs fn for every (batch element, head) pair, spread over GOMAXPROCS goroutines: the pairs
+// read and write disjoint elements, and each runs its loops in the same order as alone, so the results do
+// not depend on the spread.
+func forEachHead(batch, heads int, fn func(b, h int)) {
+	pairs := batch * heads
+	workers := min(runtime.GOMAXPROCS(0), pairs)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := w; p < pairs; p += workers {
+				fn(p/heads, p%heads)
+			}
+		}()
 	}
+	wg.Wait()
 }
