@@ -166,6 +166,9 @@ func TestDataParallelExact(t *testing.T) {
 			}
 			t.Logf("%d ranks vs one process, %d steps: max relative difference: losses %.2g, gradient norms %.2g, validation losses %.2g, adapters %.2g (of each tensor's largest element)",
 				c.ranks, steps, worstLoss, worstNorm, worstVal, worstW)
+			// A failure at 1e-5 to 1e-3 whose losses still agree is likely an element of the L1 loss within
+			// rounding of its target, whose gradient sign(pred − target) the job and the single process
+			// take on opposite sides (see vk.AttentionForward): a change of rounding, not of the sums.
 			const tol = 1e-5
 			if worstLoss > tol || worstNorm > tol || worstVal > tol || worstW > tol {
 				t.Errorf("the job and the single process differ by more than %g", tol)
