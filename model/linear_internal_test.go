@@ -73,7 +73,7 @@ func recordLinear(b *testing.B, d *vk.Device, rows, in, out, r int, p float32, p
 	if path != "none" {
 		var err error
 		cfg := LoRAConfig{R: r, Alpha: 32, RSLoRA: true, Path: path}
-		if l.lora, err = newLoRA(d, "bench", in, out, cfg, rng); err != nil {
+		if l.lora, err = newLoRA(d, "bench", in, out, cfg, rng, vk.Tensor{}, vk.Tensor{}, 0, 0); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { l.lora.free(d) })

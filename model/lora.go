@@ -76,29 +76,59 @@ type LoRA struct {
 	GradA, GradB vk.Tensor
 	Scale        float32
 	splitK       vk.Tensor // the predictor's split-K workspace for GradA and GradB, if the device splits them
+	// Flat is the element offset of A in the predictor's flat tensors (Predictor.LoRAStorage), B's being
+	// Flat + FlatB; -1 when the adapter owns its tensors.
+	Flat, FlatB int
 }
 
 func (a *LoRA) free(d *vk.Device) {
+	if a.Flat >= 0 {
+		return // views of the predictor's flat tensors
+	}
 	for _, t := range []vk.Tensor{a.A, a.B, a.GradA, a.GradB} {
 		d.Free(t)
 	}
 }
 
-// newLoRA allocates an adapter initialized as PEFT does: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in);
-// B = 0; gradients zero.
-func newLoRA(d *vk.Device, module string, in, out int, c LoRAConfig, rng *rand.Rand) (*LoRA, error) {
-	a := &LoRA{Module: module, R: c.R, In: in, Out: out, Scale: float32(c.Scale())}
-	var err error
-	alloc := func(rows, cols int) vk.Tensor {
-		if err != nil {
-			return vk.Tensor{}
-		}
-		var t vk.Tensor
-		t, err = d.NewTensor(vk.F32, rows, cols)
-		return t
+// loraFlatAlign: each adapter tensor in the flat storage starts on a multiple of this many elements (256
+// bytes: every storage and texel alignment a device asks for).
+const loraFlatAlign = 64
+
+// loraFlatSize is the elements of the flat storage for adapters of rank r on linears (in, out) pairs, and
+// the offsets of each adapter's A and of its B relative to A.
+func loraFlatSize(r int, shapes [][2]int) (total int, flat, flatB []int) {
+	round := func(n int) int { return (n + loraFlatAlign - 1) / loraFlatAlign * loraFlatAlign }
+	for _, sh := range shapes {
+		flat = append(flat, total)
+		flatB = append(flatB, round(r*sh[0]))
+		total += round(r*sh[0]) + round(sh[1]*r)
 	}
-	a.A, a.B = alloc(c.R, in), alloc(out, c.R)
-	a.GradA, a.GradB = alloc(c.R, in), alloc(out, c.R)
+	return total, flat, flatB
+}
+
+// newLoRA makes an adapter initialized as PEFT does: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in);
+// B = 0; gradients zero. With flat storage (params and grads valid) its tensors are views of them at
+// element offsets flat (A) and flat + flatB (B); otherwise it allocates its own.
+func newLoRA(d *vk.Device, module string, in, out int, c LoRAConfig, rng *rand.Rand, params, grads vk.Tensor, flat, flatB int) (*LoRA, error) {
+	a := &LoRA{Module: module, R: c.R, In: in, Out: out, Scale: float32(c.Scale()), Flat: -1}
+	var err error
+	if params.Valid() {
+		a.Flat, a.FlatB = flat, flatB
+		view := func(t vk.Tensor, off, rows, cols int) vk.Tensor { return t.Slice(off, rows*cols).Reshape(rows, cols) }
+		a.A, a.B = view(params, flat, c.R, in), view(params, flat+flatB, out, c.R)
+		a.GradA, a.GradB = view(grads, flat, c.R, in), view(grads, flat+flatB, out, c.R)
+	} else {
+		alloc := func(rows, cols int) vk.Tensor {
+			if err != nil {
+				return vk.Tensor{}
+			}
+			var t vk.Tensor
+			t, err = d.NewTensor(vk.F32, rows, cols)
+			return t
+		}
+		a.A, a.B = alloc(c.R, in), alloc(out, c.R)
+		a.GradA, a.GradB = alloc(c.R, in), alloc(out, c.R)
+	}
 	if err != nil {
 		a.free(d)
 		return nil, fmt.Errorf("model: lora %s: %w", module, err)

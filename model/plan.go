@@ -82,7 +82,7 @@ func NewPlanPredictor(cfg PredictorConfig, lora LoRAConfig) (*Predictor, *Plan, 
 				if !ok {
 					return nil, nil, fmt.Errorf("model: lora target %q is not one of %v", t, loraTargetNames)
 				}
-				p.LoRAs = append(p.LoRAs, &LoRA{Module: fmt.Sprintf("predictor_blocks.%d.%s", i, t), R: lora.R, In: io[0], Out: io[1],
+				p.LoRAs = append(p.LoRAs, &LoRA{Module: fmt.Sprintf("predictor_blocks.%d.%s", i, t), R: lora.R, In: io[0], Out: io[1], Flat: -1,
 					A: vk.Tensor{DType: vk.F32, Shape: []int{lora.R, io[0]}}, B: vk.Tensor{DType: vk.F32, Shape: []int{io[1], lora.R}}})
 			}
 		}

@@ -26,6 +26,7 @@ type Predictor struct {
 	loraThin                   bool      // adapters on LoRAThin: passes need the dropout scratch
 	dropSeed                   vk.Tensor // U32 [1], rewritten by the trainer every step
 	gradSplitK                 vk.Tensor // split-K workspace of the adapters' weight-gradient GEMMs (GPUs)
+	loraParams, loraGrads      vk.Tensor // flat storage of every adapter's A, B and their gradients (LoRAStorage)
 	training                   bool      // dropout is recorded into passes recorded while true
 	passes                     uint32    // passes created so far: each gets its own dropout salt
 	batchPart                  uint32    // SetBatchPart
@@ -100,6 +101,8 @@ func (p *Predictor) Free() {
 	p.norm.free(d)
 	d.Free(p.dropSeed)
 	d.Free(p.gradSplitK)
+	d.Free(p.loraParams)
+	d.Free(p.loraGrads)
 	*p = Predictor{d: d}
 }
 
@@ -127,22 +130,42 @@ func (p *Predictor) AddLoRA(c LoRAConfig) error {
 			}
 		}
 	}
-	rng := rand.New(rand.NewPCG(c.Seed, 0x10a))
+	var wrapped []*linear
 	for _, b := range p.blocks {
 		for _, name := range loraTargetNames {
-			if !slices.Contains(targets, name) {
-				continue
+			if slices.Contains(targets, name) {
+				wrapped = append(wrapped, map[string]*linear{"qkv": b.qkv, "proj": b.proj, "fc1": b.fc1, "fc2": b.fc2}[name])
 			}
-			l := map[string]*linear{"qkv": b.qkv, "proj": b.proj, "fc1": b.fc1, "fc2": b.fc2}[name]
-			a, err := newLoRA(p.d, l.name, l.in, l.out, c, rng)
-			if err != nil {
-				return err
-			}
-			a.Index = len(p.LoRAs)
-			l.lora, l.thin = a, c.Path == LoRAThin
-			p.loraThin = l.thin
-			p.LoRAs = append(p.LoRAs, a)
 		}
+	}
+	// A training predictor keeps every adapter in two flat tensors (weights, gradients), so that the
+	// trainer zeroes, sums and updates them in one dispatch each instead of one per tensor.
+	shapes := make([][2]int, len(wrapped))
+	for i, l := range wrapped {
+		shapes[i] = [2]int{l.in, l.out}
+	}
+	total, flat, flatB := loraFlatSize(c.R, shapes)
+	if p.plan == nil && total > 0 {
+		for _, t := range []*vk.Tensor{&p.loraParams, &p.loraGrads} {
+			var err error
+			if *t, err = p.d.NewTensor(vk.F32, total); err == nil {
+				err = p.d.WriteBytes(*t, make([]byte, t.Bytes()))
+			}
+			if err != nil {
+				return fmt.Errorf("model: adapters' flat storage: %w", err)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, 0x10a))
+	for i, l := range wrapped {
+		a, err := newLoRA(p.d, l.name, l.in, l.out, c, rng, p.loraParams, p.loraGrads, flat[i], flatB[i])
+		if err != nil {
+			return err
+		}
+		a.Index = len(p.LoRAs)
+		l.lora, l.thin = a, c.Path == LoRAThin
+		p.loraThin = l.thin
+		p.LoRAs = append(p.LoRAs, a)
 	}
 	if p.plan == nil {
 		return p.allocGradSplitK()
@@ -197,6 +220,11 @@ func (p *Predictor) SetBatchPart(part int) { p.batchPart = uint32(part) }
 // DropoutSeed is the U32 [1] device tensor the dropout masks hash; write a new value before each
 // training step (derived from the step, so a resumed run draws the same masks). Invalid without dropout.
 func (p *Predictor) DropoutSeed() vk.Tensor { return p.dropSeed }
+
+// LoRAStorage returns the flat tensors that hold every adapter's A and B (each adapter's at its Flat
+// offset, B at Flat + FlatB) and their gradients at the same offsets, the rest zeros; the zero Tensors when
+// the adapters own their tensors (a planning predictor, or before AddLoRA).
+func (p *Predictor) LoRAStorage() (params, grads vk.Tensor) { return p.loraParams, p.loraGrads }
 
 // Device returns the predictor's device.
 func (p *Predictor) Device() *vk.Device { return p.d }

@@ -280,9 +280,13 @@ func (g *LossGraph) Backward(s *vk.Stream) {
 
 // ZeroGrads records zeroing every adapter gradient (start of an accumulation window).
 func ZeroGrads(s *vk.Stream, p *model.Predictor) {
-	for _, a := range p.LoRAs {
-		vk.Zero(s, a.GradA)
-		vk.Zero(s, a.GradB)
+	if _, grads := p.LoRAStorage(); grads.Valid() {
+		vk.Zero(s, grads)
+	} else {
+		for _, a := range p.LoRAs {
+			vk.Zero(s, a.GradA)
+			vk.Zero(s, a.GradB)
+		}
 	}
 	for _, m := range p.Modules() {
 		vk.Zero(s, m.Grad)

@@ -14,6 +14,7 @@ type param struct {
 	m, v        vk.Tensor // f32 moments, or U8 codes with 8-bit AdamW
 	mScale, vSc vk.Tensor // 8-bit block scales
 	decay       bool
+	inFlat      bool // a view of the optimizer's flat group: zeroed, summed and updated through it
 }
 
 // optimizer is AdamW (f32 or 8-bit) over every LoRA tensor and every module trained in full, driven by a small hyper-parameter buffer so
@@ -22,12 +23,17 @@ type optimizer struct {
 	d        *vk.Device
 	eightBit bool
 	params   []*param
-	hyper    vk.Tensor // [vk.AdamHyperLen]
-	qmap     vk.Tensor // 8-bit code maps
-	acc      vk.Tensor // [2]: Σg², non-finite flag
-	ws       vk.Tensor
-	owned    []vk.Tensor
-	steps    int // AdamW's t: applied updates (skipped steps do not count, as torch's GradScaler)
+	// flat is every adapter tensor at once (f32 AdamW over a predictor with flat LoRA storage): its p and g
+	// are the predictor's flat tensors, its m and v the optimizer's, with each adapter tensor's param a view
+	// at the same offset. One dispatch each zeroes, sums and updates them all; the zeros between the views
+	// stay zero under AdamW (g = p = m = v = 0).
+	flat  *param
+	hyper vk.Tensor // [vk.AdamHyperLen]
+	qmap  vk.Tensor // 8-bit code maps
+	acc   vk.Tensor // [2]: Σg², non-finite flag
+	ws    vk.Tensor
+	owned []vk.Tensor
+	steps int // AdamW's t: applied updates (skipped steps do not count, as torch's GradScaler)
 }
 
 func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, error) {
@@ -44,6 +50,11 @@ func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, 
 		return t
 	}
 	maxN := 1
+	if params, grads := p.LoRAStorage(); params.Valid() && !eightBit {
+		n := params.Numel()
+		maxN = n
+		o.flat = &param{name: "lora", p: params, g: grads, m: alloc(vk.F32, n), v: alloc(vk.F32, n), decay: true}
+	}
 	for _, a := range p.LoRAs {
 		for _, w := range []struct {
 			suffix string
@@ -53,7 +64,14 @@ func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, 
 			maxN = max(maxN, n)
 			// LoRA matrices are 2-D weights: weight decay applies (spec §10 param groups).
 			pr := &param{name: "base_model.model." + a.Module + "." + w.suffix + ".weight", p: w.p, g: w.g, decay: true}
-			if eightBit {
+			if f := o.flat; f != nil && err == nil {
+				off := a.Flat
+				if w.suffix == "lora_B" {
+					off += a.FlatB
+				}
+				view := func(t vk.Tensor) vk.Tensor { return t.Slice(off, n).Reshape(w.p.Shape...) }
+				pr.m, pr.v, pr.inFlat = view(f.m), view(f.v), true
+			} else if eightBit {
 				blocks := (n + vk.Adam8BitBlock - 1) / vk.Adam8BitBlock
 				pr.m, pr.v = alloc(vk.U8, n), alloc(vk.U8, n)
 				pr.mScale, pr.vSc = alloc(vk.F32, blocks), alloc(vk.F32, blocks)
@@ -102,7 +120,11 @@ func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, 
 
 // reset zeroes the moments.
 func (o *optimizer) reset() error {
-	for _, pr := range o.params {
+	params := o.params
+	if o.flat != nil {
+		params = append([]*param{o.flat}, params...)
+	}
+	for _, pr := range params {
 		for _, t := range []vk.Tensor{pr.m, pr.v, pr.mScale, pr.vSc} {
 			if !t.Valid() {
 				continue
@@ -126,14 +148,25 @@ func (o *optimizer) free() {
 // recordNorm records acc = [Σ g², non-finite] over every gradient.
 func (o *optimizer) recordNorm(s *vk.Stream) {
 	vk.Zero(s, o.acc)
+	if o.flat != nil {
+		vk.SumSquares(s, o.acc, o.flat.g, o.ws)
+	}
 	for _, pr := range o.params {
-		vk.SumSquares(s, o.acc, pr.g, o.ws)
+		if !pr.inFlat {
+			vk.SumSquares(s, o.acc, pr.g, o.ws)
+		}
 	}
 }
 
 // recordUpdate records one AdamW update of every parameter from the hyper buffer.
 func (o *optimizer) recordUpdate(s *vk.Stream) {
+	if f := o.flat; f != nil {
+		vk.AdamW(s, f.p, f.m, f.v, f.g, o.hyper, f.decay)
+	}
 	for _, pr := range o.params {
+		if pr.inFlat {
+			continue
+		}
 		if o.eightBit {
 			vk.AdamW8bit(s, pr.p, pr.m, pr.v, pr.mScale, pr.vSc, pr.g, o.hyper, o.qmap, pr.decay)
 		} else {
