@@ -2,7 +2,6 @@ package plan_test
 
 import (
 	"math"
-	"slices"
 	"strings"
 	"testing"
 
@@ -42,11 +41,7 @@ func normalized(n *lerobot.Normalization, actions [][][]float64) [][][]float64 {
 func TestWorldModelNormalization(t *testing.T) {
 	d := vktest.Device(t)
 	cfg := model.PredictorConfig{EmbedDim: 32, Dim: 64, Depth: 1, Heads: 2, Grid: 2, MLPRatio: 4, ActionDim: 4, StateDim: 4}
-	p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 3), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Free()
+	p := randomPredictor(t, d, cfg)
 	open := func(opts plan.Options) *plan.WorldModel {
 		w, err := plan.NewWorldModel(p, nil, 0, 0, opts)
 		if err != nil {
@@ -113,28 +108,7 @@ func TestWorldModelNormalization(t *testing.T) {
 		t.Fatal(err)
 	}
 	vktest.Close(t, "energy gradient's energies vs Energy", vktest.F32(e), ref, 1e-5, 1e-6)
-	for s := range actions {
-		for h := range 2 {
-			for k := range 4 {
-				eps := 1e-2 * []float64{0.04, 0.5, 1.5, 0.2}[k] // a hundredth of the component's std
-				at := func(delta float64) float64 {
-					moved := [][][]float64{{slices.Clone(actions[s][0]), slices.Clone(actions[s][1])}}
-					moved[0][h][k] += delta
-					e, err := w.Energy(ctx, goal, start)(moved)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return e[0]
-				}
-				fd := (at(eps) - at(-eps)) / (2 * eps)
-				// Relative to the largest gradient a component of this std can have: f32 energies differ
-				// by ~1e-7 over a step of eps.
-				if err := math.Abs(fd-grads[s][h][k]) / math.Max(math.Abs(fd), 1e-2/[]float64{0.04, 0.5, 1.5, 0.2}[k]); err > 2e-2 {
-					t.Errorf("candidate %d: dE/da[%d][%d] = %.6g, finite difference %.6g", s, h, k, grads[s][h][k], fd)
-				}
-			}
-		}
-	}
+	checkEnergyGradient(t, w, ctx, goal, start, actions, grads, []float64{0.04, 0.5, 1.5, 0.2}) // each component's std
 
 	// Statistics of other widths than the predictor's are refused.
 	bad := testNormalization("mean_std", 0)

@@ -220,11 +220,7 @@ func TestWorldModelBadInput(t *testing.T) {
 func TestWorldModelNon7D(t *testing.T) {
 	d := vktest.Device(t)
 	cfg := model.PredictorConfig{EmbedDim: 32, Dim: 64, Depth: 1, Heads: 2, Grid: 2, MLPRatio: 4, ActionDim: 4, StateDim: 6}
-	p, err := model.LoadPredictor(d, cfg, model.InitPredictor(cfg, 3), model.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Free()
+	p := randomPredictor(t, d, cfg)
 	w, err := plan.NewWorldModel(p, nil, 0, 0, plan.Options{})
 	if err != nil {
 		t.Fatal(err)

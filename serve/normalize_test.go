@@ -58,16 +58,7 @@ func TestServeNormalized(t *testing.T) {
 		if err := json.Unmarshal(b, &resp); err != nil {
 			t.Fatal(err)
 		}
-		r, err := http.Get(hs.URL + "/info")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		var info serve.Info
-		if err := json.NewDecoder(r.Body).Decode(&info); err != nil {
-			t.Fatal(err)
-		}
-		return resp, info
+		return resp, getInfo(t, hs.URL)
 	}
 	z := make([]float64, 7)
 	n.NormalizeState(z, droidState)

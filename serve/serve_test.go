@@ -407,17 +407,24 @@ func TestServePanic(t *testing.T) {
 	}
 }
 
-func TestServeInfo(t *testing.T) {
-	_, hs := newServer(t, &fakeModel{}, func(c *serve.Config) { c.Info = map[string]any{"device": "test"} })
-	resp, err := http.Get(hs.URL + "/info")
+// getInfo returns the server's GET /info, decoded.
+func getInfo(t *testing.T, base string) serve.Info {
+	t.Helper()
+	resp, err := http.Get(base + "/info")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var info serve.Info
 	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		t.Fatal(err)
+		t.Fatalf("GET /info: %v", err)
 	}
+	return info
+}
+
+func TestServeInfo(t *testing.T) {
+	_, hs := newServer(t, &fakeModel{}, func(c *serve.Config) { c.Info = map[string]any{"device": "test"} })
+	info := getInfo(t, hs.URL)
 	if info.ActionWidth != 7 || info.StateRule != plan.StatePose || info.Settings.Samples != 400 || info.Model["device"] != "test" ||
 		info.Limits["queue"] != 4.0 {
 		t.Errorf("/info: %+v", info)
@@ -461,13 +468,7 @@ func TestServeOwnWidths(t *testing.T) {
 	if code, out := post(t, hs.URL+"/plan", planBody(t, map[string]any{"state": state, "maxnorm": 0.1})); code != 400 || out["field"] != "maxnorm" {
 		t.Errorf("maxnorm for a robot of its own space: %d %v", code, out)
 	}
-	resp, err := http.Get(hs.URL + "/info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var info serve.Info
-	json.NewDecoder(resp.Body).Decode(&info)
+	info := getInfo(t, hs.URL)
 	if info.Settings.Space == nil || info.Settings.Space.Width != 4 || len(info.Settings.Space.Dims) != 4 {
 		t.Errorf("/info settings %+v: want every component of the 4-D action searched", info.Settings)
 	}

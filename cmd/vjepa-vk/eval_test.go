@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"image/png"
 	"os"
 	"os/exec"
@@ -80,14 +79,8 @@ func TestEvalCommand(t *testing.T) {
 	adapter := writeAdapter(t, demoConfig, 7)
 	args := []string{"--config", demoConfig, "--set", "data.source=../../testdata/droid_sample", "--adapter", adapter, "--passes", "2", "--distractors", "3", "--inverse", "1",
 		"--inverse-samples", "8", "--inverse-iterations", "2", "--out", prefix, "--json"}
-	out, err := captureStdout(t, func() error { return runEval(context.Background(), args) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r evalJSON
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("eval --json printed %q: %v", out, err)
-	}
+	commandJSON(t, runEval, args, &r)
 	// configs/demo.yaml holds out 1 episode: two passes give two clips of 4 frames.
 	if r.Clips != 2 || r.Frames != 4 || r.Horizon != 3 || len(r.Baseline.Rollout) != 3 || len(r.Models) != 2 {
 		t.Fatalf("report: %+v", r)
@@ -125,14 +118,8 @@ func TestEvalLeRobot(t *testing.T) {
 	prefix := filepath.Join(t.TempDir(), "eval")
 	args := []string{"--config", lerobotConfig, "--set", "data.source=../../testdata/lerobot_demo", "--adapter", writeAdapter(t, lerobotConfig, 9), "--clips", "2", "--distractors", "2",
 		"--inverse", "1", "--inverse-samples", "8", "--inverse-iterations", "2", "--out", prefix, "--json"}
-	out, err := captureStdout(t, func() error { return runEval(context.Background(), args) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r evalJSON
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatal(err)
-	}
+	commandJSON(t, runEval, args, &r)
 	if len(r.Models) != 2 || r.Clips < 1 || r.Models[1].Inverse == nil || r.Models[1].Inverse.DROID != nil {
 		t.Errorf("LeRobot report: %+v", r)
 	}

@@ -75,29 +75,30 @@ func near(raw, normalized float64, k int) bool {
 	return math.Abs(raw-want) <= 1e-9*(1+math.Abs(want))
 }
 
+// normalizedInputs writes an observation and a goal image into a fresh dir and the two adapters of
+// normalizedAdapters, and returns them with a raw state and its normalized twin z.
+func normalizedInputs(t *testing.T) (dir, obs, goal, normed, plain string, state, z []float64) {
+	dir = t.TempDir()
+	obs, goal = writePNG(t, dir, "obs.png", 64, 64, 0), writePNG(t, dir, "goal.png", 64, 64, 50)
+	normed, plain = normalizedAdapters(t)
+	state = []float64{0.25, 0.35, 0.01, -2.3, 0.2, 0.9}
+	z = make([]float64, 6)
+	testNormalization().NormalizeState(z, state)
+	return dir, obs, goal, normed, plain, state, z
+}
+
 // TestPlanNormalized plans with an adapter trained on normalized vectors: the state given in raw units
 // and every candidate action are normalized on their way into the predictor, and the plan comes back in
 // raw units. It is the plan of the same adapter without normalization.json given the normalized state
 // and the normalized search box, scaled back: same energies, actions × (std + 1e-8).
 func TestPlanNormalized(t *testing.T) {
-	dir := t.TempDir()
-	obs, goal := writePNG(t, dir, "obs.png", 64, 64, 0), writePNG(t, dir, "goal.png", 64, 64, 50)
-	normed, plain := normalizedAdapters(t)
-	state := []float64{0.25, 0.35, 0.01, -2.3, 0.2, 0.9}
-	z := make([]float64, 6)
-	testNormalization().NormalizeState(z, state)
+	_, obs, goal, normed, plain, state, z := normalizedInputs(t)
 	bound, std := []float64{0.2, 0.1, 0.4, 0.05}, []float64{0.1, 0.05, 0.2, 0.02}
 	planJSON := func(adapter string, state []float64, search string) planReport {
 		args := append([]string{"--config", lerobotConfig, "--adapter", adapter, "--image", obs, "--goal", goal, "--state", vector(state),
 			"--search", search, "--json"}, tinyCEM...)
-		out, err := captureStdout(t, func() error { return runPlan(context.Background(), args) })
-		if err != nil {
-			t.Fatal(err)
-		}
 		var rep planReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatalf("plan --json printed %q: %v", out, err)
-		}
+		commandJSON(t, runPlan, args, &rep)
 		return rep
 	}
 	got := planJSON(normed, state, scaledSearch(bound, std, false))
@@ -133,12 +134,7 @@ func TestPlanNormalized(t *testing.T) {
 // TestEnergyNormalized: energy's grid, minimum and true action are raw actions, normalized for the
 // predictor: the landscape of the normalized grid (extent / scale) without normalization.json.
 func TestEnergyNormalized(t *testing.T) {
-	dir := t.TempDir()
-	obs, goal := writePNG(t, dir, "obs.png", 64, 64, 0), writePNG(t, dir, "goal.png", 64, 64, 50)
-	normed, plain := normalizedAdapters(t)
-	state := []float64{0.25, 0.35, 0.01, -2.3, 0.2, 0.9}
-	z := make([]float64, 6)
-	testNormalization().NormalizeState(z, state)
+	dir, obs, goal, normed, plain, state, z := normalizedInputs(t)
 	type landscape struct {
 		Energies      []float64              `json:"energies"`
 		Min           []float64              `json:"min_action"`
@@ -254,14 +250,8 @@ func TestPlanLeRobotEpisode(t *testing.T) {
 	for _, sets := range [][]string{nil, {"--set", "data.lerobot.normalize=mean_std"}} {
 		args := append(append([]string{"--config", lerobotConfig, "--adapter", normed, "--episode", source, "--episode-index", "1", "--step", "3",
 			"--goal-step", "11", "--json"}, sets...), tinyCEM...)
-		out, err := captureStdout(t, func() error { return runPlan(context.Background(), args) })
-		if err != nil {
-			t.Fatal(err)
-		}
 		var rep planReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatal(err)
-		}
+		commandJSON(t, runPlan, args, &rep)
 		if rep.Episode == nil || rep.Episode.Step != 3 || rep.Episode.GoalStep != 11 || !strings.Contains(rep.Episode.FilePath, "episode_index=1") ||
 			vector(rep.State) != vector(wantState) || vector(rep.Episode.NextAction) != vector(wantAction) || rep.Normalization == nil {
 			t.Errorf("plan %v on the LeRobot demo: state %v, episode %+v; want state %v, next action %v", sets, rep.State, rep.Episode, wantState, wantAction)
@@ -308,14 +298,8 @@ func TestEvalNormalized(t *testing.T) {
 	report := func(extra ...string) evalJSON {
 		args := append([]string{"--config", lerobotConfig, "--set", "data.source=../../testdata/lerobot_demo", "--clips", "2", "--distractors", "2",
 			"--inverse", "1", "--inverse-samples", "8", "--inverse-iterations", "2", "--out", filepath.Join(t.TempDir(), "eval"), "--json"}, extra...)
-		out, err := captureStdout(t, func() error { return runEval(context.Background(), args) })
-		if err != nil {
-			t.Fatal(err)
-		}
 		var r evalJSON
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatal(err)
-		}
+		commandJSON(t, runEval, args, &r)
 		return r
 	}
 	got := report("--set", "data.lerobot.normalize=mean_std", "--adapter", normed, "--adapter", plain)

@@ -35,6 +35,19 @@ func captureStdout(t *testing.T, fn func() error) (string, error) {
 	return <-done, err
 }
 
+// commandJSON runs a command's run function with args (which ask for --json) and decodes what it printed
+// into v, failing the test on an error or output that is not JSON.
+func commandJSON(t *testing.T, run func(context.Context, []string) error, args []string, v any) {
+	t.Helper()
+	out, err := captureStdout(t, func() error { return run(context.Background(), args) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%s printed %q: %v", args, out, err)
+	}
+}
+
 // writePNG writes a w×h test pattern and returns its path.
 func writePNG(t *testing.T, dir, name string, w, h, seed int) string {
 	t.Helper()
@@ -68,14 +81,8 @@ func TestPlanCommand(t *testing.T) {
 	dir := t.TempDir()
 	obs, goal := writePNG(t, dir, "obs.png", 80, 64, 0), writePNG(t, dir, "goal.png", 64, 64, 50)
 	args := append([]string{"--config", demoConfig, "--image", obs, "--goal", goal, "--state", "0.4,0,0.3,3.1,0,0,0.5", "--json"}, tinyCEM...)
-	out, err := captureStdout(t, func() error { return runPlan(context.Background(), args) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep planReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("plan --json printed %q: %v", out, err)
-	}
+	commandJSON(t, runPlan, args, &rep)
 	if len(rep.Plan) != 2 || len(rep.Iterations) != 2 || rep.Settings.Samples != 6 || rep.Settings.MaxNorm != 0.05 {
 		t.Errorf("plan report: %d plan steps, %d iterations, settings %+v", len(rep.Plan), len(rep.Iterations), rep.Settings)
 	}
@@ -91,14 +98,8 @@ func TestPlanCommand(t *testing.T) {
 	// The paper preset with the episode's frames, state and a goal further on.
 	args = append([]string{"--config", demoConfig, "--episode", "../../testdata/droid_sample", "--step", "2", "--goal-step", "6",
 		"--preset", "paper", "--json"}, tinyCEM...)
-	out, err = captureStdout(t, func() error { return runPlan(context.Background(), args) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	rep = planReport{}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
+	commandJSON(t, runPlan, args, &rep)
 	if rep.Settings.Horizon != 1 || rep.Settings.MaxNorm != 0.075 || rep.Episode == nil || rep.Episode.GoalStep != 6 {
 		t.Errorf("paper preset on an episode: settings %+v, episode %+v", rep.Settings, rep.Episode)
 	}
@@ -107,14 +108,8 @@ func TestPlanCommand(t *testing.T) {
 	for _, p := range []string{"gd", "cem+gd"} {
 		args = append([]string{"--config", demoConfig, "--image", obs, "--goal", goal, "--state", "0.4,0,0.3,3.1,0,0,0.5", "--json",
 			"--planner", p, "--gd-steps", "3"}, tinyCEM...)
-		out, err = captureStdout(t, func() error { return runPlan(context.Background(), args) })
-		if err != nil {
-			t.Fatal(err)
-		}
 		rep = planReport{}
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatal(err)
-		}
+		commandJSON(t, runPlan, args, &rep)
 		if rep.Planner != plan.Planner(p) || len(rep.GDTrace) != 4 || rep.GD == nil || rep.GD.Horizon != 2 || len(rep.Plan) != 2 ||
 			rep.Cost.GDFrames != 4*3*3 || !(rep.Timings.Gradient > 0) {
 			t.Errorf("plan --planner %s: %+v", p, rep)
@@ -143,14 +138,8 @@ func TestPlanNon7D(t *testing.T) {
 		bound float64
 	}{{nil, 4, 0.05}, {[]string{"--search", "0=-0.2:0.2/0.1,3=0:1", "--fixed", "1=0.5"}, 2, 0.2},
 		{[]string{"--config", demoConfig, "--adapter", adapter, "--planner", "cem+gd", "--gd-steps", "2"}, 4, 0.05}} {
-		out, err := captureStdout(t, func() error { return runPlan(context.Background(), with(c.extra...)) })
-		if err != nil {
-			t.Fatal(err)
-		}
 		var rep planReport
-		if err := json.Unmarshal([]byte(out), &rep); err != nil {
-			t.Fatal(err)
-		}
+		commandJSON(t, runPlan, with(c.extra...), &rep)
 		if len(rep.Action) != 4 || len(rep.State) != 6 || rep.Settings.Space == nil || len(rep.Settings.Space.Dims) != c.dims {
 			t.Fatalf("plan %v: action %v, state %v, space %+v", c.extra, rep.Action, rep.State, rep.Settings.Space)
 		}
