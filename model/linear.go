@@ -66,12 +66,9 @@ const (
 // loadLinear uploads name.weight, stored in the given layout, and name.bias.
 func loadLinear(d *vk.Device, src WeightSource, name string, in, out int, wdt vk.DType, layout weightLayout) (*linear, error) {
 	l := &linear{name: name, in: in, out: out, ldw: in}
-	v, err := src.ReadFloat32(name + ".weight")
+	v, err := readWeight(src, name+".weight", out, in)
 	if err != nil {
 		return nil, err
-	}
-	if len(v) != in*out {
-		return nil, fmt.Errorf("model: %s.weight: %d values, want shape [%d %d]", name, len(v), out, in)
 	}
 	if layout != weightsPacked {
 		l.ldw = vk.GemmLd(d, wdt, in)
@@ -109,7 +106,28 @@ func uploadRows(d *vk.Device, name string, v []float32, rows, cols, ld int, dt v
 		}
 		v = padded
 	}
-	t, err := d.NewTensor(dt, rows, ld)
+	return upload(d, name, v, dt, rows, ld)
+}
+
+// readWeight reads the values of name and checks their count against shape.
+func readWeight(src WeightSource, name string, shape ...int) ([]float32, error) {
+	v, err := src.ReadFloat32(name)
+	if err != nil {
+		return nil, err
+	}
+	n := 1
+	for _, x := range shape {
+		n *= x
+	}
+	if len(v) != n {
+		return nil, fmt.Errorf("model: %s: %d values, want shape %v", name, len(v), shape)
+	}
+	return v, nil
+}
+
+// upload puts v into a new device tensor of dtype dt and shape.
+func upload(d *vk.Device, name string, v []float32, dt vk.DType, shape ...int) (vk.Tensor, error) {
+	t, err := d.NewTensor(dt, shape...)
 	if err != nil {
 		return vk.Tensor{}, fmt.Errorf("model: %s: %w", name, err)
 	}
@@ -121,23 +139,11 @@ func uploadRows(d *vk.Device, name string, v []float32, rows, cols, ld int, dt v
 }
 
 func loadTensor(d *vk.Device, src WeightSource, name string, dt vk.DType, shape ...int) (vk.Tensor, error) {
-	v, err := src.ReadFloat32(name)
+	v, err := readWeight(src, name, shape...)
 	if err != nil {
 		return vk.Tensor{}, err
 	}
-	t, err := d.NewTensor(dt, shape...)
-	if err != nil {
-		return vk.Tensor{}, fmt.Errorf("model: %s: %w", name, err)
-	}
-	if len(v) != t.Numel() {
-		d.Free(t)
-		return vk.Tensor{}, fmt.Errorf("model: %s: %d values, want shape %v", name, len(v), shape)
-	}
-	if err := d.Upload(t, v); err != nil {
-		d.Free(t)
-		return vk.Tensor{}, fmt.Errorf("model: upload %s: %w", name, err)
-	}
-	return t, nil
+	return upload(d, name, v, dt, shape...)
 }
 
 func (l *linear) free(d *vk.Device) {

@@ -53,7 +53,7 @@ func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, 
 	if params, grads := p.LoRAStorage(); params.Valid() && !eightBit {
 		n := params.Numel()
 		maxN = n
-		o.flat = &param{name: "lora", p: params, g: grads, m: alloc(vk.F32, n), v: alloc(vk.F32, n), decay: true}
+		o.flat = &param{p: params, g: grads, m: alloc(vk.F32, n), v: alloc(vk.F32, n), decay: true}
 	}
 	for _, a := range p.LoRAs {
 		for _, w := range []struct {

@@ -43,18 +43,21 @@ type gemmPadded struct {
 func gemmPadLd(dt DType, cols int) int {
 	fe := texelBytes / dt.Size()
 	ld := (cols + fe - 1) / fe * fe
-	if ld*dt.Size()%gemmPadPeriod == 0 {
+	if gemmAliases(dt, ld) {
 		ld += fe
 	}
 	return ld
 }
+
+// gemmAliases reports whether rows of ld elements of dtype dt sit a multiple of gemmPadPeriod bytes apart.
+func gemmAliases(dt DType, ld int) bool { return ld*dt.Size()%gemmPadPeriod == 0 }
 
 // GemmLd returns the row length at which d's kernels read a stored B operand with rows of cols elements
 // of dtype dt fastest: cols, or on the CPU kernels, where that row stride would alias, gemmPadLd's. A B
 // that does not change (a frozen weight) stored at that row length and passed with GemmOpts.LdB is read
 // in place: no padded copy per product.
 func GemmLd(d *Device, dt DType, cols int) int {
-	if d.kernels != KernelsCPU || cols*dt.Size()%gemmPadPeriod != 0 {
+	if d.kernels != KernelsCPU || !gemmAliases(dt, cols) {
 		return cols
 	}
 	return gemmPadLd(dt, cols)
@@ -67,7 +70,7 @@ func (s *Stream) gemmCPUPadB(p *gemmProblem, env gemmEnv) {
 	if p.transB {
 		b.rows, b.cols = p.n, p.k
 	}
-	if b.rows < 2 || b.ld*b.t.DType.Size()%gemmPadPeriod != 0 || (p.mask != nil && p.mask.onB) {
+	if b.rows < 2 || !gemmAliases(b.t.DType, b.ld) || (p.mask != nil && p.mask.onB) {
 		return
 	}
 	if !env.padAlways && (p.m < gemmPadMinM || 2*float64(p.m)*float64(p.n)*float64(p.k)*float64(p.batch) < gemmPadMinFlop) {
