@@ -26,19 +26,6 @@ const float NEG_INF = -1.0 / 0.0;
 // TEXEL(img, at, t) is texel t of the head row whose first element is at (an element index of the window).
 #define TEXEL(img, at, t) uintBitsToFloat(imageLoad(img, int((at) / 4u + (t))))
 
-// laneSum and laneMax reduce over the subgroup's lanes (a butterfly of shuffles). Written without a loop:
-// NIR unrolls only innermost loops, and a loop left inside the callers' unrolled loops would turn their
-// register arrays into memory indexed lane by lane.
-float laneSum(float x) {
-    if (L >= 16) x += subgroupShuffleXor(x, 8);
-    if (L >= 8) x += subgroupShuffleXor(x, 4);
-    if (L >= 4) x += subgroupShuffleXor(x, 2);
-    return x + subgroupShuffleXor(x, 1);
-}
-
-float laneMax(float x) {
-    if (L >= 16) x = max(x, subgroupShuffleXor(x, 8));
-    if (L >= 8) x = max(x, subgroupShuffleXor(x, 4));
-    if (L >= 4) x = max(x, subgroupShuffleXor(x, 2));
-    return max(x, subgroupShuffleXor(x, 1));
-}
+// laneSum and laneMax over the subgroup's L lanes.
+#define LANES L
+#include "lanes.glsl"

@@ -13,7 +13,7 @@
 #include "common.glsl"
 LOCAL_SIZE_1D
 #ifdef CPU
-#include "lane_sum.glsl"
+#include "lanes.glsl"
 
 layout(std430, binding = 0) writeonly buffer Y4 { vec4 y4[]; };
 layout(std430, binding = 1) writeonly buffer Mean { float mean_out[]; };

@@ -10,7 +10,7 @@
 #include "common.glsl"
 LOCAL_SIZE_1D
 #ifdef CPU
-#include "lane_sum.glsl"
+#include "lanes.glsl"
 
 layout(std430, binding = 0) buffer DX4 { vec4 dx4[]; };
 layout(binding = 1, rgba32ui) uniform readonly uimageBuffer texDY;
