@@ -120,11 +120,7 @@ func newOptimizer(d *vk.Device, p *model.Predictor, eightBit bool) (*optimizer, 
 
 // reset zeroes the moments.
 func (o *optimizer) reset() error {
-	params := o.params
-	if o.flat != nil {
-		params = append([]*param{o.flat}, params...)
-	}
-	for _, pr := range params {
+	for _, pr := range o.groups() {
 		for _, t := range []vk.Tensor{pr.m, pr.v, pr.mScale, pr.vSc} {
 			if !t.Valid() {
 				continue
@@ -145,28 +141,32 @@ func (o *optimizer) free() {
 	o.owned = nil
 }
 
-// recordNorm records acc = [Σ g², non-finite] over every gradient.
-func (o *optimizer) recordNorm(s *vk.Stream) {
-	vk.Zero(s, o.acc)
+// groups lists what the optimizer zeroes, sums and updates as units: the flat group of every adapter
+// tensor, when there is one, then each param outside it.
+func (o *optimizer) groups() []*param {
+	var gs []*param
 	if o.flat != nil {
-		vk.SumSquares(s, o.acc, o.flat.g, o.ws)
+		gs = append(gs, o.flat)
 	}
 	for _, pr := range o.params {
 		if !pr.inFlat {
-			vk.SumSquares(s, o.acc, pr.g, o.ws)
+			gs = append(gs, pr)
 		}
+	}
+	return gs
+}
+
+// recordNorm records acc = [Σ g², non-finite] over every gradient.
+func (o *optimizer) recordNorm(s *vk.Stream) {
+	vk.Zero(s, o.acc)
+	for _, pr := range o.groups() {
+		vk.SumSquares(s, o.acc, pr.g, o.ws)
 	}
 }
 
 // recordUpdate records one AdamW update of every parameter from the hyper buffer.
 func (o *optimizer) recordUpdate(s *vk.Stream) {
-	if f := o.flat; f != nil {
-		vk.AdamW(s, f.p, f.m, f.v, f.g, o.hyper, f.decay)
-	}
-	for _, pr := range o.params {
-		if pr.inFlat {
-			continue
-		}
+	for _, pr := range o.groups() {
 		if o.eightBit {
 			vk.AdamW8bit(s, pr.p, pr.m, pr.v, pr.mScale, pr.vSc, pr.g, o.hyper, o.qmap, pr.decay)
 		} else {
