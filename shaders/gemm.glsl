@@ -167,21 +167,15 @@ struct Epilogue {
     float alpha, beta;
 };
 
-#ifdef CPU
-// The CPU variant's epilogue flags (GEMM_BIAS, GEMM_BETA, GEMM_LOWRANK_MASK, GEMM_RESIDUAL, GEMM_GELU,
-// GEMM_GELU_GRAD of p.flags): a specialization constant, so that the JIT drops the branches not taken.
-// llvmpipe runs a branch on a push constant under a lane mask, whichever way it goes: every elementwise
-// product paid for the residual's load and both GELU polynomials (a 258×2048×512 product with a residual
-// add ran at 26 GFLOP/s, without an epilogue at 44).
+// The epilogue's flags (GEMM_BIAS, GEMM_BETA, GEMM_LOWRANK_MASK, GEMM_RESIDUAL, GEMM_GELU, GEMM_GELU_GRAD
+// of p.flags): a specialization constant, so that the JIT drops the branches not taken. llvmpipe runs a
+// branch on a push constant under a lane mask, whichever way it goes: every elementwise product paid for
+// the residual's load and both GELU polynomials (a 258×2048×512 product with a residual add ran at 26
+// GFLOP/s, without an epilogue at 44).
 layout(constant_id = 15) const uint EPI_FLAGS = 0;
-#endif
 
 Epilogue epilogue() {
-#ifdef CPU
     return Epilogue(p.offC, p.splitStride, p.sc, p.ldc, p.offBias, EPI_FLAGS, p.offE, p.alpha, p.beta);
-#else
-    return Epilogue(p.offC, p.splitStride, p.sc, p.ldc, p.offBias, p.flags, p.offE, p.alpha, p.beta);
-#endif
 }
 
 void storeCWith(Epilogue q, uint batch, uint slice, uint row, uint col, float acc) {
