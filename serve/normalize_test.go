@@ -1,10 +1,8 @@
 package serve_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -49,16 +47,7 @@ func TestServeNormalized(t *testing.T) {
 			c.Settings.Samples, c.Settings.Iterations, c.Settings.TopK, c.Settings.Space = 8, 2, 3, space(norm == nil)
 			c.Normalization = w.Normalization()
 		})
-		code, out := post(t, hs.URL+"/plan", planBody(t, map[string]any{"state": state}))
-		if code != http.StatusOK {
-			t.Fatalf("POST /plan: %d %v", code, out)
-		}
-		var resp serve.PlanResponse
-		b, _ := json.Marshal(out)
-		if err := json.Unmarshal(b, &resp); err != nil {
-			t.Fatal(err)
-		}
-		return resp, getInfo(t, hs.URL)
+		return planOK(t, hs.URL, planBody(t, map[string]any{"state": state})), getInfo(t, hs.URL)
 	}
 	z := make([]float64, 7)
 	n.NormalizeState(z, droidState)

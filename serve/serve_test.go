@@ -165,15 +165,7 @@ func TestServeWorldModel(t *testing.T) {
 	w := plantest.TinyWorld(t, vktest.Device(t), plan.Options{})
 	cw := &countingWorld{WorldModel: w}
 	_, hs := newServer(t, cw, func(c *serve.Config) { c.Settings.Samples, c.Settings.Iterations, c.Settings.TopK = 8, 2, 3 })
-	code, out := post(t, hs.URL+"/plan", planBody(t, nil))
-	if code != http.StatusOK {
-		t.Fatalf("POST /plan: %d %v", code, out)
-	}
-	var resp serve.PlanResponse
-	b, _ := json.Marshal(out)
-	if err := json.Unmarshal(b, &resp); err != nil {
-		t.Fatal(err)
-	}
+	resp := planOK(t, hs.URL, planBody(t, nil))
 	if len(resp.Action) != 7 || len(resp.Plan) != 2 || len(resp.Iterations) != 2 || math.IsNaN(resp.Energy) || resp.Planner != plan.PlannerCEM {
 		t.Fatalf("answer %+v", resp)
 	}
@@ -187,7 +179,7 @@ func TestServeWorldModel(t *testing.T) {
 	}
 	// The same goal again, the gradient planner, goal 1 of a 1,1 schedule at planning step 3.
 	goals := []string{pngB64(t, 64, 64, 50), pngB64(t, 64, 64, 90)}
-	code, out = post(t, hs.URL+"/plan", planBody(t, map[string]any{"planner": "gd", "gd_steps": 2, "horizon": 1}))
+	code, out := post(t, hs.URL+"/plan", planBody(t, map[string]any{"planner": "gd", "gd_steps": 2, "horizon": 1}))
 	if code != http.StatusOK || out["planner"] != "gd" || len(out["gd_trace"].([]any)) != 3 {
 		t.Fatalf("POST /plan with gd: %d %v", code, out)
 	}
@@ -405,6 +397,21 @@ func TestServePanic(t *testing.T) {
 	if code, out := post(t, hs.URL+"/plan", planBody(t, nil)); code != 200 {
 		t.Errorf("after the panic: %d %v", code, out)
 	}
+}
+
+// planOK posts body to /plan, requires 200 and returns the answer, decoded.
+func planOK(t *testing.T, base string, body []byte) serve.PlanResponse {
+	t.Helper()
+	code, out := post(t, base+"/plan", body)
+	if code != http.StatusOK {
+		t.Fatalf("POST /plan: %d %v", code, out)
+	}
+	var resp serve.PlanResponse
+	b, _ := json.Marshal(out)
+	if err := json.Unmarshal(b, &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // getInfo returns the server's GET /info, decoded.
