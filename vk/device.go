@@ -143,6 +143,7 @@ func loadVulkan() error {
 }
 
 func createInstance(validate bool) (vulkan.Instance, error) {
+	requestWideLavapipe()
 	if err := loadVulkan(); err != nil {
 		return nil, err
 	}

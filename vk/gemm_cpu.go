@@ -4,10 +4,19 @@ package vk
 // gemm.cpu* modules. It takes the same push block and windows as the other variants; this file picks its
 // launch shape and lays out its bindings (operands twice: as texels and as words).
 
-// gemmCPUMaxAcc bounds the accumulators per lane (MT·NB): 24 of the 32 vector registers AVX-512 gives the
-// JIT (lavapipe generates 256-bit code with them), leaving room for a step's operands. Measured at 512³,
-// f32 NT on lavapipe: 8×3 and 8×2 tiles 19–22 GFLOP per CPU-second, 8×4 (32 accumulators) 17.
-const gemmCPUMaxAcc = 24
+// gemmCPUMaxAcc bounds the accumulators per lane (MT·NB) for subgroups of l lanes. lavapipe compiles
+// for 256-bit vectors (8 lanes) or, on CPUs with AVX-512, 512-bit ones (16 lanes; see lavapipe.go), with
+// 32 vector registers either way. At 8 lanes: 24, leaving room for a step's operands (512³, f32 NT:
+// 8×3 and 8×2 tiles 19–22 GFLOP per CPU-second, 8×4 17). At 16 lanes the larger tiles win even though
+// their accumulators spill to the stack, because each step's texel loads and broadcasts are spread over
+// more multiply-adds (2064×3072×1024 NT: 16×3 92–102 GFLOP/s against 8×3 68–82; 512³ NN: 16×4 53–54
+// against 12×4 43–53).
+func gemmCPUMaxAcc(l int) int {
+	if l >= 16 {
+		return 64
+	}
+	return 24
+}
 
 // gemmCPUTile is the launch shape of the CPU kernel: workgroups of l lanes (the subgroup size), each an
 // mt × l·nb tile of C; with cb > 1 each lane owns runs of cb adjacent columns (colOf in gemm_cpu.glsl).
@@ -45,7 +54,7 @@ func dtypeCode(dt DType) uint32 {
 
 // gemmCPUPick chooses the tile for p. Columns: with B stored [k, n] each lane reads runs of one texel's
 // worth of columns (cb = 4 f32 or 8 f16/bf16, nb = cb); with B stored [n, k] the lanes interleave and nb
-// is up to 3, fewer for narrow products. Rows: as many as keep mt·nb <= gemmCPUMaxAcc, at most one per
+// is up to 3, fewer for narrow products. Rows: as many as keep mt·nb <= gemmCPUMaxAcc(l), at most one per
 // lane; with A stored [k, m] and read as texels, a multiple of the texel's elements (vecA is cleared
 // where no such mt fits). Short products keep the tile (its rows past m are clamped and not stored):
 // every tile shape is a pipeline the JIT compiles, in a fraction of a second each.
@@ -57,7 +66,7 @@ func gemmCPUPick(d *Device, p *gemmProblem, vecA *bool) gemmCPUTile {
 		t.cb = texelBytes / p.b.DType.Size()
 		t.nb = t.cb
 	}
-	t.mt = min(t.l, max(1, gemmCPUMaxAcc/t.nb))
+	t.mt = min(t.l, max(1, gemmCPUMaxAcc(t.l)/t.nb))
 	if p.transA && *vecA {
 		fe := texelBytes / p.a.DType.Size()
 		if fe > t.l {
