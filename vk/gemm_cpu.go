@@ -9,7 +9,7 @@ package vk
 // 32 vector registers either way. At 8 lanes: 24, leaving room for a step's operands (512³, f32 NT:
 // 8×3 and 8×2 tiles 19–22 GFLOP per CPU-second, 8×4 17). At 16 lanes the larger tiles win even though
 // their accumulators spill to the stack, because each step's texel loads and broadcasts are spread over
-// more multiply-adds (2064×3072×1024 NT: 16×3 92–102 GFLOP/s against 8×3 68–82; 512³ NN: 16×4 53–54
+// more multiply-adds (2064×3072×1024 NT: 16×3 92–102 GFLOP/s against 8×3 71–82; 512³ NN: 16×4 53–54
 // against 12×4 43–53).
 func gemmCPUMaxAcc(l int) int {
 	if l >= 16 {

@@ -4,11 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/cpu"
 
 	"github.com/vjepa-vk/vjepa-vk/vk"
 )
@@ -61,7 +58,7 @@ func TestLavapipeWidth(t *testing.T) {
 		t.Skipf("no lavapipe device among %d", len(infos))
 		return 0, ""
 	}
-	wide := runtime.GOARCH == "amd64" && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ
+	wide := vk.WideLavapipeCPU()
 	got, name := lavapipeSubgroup(t, "")
 	switch {
 	case wide && got != 16:

@@ -1,0 +1,4 @@
+package vk
+
+// WideLavapipeCPU is wideLavapipeCPU, for TestLavapipeWidth's expectations.
+var WideLavapipeCPU = wideLavapipeCPU
