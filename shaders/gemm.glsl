@@ -178,8 +178,15 @@ Epilogue epilogue() {
     return Epilogue(p.offC, p.splitStride, p.sc, p.ldc, p.offBias, EPI_FLAGS, p.offE, p.alpha, p.beta);
 }
 
+// cAt and eAt are the indices of element (row, col) in C (slice `slice` of a split-K workspace, matrix
+// `batch`) and in E.
+uint cAt(Epilogue q, uint batch, uint slice, uint row, uint col) {
+    return q.offC + slice * q.splitStride + batch * q.sc + row * q.ldc + col;
+}
+uint eAt(Epilogue q, uint row, uint col) { return q.offE + row * q.ldc + col; }
+
 void storeCWith(Epilogue q, uint batch, uint slice, uint row, uint col, float acc) {
-    uint e = q.offC + slice * q.splitStride + batch * q.sc + row * q.ldc + col;
+    uint e = cAt(q, batch, slice, row, col);
     // precise: with the flags constant (EPI_FLAGS) the adds below are straight-line code, which the JIT
     // would otherwise contract or reorder, and the fused op would no longer equal the separate kernels bit
     // for bit.
@@ -187,7 +194,7 @@ void storeCWith(Epilogue q, uint batch, uint slice, uint row, uint col, float ac
     if ((q.flags & GEMM_BETA) != 0u) v += q.beta * c[e];
     if ((q.flags & GEMM_BIAS) != 0u) v += bias[q.offBias + col];
 #ifdef ELEMENTWISE
-    const uint ee = q.offE + row * q.ldc + col;
+    const uint ee = eAt(q, row, col);
     if ((q.flags & GEMM_RESIDUAL) != 0u) v += elem[ee];
     else if ((q.flags & GEMM_GELU_GRAD) != 0u) v *= gelu_derivative(elem[ee]);
     else if ((q.flags & GEMM_GELU) != 0u) elem[ee] = gelu_value(v);

@@ -174,15 +174,16 @@ void lowRankFirst() {
 // product's time with 16 lanes. The words read go into acc[0] as +0.0 (the mask is 0 unless m is 0, which
 // no dispatch has), so that the JIT keeps the loads; +0.0 + +0.0 leaves the product's start unchanged.
 void touchOutput(Epilogue q, uint batch, uint slice) {
+    const uint LINE = 16;  // f32 words per 64-byte line
     const uint m = p.m, n = p.n;
     const uint row = min(m0 + lane % MT, m - 1);
     uint t = 0u;
     // Lane l reads row m0 + l % MT; the L/MT lanes of a row split its lines.
-    [[unroll]] for (uint j = 0; j * 16 < NB * L; j += L / MT) {
-        const uint col = min(n0 + (j + lane / MT) * 16u, n - 1);
-        t |= floatBitsToUint(c[q.offC + slice * q.splitStride + batch * q.sc + row * q.ldc + col]);
+    [[unroll]] for (uint j = 0; j * LINE < NB * L; j += L / MT) {
+        const uint col = min(n0 + (j + lane / MT) * LINE, n - 1);
+        t |= floatBitsToUint(c[cAt(q, batch, slice, row, col)]);
 #ifdef ELEMENTWISE
-        if ((EPI_FLAGS & (GEMM_RESIDUAL | GEMM_GELU_GRAD | GEMM_GELU)) != 0u) t |= floatBitsToUint(elem[q.offE + row * q.ldc + col]);
+        if ((EPI_FLAGS & (GEMM_RESIDUAL | GEMM_GELU_GRAD | GEMM_GELU)) != 0u) t |= floatBitsToUint(elem[eAt(q, row, col)]);
 #endif
     }
     acc[0] += uintBitsToFloat(m == 0u ? t : 0u);
